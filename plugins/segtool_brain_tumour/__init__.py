@@ -1,0 +1,70 @@
+"""Brain tumour sub-regions (BraTS) on 3D FLAIR + T1c, and whole tumour on 2D FLAIR slices."""
+
+from segtool import architectures
+from segtool.hookspecs import hookimpl
+from segtool.spec import Postprocess, TaskSpec
+
+BRATS_CITATION = (
+    "Menze BH, et al. The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS). "
+    "IEEE TMI 34(10):1993-2024 (2015)."
+)
+
+BRAIN_TUMOUR = TaskSpec(
+    name="brain-tumour",
+    description="Brain tumour sub-regions (BraTS labels; whole tumour, core, enhancing) on FLAIR + T1c MRI.",
+    modality="MRI FLAIR + T1 post-contrast",
+    channels=("flair", "t1c"),
+    ndim=3,
+    orientation="RAS",
+    target_spacing=(1.0, 1.0, 1.0),
+    patch_size=(96, 96, 96),
+    overlap=0.5,
+    batch_size=2,
+    normalization="zscore-nonzero",
+    labels={1: "necrosis", 2: "edema", 3: "non_enhancing", 4: "enhancing"},
+    regions={"whole_tumour": (1, 2, 3, 4), "tumour_core": (1, 3, 4), "enhancing_tumour": (4,)},
+    model_factory=architectures.unet,
+    model_kwargs={
+        "spatial_dims": 3,
+        "in_channels": 2,
+        "out_channels": 5,
+        "features": (16, 32, 64, 128, 256),
+    },
+    postprocess=Postprocess(min_size_mm3=10.0),
+    citation=BRATS_CITATION,
+    licence="CC-BY-NC-SA-3.0 (training data)",
+)
+
+BRAIN_TUMOUR_2D = TaskSpec(
+    name="brain-tumour-2d",
+    description="Whole brain tumour on single 2D FLAIR slices (LGG).",
+    modality="MRI FLAIR (2D slice)",
+    channels=("flair",),
+    ndim=2,
+    orientation=None,
+    target_spacing=None,
+    patch_size=(256, 256),
+    overlap=0.25,
+    batch_size=8,
+    normalization="zscore",
+    labels={1: "tumour"},
+    model_factory=architectures.unet,
+    model_kwargs={
+        "spatial_dims": 2,
+        "in_channels": 1,
+        "out_channels": 2,
+        "features": (16, 32, 64, 128, 256),
+    },
+    postprocess=Postprocess(threshold=0.5),
+    citation=(
+        "Buda M, Saha A, Mazurowski MA. Association of genomic subtypes of lower-grade gliomas with "
+        "shape features automatically extracted by a deep learning algorithm. Comput Biol Med 109 (2019)."
+    ),
+    licence="research use with attribution (TCGA-LGG via TCIA)",
+)
+
+
+@hookimpl
+def segtool_register_tasks(register):
+    register(BRAIN_TUMOUR)
+    register(BRAIN_TUMOUR_2D)

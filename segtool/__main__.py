@@ -1,0 +1,3 @@
+from segtool.cli import main
+
+main()

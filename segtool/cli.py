@@ -1,0 +1,86 @@
+"""The `segtool` command: a thin click group whose subcommands load on demand.
+
+Nothing here imports torch, so `segtool --help` and shell completion stay fast.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+
+import click
+
+from segtool import __version__
+from segtool.app import App
+from segtool.errors import SegtoolError
+
+#: subcommand name -> "module:attribute"; modules are imported only when the command runs.
+COMMANDS = {
+    "run": "segtool.commands.run:run",
+    "evaluate": "segtool.commands.evaluate:evaluate",
+    "train": "segtool.commands.train:train",
+    "tasks": "segtool.commands.tasks:tasks",
+    "models": "segtool.commands.models:models",
+    "plugins": "segtool.commands.plugins:plugins",
+    "plugin": "segtool.commands.plugin_new:plugin",
+    "qc": "segtool.commands.qc:qc",
+}
+
+
+class LazyGroup(click.Group):
+    """Imports a subcommand's module only when that subcommand is used."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        names = [name for name in COMMANDS if _module_exists(COMMANDS[name])]
+        return sorted(set(names) | set(super().list_commands(ctx)))
+
+    def get_command(self, ctx: click.Context, name: str) -> click.Command | None:
+        if name in COMMANDS and _module_exists(COMMANDS[name]):
+            module_name, attr = COMMANDS[name].split(":")
+            return getattr(importlib.import_module(module_name), attr)
+        command = super().get_command(ctx, name)
+        if command is None:
+            from segtool.commands.common import get_app
+
+            _add_plugin_commands(self, get_app(ctx))
+            command = super().get_command(ctx, name)
+        return command
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except SegtoolError as exc:
+            click.echo(f"segtool: error: {exc.one_line()}", err=True)
+            ctx.exit(exc.exit_code)
+
+
+def _module_exists(target: str) -> bool:
+    return importlib.util.find_spec(target.split(":")[0]) is not None
+
+
+def _add_plugin_commands(group: click.Group, app: App) -> None:
+    app.plugin_manager.hook.segtool_register_commands(cli=group)
+
+
+@click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="segtool")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """segtool: segment medical images and photos with task plugins.
+
+    \b
+    Examples:
+      segtool tasks                          list the tasks and their models
+      segtool run spinal-gm t2s.nii.gz       segment one image
+      segtool evaluate pred.nii.gz gt.nii.gz Dice, HD95, ... per label
+    """
+    if ctx.obj is None:
+        ctx.obj = App()
+
+
+def main() -> None:
+    cli(prog_name="segtool")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

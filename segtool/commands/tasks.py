@@ -1,0 +1,58 @@
+"""`segtool tasks [NAME]`: list the registered tasks, or show one in full."""
+
+from __future__ import annotations
+
+import click
+
+from segtool.commands.common import complete_task, echo_json, get_app
+from segtool.console import stdout_console
+
+
+@click.command()
+@click.argument("name", required=False, shell_complete=complete_task)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table.")
+@click.pass_context
+def tasks(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """List the tasks that plugins provide, or show task NAME in full."""
+    app = get_app(ctx)
+    registry = app.registry
+    if name is not None:
+        spec = registry.get(name)
+        info = spec.to_dict() | {"plugin": registry.owners[name]}
+        if as_json:
+            echo_json(info)
+        else:
+            _show_one(info)
+        return
+    if as_json:
+        echo_json([spec.to_dict() | {"plugin": registry.owners[spec.name]} for spec in registry])
+        return
+    from rich.table import Table
+
+    table = Table(title="segtool tasks")
+    for column in ("task", "dims", "channels", "labels", "spacing (mm)", "weights", "plugin"):
+        table.add_column(column)
+    for spec in registry:
+        spacing = "x".join(f"{s:g}" for s in spec.target_spacing) if spec.target_spacing else "-"
+        weights = ", ".join(spec.models) if spec.has_weights else "[red]none yet[/red]"
+        table.add_row(
+            spec.name,
+            f"{spec.ndim}D",
+            ", ".join(spec.channels),
+            ", ".join(spec.labels.values()),
+            spacing,
+            weights,
+            registry.owners[spec.name],
+        )
+    stdout_console().print(table)
+
+
+def _show_one(info: dict) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"task {info['name']}", show_header=False)
+    table.add_column("field", style="bold")
+    table.add_column("value")
+    for key, value in info.items():
+        table.add_row(key, str(value))
+    stdout_console().print(table)

@@ -1,0 +1,53 @@
+"""Errors that the CLI turns into one-line messages and exit codes."""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_CASE_FAILED = 1
+EXIT_USAGE = 2
+EXIT_WEIGHTS_UNAVAILABLE = 3
+
+
+class SegtoolError(Exception):
+    """Base class: its message is shown as one line; `exit_code` is the process status."""
+
+    exit_code = EXIT_CASE_FAILED
+
+    def one_line(self) -> str:
+        return " ".join(str(self).split())
+
+
+class UsageError(SegtoolError):
+    exit_code = EXIT_USAGE
+
+
+class UnknownTaskError(UsageError):
+    pass
+
+
+class InvalidSpecError(SegtoolError):
+    exit_code = EXIT_USAGE
+
+
+class PluginError(SegtoolError):
+    exit_code = EXIT_USAGE
+
+
+class ImageReadError(SegtoolError):
+    """An input could not be read, or is not a usable image."""
+
+
+class GeometryError(SegtoolError):
+    """Channels on different grids, wrong dimensionality, ..."""
+
+
+class OutputExistsError(SegtoolError):
+    pass
+
+
+class WeightsUnavailableError(SegtoolError):
+    exit_code = EXIT_WEIGHTS_UNAVAILABLE
+
+
+class WeightsIntegrityError(WeightsUnavailableError):
+    """A file's sha256 does not match the pinned one."""

@@ -1,0 +1,41 @@
+"""The hooks a segtool plugin may implement. Markers and specs only."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+import pluggy
+
+if TYPE_CHECKING:
+    import click
+
+    from segtool.spec import TaskSpec, WeightsRef
+    from segtool.weights import HubSettings
+
+PROJECT = "segtool"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def segtool_register_tasks(register: Callable[["TaskSpec"], None]) -> None:
+    """Declare tasks: call ``register(TaskSpec(...))`` once per task.
+
+    The core rejects duplicate names (naming both plugins) and invalid specs.
+    """
+
+
+@hookspec
+def segtool_register_commands(cli: "click.Group") -> None:
+    """Add click commands to the ``segtool`` group (optional)."""
+
+
+@hookspec(firstresult=True)
+def segtool_resolve_weights(ref: "WeightsRef", filename: str, hub: "HubSettings") -> str | None:
+    """Return a local path for one file (``filename``) of ``ref``, or None to pass.
+
+    ``hub`` carries the cache directory, endpoint and offline flag in force.
+    The first non-None answer wins. A site mirror or a shared drive can answer
+    here; the Hugging Face Hub resolver is the built-in ``trylast`` implementation.
+    Whatever path is returned is still checked against the pinned sha256.
+    """
