@@ -1,0 +1,145 @@
+"""From a Volume to a segmentation on the input's own grid, no file I/O.
+
+The same `preprocess` serves `segtool run` and `segtool train`, so training and
+inference cannot drift apart:
+
+    reorient to spec.orientation -> resample to spec.target_spacing -> normalise
+
+`Segmenter` is built once (model on its device) and predicts many volumes:
+
+    preprocess -> sliding-window inference -> resample probabilities back
+    -> undo reorientation -> labels (argmax or threshold) -> postprocess
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from segtool.geometry import Reorientation, reorient, resample, resampled_shape, spacing_of
+from segtool.normalize import normalize
+from segtool.postprocess import apply_postprocess, labels_from_probabilities
+from segtool.spec import Postprocess, TaskSpec
+
+if TYPE_CHECKING:
+    import torch
+
+    from segtool.io import Volume
+
+
+@dataclass(frozen=True)
+class Prepared:
+    """An image in the model's space, and how to map results back."""
+
+    array: np.ndarray  # (C, *spatial) float32, reoriented, resampled, normalised
+    reorientation: Reorientation | None
+    oriented_shape: tuple[int, ...]  # spatial shape after reorientation, before resampling
+    spacing: tuple[float, ...]  # model-space spacing
+
+
+def _to_model_grid(spec: TaskSpec, array: np.ndarray, affine: np.ndarray, mode: str):
+    reorientation = None
+    if spec.orientation is not None:
+        array, affine, reorientation = reorient(array, affine, spec.orientation)
+    oriented_shape = tuple(array.shape[1:])
+    spacing = spacing_of(affine, spec.ndim)
+    if spec.target_spacing is not None:
+        target_shape = resampled_shape(oriented_shape, spacing, spec.target_spacing)
+        array = resample(array, target_shape, mode=mode)
+        spacing = spec.target_spacing
+    return array, reorientation, oriented_shape, spacing
+
+
+def preprocess(spec: TaskSpec, volume: "Volume") -> Prepared:
+    """Reorient, resample (linear) and normalise an image for ``spec``."""
+    array = np.asarray(volume.array, dtype=np.float32)
+    array, reorientation, oriented_shape, spacing = _to_model_grid(spec, array, volume.affine, "linear")
+    return Prepared(normalize(array, spec.normalization), reorientation, oriented_shape, tuple(spacing))
+
+
+def preprocess_labels(spec: TaskSpec, labels: "Volume") -> np.ndarray:
+    """A label map on the same model grid as `preprocess` gives its image (nearest neighbour)."""
+    array = np.asarray(labels.array).astype(np.int64)
+    array, _, _, _ = _to_model_grid(spec, array, labels.affine, "nearest")
+    return array[0]
+
+
+def probabilities_to_input_grid(spec: TaskSpec, probs: "torch.Tensor", prepared: Prepared) -> np.ndarray:
+    """Resample model-space probabilities back and undo the reorientation: (K, *input spatial)."""
+    probs = resample(probs, prepared.oriented_shape, mode="linear")
+    array = probs.float().cpu().numpy()
+    if prepared.reorientation is not None:
+        array = prepared.reorientation.undo(array)
+    return array
+
+
+@dataclass
+class InferenceOptions:
+    device: str = "auto"
+    batch_size: int | None = None  # None: the task's default
+    overlap: float | None = None
+    amp: bool = True
+    tta: bool = False
+    postprocess: Postprocess | None = None  # None: the task's defaults
+
+
+@dataclass
+class Prediction:
+    labels: np.ndarray  # spatial, on the input grid
+    probabilities: np.ndarray | None = None  # (K, *spatial) when asked for
+    volumes_mm3: dict[int, float] = field(default_factory=dict)
+
+
+class Segmenter:
+    """A task's model, built and put on its device once, predicting many volumes."""
+
+    def __init__(
+        self,
+        spec: TaskSpec,
+        model: "torch.nn.Module",
+        options: InferenceOptions | None = None,
+        warn: Callable[[str], None] | None = None,
+    ):
+        from segtool.inference import pick_device
+
+        self.spec = spec
+        self.options = options or InferenceOptions()
+        self.device = pick_device(self.options.device)
+        self.model = model.to(self.device).eval()
+        self.warn = warn
+
+    def predict(
+        self,
+        volume: "Volume",
+        keep_probabilities: bool = False,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> Prediction:
+        import torch
+
+        from segtool.inference import sliding_window_inference
+
+        spec, opts = self.spec, self.options
+        prepared = preprocess(spec, volume)
+        probs = sliding_window_inference(
+            self.model,
+            torch.from_numpy(prepared.array),
+            spec.patch_size,
+            num_classes=spec.num_classes,
+            overlap=spec.overlap if opts.overlap is None else opts.overlap,
+            batch_size=opts.batch_size or spec.batch_size,
+            device=self.device,
+            amp=opts.amp,
+            tta=opts.tta,
+            on_batch=on_batch,
+            warn=self.warn,
+        )
+        on_input = probabilities_to_input_grid(spec, probs, prepared)
+        steps = opts.postprocess or spec.postprocess
+        labels = labels_from_probabilities(on_input, steps.threshold)
+        voxel_mm3 = float(np.prod(volume.spacing))
+        labels = apply_postprocess(labels, steps, voxel_mm3)
+        counts = np.bincount(labels.ravel(), minlength=spec.num_classes)
+        volumes = {int(k): float(counts[k] * voxel_mm3) for k in spec.labels}
+        return Prediction(labels, on_input if keep_probabilities else None, volumes)
