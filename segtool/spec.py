@@ -184,6 +184,11 @@ class TaskSpec:
         return len(self.channels)
 
     @property
+    def files_per_case(self) -> int:
+        """Input files that make one case: one colour photo, else one file per channel."""
+        return 1 if self.normalization == "rgb" else self.in_channels
+
+    @property
     def has_weights(self) -> bool:
         return bool(self.models)
 

@@ -1,0 +1,161 @@
+"""`segtool run TASK INPUT...`: segment images and write masks on the inputs' grids."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+from segtool.commands.common import complete_task, echo_json, get_app
+from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("task", shell_complete=complete_task)
+@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
+              help="Output file (one case only); its suffix picks the format (.nii.gz, .mha, .nrrd, .png, ...).")
+@click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Write <input stem>_seg.* here instead of beside each input.")
+@click.option("--overwrite", is_flag=True, help="Replace existing outputs (inputs are never overwritten).")
+@click.option("--skip-existing", is_flag=True, help="Skip cases whose output already exists.")
+@click.option("--model", "variant", help="Model variant of the task (see `segtool models list`).")
+@click.option("--weights", "weights_path", type=click.Path(dir_okay=False, path_type=Path),
+              help="Use this .safetensors file (config.json beside it).")
+@click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Use a model folder written by `segtool train`.")
+@click.option("--offline", is_flag=True, help="Never touch the network (also HF_HUB_OFFLINE=1).")
+@click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Weights cache directory.")
+@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Windows per forward pass (default: the task's).")
+@click.option("--overlap", type=click.FloatRange(0.0, 0.95), help="Sliding-window overlap (default: the task's).")
+@click.option("--tta", is_flag=True, help="Average predictions over axis flips.")
+@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@click.option("--prob", "probabilities", is_flag=True, help="Also write per-class probabilities (<stem>_prob.nii.gz).")
+@click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
+              help="Binary tasks: foreground probability cut-off.")
+@click.option("--keep-largest/--no-keep-largest", default=None, help="Keep each label's largest component.")
+@click.option("--fill-holes/--no-fill-holes", default=None, help="Fill holes inside each label.")
+@click.option("--min-size", "min_size_mm3", type=click.FloatRange(min=0.0), help="Remove components smaller than this (mm³).")
+@click.option("--shard", help="I/N: process every N-th case starting at case I (0-based), for job arrays.")
+@click.option("--qc", "qc_dir", type=click.Path(file_okay=False, path_type=Path), help="Write QC pictures and an HTML report here.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON line per case instead of output paths.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or logs on stderr.")
+@click.pass_context
+def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
+    """Segment INPUTS with TASK.
+
+    Multi-channel tasks take their channel files in order, one case after
+    another (`segtool run brain-tumour flair.nii.gz t1c.nii.gz`). An INPUT of
+    `-` reads paths from stdin, one per line. Each written output path is
+    printed on stdout; progress and logs go to stderr.
+
+    Exit status: 0 all cases done, 1 some case failed, 2 usage error,
+    3 weights unavailable.
+    """
+    app = get_app(ctx)
+    spec = app.registry.get(task)
+    cases = _plan_cases(spec, inputs, opts)
+    if opts["output"] is not None and len(cases) != 1:
+        raise UsageError(f"-o/--output takes one case, got {len(cases)}; use --output-dir")
+    if opts["weights_path"] is not None and opts["model_dir"] is not None:
+        raise UsageError("give --weights or --model-dir, not both")
+
+    from segtool.console import make_console
+
+    console = make_console(quiet=opts["quiet"])
+    segmenter, model_name = _load_segmenter(spec, app, opts, console)
+    results = _run_with_progress(spec, segmenter, model_name, cases, opts, console)
+    failed = [r for r in results if r.status == "failed"]
+    if failed and not opts["as_json"]:
+        for r in failed:
+            click.echo(f"segtool: error: {r.error}", err=True)
+    ctx.exit(EXIT_CASE_FAILED if failed else EXIT_OK)
+
+
+def _plan_cases(spec, inputs, opts):
+    from segtool.runner import expand_inputs, group_cases, parse_shard, shard_cases
+
+    paths = expand_inputs(inputs, lambda: sys.stdin)
+    return shard_cases(group_cases(paths, spec), parse_shard(opts["shard"]))
+
+
+def _load_segmenter(spec, app, opts, console):
+    from segtool.pipeline import InferenceOptions, Segmenter
+    from segtool.postprocess import override
+    from segtool.weights import HubSettings, build_model, resolve_model
+
+    hub = HubSettings.from_env(offline_flag=opts["offline"], cache_dir=opts["cache_dir"])
+    resolved = resolve_model(
+        spec, opts["variant"], hub, app.plugin_manager, weights_path=opts["weights_path"], model_dir=opts["model_dir"]
+    )
+    model = build_model(spec, resolved)
+    steps = override(
+        spec.postprocess,
+        threshold=opts["threshold"],
+        keep_largest=opts["keep_largest"],
+        fill_holes=opts["fill_holes"],
+        min_size_mm3=opts["min_size_mm3"],
+    )
+    options = InferenceOptions(
+        device=opts["device"],
+        batch_size=opts["batch_size"],
+        overlap=opts["overlap"],
+        amp=not opts["no_amp"],
+        tta=opts["tta"],
+        postprocess=steps,
+    )
+    segmenter = Segmenter(spec, model, options, warn=lambda m: console.print(f"[yellow]warning:[/yellow] {m}"))
+    console.print(f"[bold]{spec.name}[/bold]: model {resolved.description} on {segmenter.device}")
+    return segmenter, resolved.variant
+
+
+def _run_with_progress(spec, segmenter, model_name, cases, opts, console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from segtool.runner import OutputPlan, run_cases
+
+    plan = OutputPlan(
+        output=opts["output"],
+        output_dir=opts["output_dir"],
+        overwrite=opts["overwrite"],
+        skip_existing=opts["skip_existing"],
+        probabilities=opts["probabilities"],
+    )
+    qc = _qc_writer(opts["qc_dir"], spec) if opts["qc_dir"] else None
+
+    def on_result(result):
+        if opts["as_json"]:
+            echo_json(result.to_json())
+        elif result.status == "done":
+            click.echo(result.output)
+        progress.advance(cases_task)
+        if result.status == "done":
+            console.print(f"[green]done[/green] {result.input} -> {result.output} ({result.seconds:.1f} s)")
+        elif result.status == "skipped":
+            console.print(f"[dim]skipped[/dim] {result.input}: {result.output} exists")
+
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+        console=console, transient=True,
+    ) as progress:
+        cases_task = progress.add_task("cases", total=len(cases))
+        windows_task = progress.add_task("windows", total=None)
+
+        def on_case_start(case):
+            progress.update(windows_task, completed=0, total=None, description=f"{Path(case.name).name}")
+
+        def on_batch(done, total):
+            progress.update(windows_task, completed=done, total=total)
+
+        return run_cases(spec, segmenter, model_name, cases, plan, on_result, on_batch, on_case_start, qc)
+
+
+def _qc_writer(qc_dir: Path, spec):
+    from segtool.qc import qc_case
+
+    def write(volume, labels, result):
+        qc_case(qc_dir, volume, labels, dict(spec.labels), result.to_json())
+
+    return write

@@ -1,0 +1,85 @@
+import numpy as np
+import pytest
+import torch
+
+from segtool.errors import UsageError
+from segtool.inference import (
+    gaussian_importance,
+    pick_device,
+    plan_windows,
+    sliding_window_inference,
+    window_starts,
+)
+
+
+def test_window_starts_cover_the_axis_with_overlap():
+    assert window_starts(10, 10, 0.5) == [0]
+    assert window_starts(5, 10, 0.5) == [0]
+    assert window_starts(20, 10, 0.5) == [0, 5, 10]
+    starts = window_starts(23, 8, 0.5)
+    assert starts[0] == 0 and starts[-1] == 15
+    assert all(b - a <= 4 for a, b in zip(starts, starts[1:]))
+
+
+def test_plan_pads_small_images_to_the_patch():
+    plan = plan_windows((5, 20), (8, 10), 0.5)
+    assert plan.padded_shape == (8, 20)
+    assert plan.pads == ((1, 2), (0, 0))
+    assert plan.starts == ((0, 0), (0, 5), (0, 10))
+
+
+def test_gaussian_importance_peaks_at_the_centre():
+    g = gaussian_importance((9, 9))
+    assert g.shape == (9, 9)
+    assert g[4, 4] == pytest.approx(1.0)
+    assert g.min() > 0
+    assert torch.equal(g, g.flip(0)) and torch.equal(g, g.flip(1))
+
+
+class Threshold(torch.nn.Module):
+    """Two classes: logit difference = 10 * x, so p(1) = sigmoid(10 x) exactly per voxel."""
+
+    def forward(self, x):
+        return torch.cat([torch.zeros_like(x[:, :1]), 10 * x[:, :1]], dim=1)
+
+
+@pytest.mark.parametrize("shape, patch", [((13, 17, 9), (8, 8, 4)), ((5, 6, 3), (8, 8, 4)), ((30, 31), (16, 16))])
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_voxelwise_model_gives_exact_probabilities(shape, patch, batch_size):
+    rng = np.random.default_rng(1)
+    image = torch.from_numpy(rng.normal(size=(1, *shape)).astype(np.float32))
+    probs = sliding_window_inference(Threshold(), image, patch, num_classes=2, batch_size=batch_size)
+    assert tuple(probs.shape) == (2, *shape)
+    expected = torch.sigmoid(10 * image[0])
+    assert torch.allclose(probs[1], expected, atol=1e-5)
+    assert torch.allclose(probs.sum(0), torch.ones(shape), atol=1e-5)
+
+
+def test_tta_averages_flips_and_reports_progress():
+    image = torch.randn(1, 12, 12, 6)
+    calls = []
+    probs = sliding_window_inference(
+        Threshold(), image, (8, 8, 4), num_classes=2, tta=True, on_batch=lambda d, t: calls.append((d, t))
+    )
+    assert torch.allclose(probs[1], torch.sigmoid(10 * image[0]), atol=1e-5)
+    assert len({t for _, t in calls}) == 1 and calls[-1][0] == calls[-1][1]
+    assert len(calls) == 8 * len([c for c in calls[: len(calls) // 8]])
+
+
+def test_pick_device():
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in {"cpu", "cuda", "mps"}
+    with pytest.raises(UsageError):
+        pick_device("tpu")
+    if not torch.cuda.is_available():
+        with pytest.raises(UsageError, match="CUDA"):
+            pick_device("cuda:0")
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    image = torch.randn(1, 20, 20, 10)
+    cpu = sliding_window_inference(Threshold(), image, (8, 8, 4), num_classes=2)
+    gpu = sliding_window_inference(Threshold(), image, (8, 8, 4), num_classes=2, device="cuda", amp=True)
+    assert torch.allclose(cpu, gpu.cpu(), atol=1e-2)
