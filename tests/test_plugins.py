@@ -60,7 +60,7 @@ def test_hook_segtool_register_commands():
         cli.commands.pop("hello-plugin", None)
 
 
-def test_hook_segtool_resolve_weights_first_result_wins(tmp_path):
+def test_hook_segtool_resolve_weights(tmp_path):
     from segtool.spec import WeightsFile, WeightsRef
 
     class Mirror:
@@ -241,3 +241,19 @@ def test_plugin_that_fails_to_import_gives_one_warning_line(tmp_path):
     warning_lines = [line for line in result.stderr.splitlines() if "warning" in line]
     assert warning_lines == ["segtool: warning: plugin 'extra-test' failed to load: ImportError: missing dependency xyz"]
     assert "Traceback" not in result.stderr
+
+
+def test_every_hook_is_documented_and_tested():
+    import inspect
+    from pathlib import Path
+
+    from segtool import hookspecs
+
+    docs = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
+    this_file = Path(__file__).read_text()
+    names = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("segtool_")]
+    assert names
+    for name in names:
+        params = ", ".join(inspect.signature(getattr(hookspecs, name)).parameters)
+        assert f"### `{name}({params})`" in docs, f"{name} is not documented in docs/plugins.md"
+        assert f"def test_hook_{name}" in this_file, f"{name} has no test_hook_{name}"
