@@ -107,8 +107,8 @@ def _load_segmenter(spec, app, opts, console):
         postprocess=steps,
     )
     segmenter = Segmenter(spec, model, options, warn=lambda m: console.print(f"[yellow]warning:[/yellow] {m}"))
-    console.print(f"[bold]{spec.name}[/bold]: model {resolved.description} on {segmenter.device}")
-    return segmenter, resolved.variant
+    console.print(f"[bold]{spec.name}[/bold]: model {resolved.source} on {segmenter.device}")
+    return segmenter, resolved.variant or resolved.source
 
 
 def _run_with_progress(spec, segmenter, model_name, cases, opts, console):
@@ -156,6 +156,8 @@ def _qc_writer(qc_dir: Path, spec):
     from segtool.qc import qc_case
 
     def write(volume, labels, result):
-        qc_case(qc_dir, volume, labels, dict(spec.labels), result.to_json())
+        row = result.to_json()
+        row["volumes"] = row.pop("volumes_mm3")
+        qc_case(qc_dir, volume, labels, dict(spec.labels), row)
 
     return write
