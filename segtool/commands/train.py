@@ -1,0 +1,153 @@
+"""`segtool train TASK DATA_DIR -o MODEL_DIR`: train a task's model into a model folder."""
+
+from __future__ import annotations
+
+import os
+import shlex
+from pathlib import Path
+
+import click
+from click.core import ParameterSource
+
+from segtool.commands.common import complete_task, echo_json, get_app
+from segtool.errors import UsageError
+
+
+def _patch_size(ctx, param, value: str | None):
+    if value is None:
+        return None
+    try:
+        sizes = tuple(int(v) for v in value.replace("x", ",").split(",") if v.strip())
+    except ValueError:
+        raise click.BadParameter(f"{value!r} is not sizes like 64,64,32") from None
+    if not sizes or min(sizes) < 1:
+        raise click.BadParameter(f"{value!r} is not sizes like 64,64,32")
+    return sizes
+
+
+def _names(ctx, param, values: tuple[str, ...]):
+    return tuple(n.strip() for value in values for n in value.split(",") if n.strip())
+
+
+@click.command(context_settings={"show_default": True})
+@click.argument("task", shell_complete=complete_task)
+@click.argument("data_dir", type=click.Path(exists=True, file_okay=False, path_type=Path))
+@click.option("-o", "--output", "model_dir", required=True, type=click.Path(file_okay=False, path_type=Path),
+              help="Model folder to write (model.safetensors, config.json, README.md, train_log.jsonl).")
+@click.option("--epochs", type=click.IntRange(min=1), default=100, help="Epochs to train.")
+@click.option("--steps-per-epoch", type=click.IntRange(min=1), default=250, help="Optimiser steps per epoch.")
+@click.option("--batch-size", type=click.IntRange(min=1), help="Patches per step and process (default: the task's).")
+@click.option("--patch-size", callback=_patch_size, help="Training patch, e.g. 128,128,64 (default: the task's).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=1e-3, help="AdamW peak learning rate.")
+@click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, help="AdamW weight decay.")
+@click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.2,
+              help="Fraction of cases held out for validation (seeded split by case).")
+@click.option("--val-cases", multiple=True, callback=_names, help="Validate on these cases (comma-separated or repeated).")
+@click.option("--val-every", type=click.IntRange(min=1), default=1, help="Validate every N epochs (and after the last).")
+@click.option("--labels-map", help="Merge source labels into the task's: 3:1,42:2 (SRC may be a range 4-7, TARGET a "
+              "label name) or a JSON file. Unlisted source labels become background.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed for the split, initialisation and patches.")
+@click.option("--resume", is_flag=True, help="Continue the stopped run in MODEL_DIR (its split, seed and labels map).")
+@click.option("--overwrite", is_flag=True, help="Start again even if MODEL_DIR holds a model.")
+@click.option("--max-minutes", type=click.FloatRange(min=0, min_open=True),
+              help="Stop training after this long, then validate and save the best model.")
+@click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps (under torchrun: cuda:LOCAL_RANK).")
+@click.option("--num-workers", type=click.IntRange(min=0), default=0, help="DataLoader worker processes for patches.")
+@click.option("--foreground-fraction", type=click.FloatRange(0.0, 1.0), default=0.33,
+              help="Share of each batch centred on a labelled voxel.")
+@click.option("--augment/--no-augment", default=True, help="On-the-fly augmentation.")
+@click.option("--elastic", is_flag=True, help="Add elastic deformation to the augmentation.")
+@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@click.option("--licence", "--license", "licence", help="Model card licence, e.g. apache-2.0 (default: the task's).")
+@click.option("--dataset", "datasets", multiple=True, help="Hub dataset id for the model card (repeatable).")
+@click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress or logs on stderr.")
+@click.pass_context
+def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts) -> None:
+    """Train TASK on the labelled cases in DATA_DIR and write the model folder MODEL_DIR.
+
+    \b
+    DATA_DIR layouts:
+      nnU-Net  imagesTr/CASE_0000.nii.gz (one file per channel), labelsTr/CASE.nii.gz, dataset.json
+      simple   CASE.nii.gz + CASE_seg.nii.gz, photo.jpg + photo_seg.png,
+               CASE_0000.nii.gz, CASE_0001.nii.gz, ... + CASE_seg.nii.gz for several channels
+
+    The images get the same preprocessing as `segtool run`. Use the result with
+    `segtool run TASK --model-dir MODEL_DIR IMAGE`. Under
+    `torchrun --nproc_per_node N segtool train ...` training is distributed.
+    """
+    app = get_app(ctx)
+    spec = app.registry.get(task)
+    if opts["resume"] and opts["overwrite"]:
+        raise UsageError("give --resume or --overwrite, not both")
+
+    from segtool.console import make_console
+    from segtool.training.loop import TrainOptions, train as run_training
+
+    options = TrainOptions(
+        epochs=opts["epochs"],
+        steps_per_epoch=opts["steps_per_epoch"],
+        batch_size=opts["batch_size"],
+        lr=opts["lr"],
+        weight_decay=opts["weight_decay"],
+        val_fraction=opts["val_fraction"],
+        val_cases=opts["val_cases"],
+        val_every=opts["val_every"],
+        labels_map=opts["labels_map"],
+        seed=opts["seed"],
+        resume=opts["resume"],
+        overwrite=opts["overwrite"],
+        max_minutes=opts["max_minutes"],
+        device=opts["device"],
+        patch_size=opts["patch_size"],
+        num_workers=opts["num_workers"],
+        foreground_fraction=opts["foreground_fraction"],
+        augment=opts["augment"],
+        elastic=opts["elastic"],
+        amp=not opts["no_amp"],
+        licence=opts["licence"],
+        datasets=opts["datasets"],
+        command=command_line(ctx),
+    )
+    result = run_training(spec, data_dir, model_dir, options, make_console(quiet=opts["quiet"]))
+    if result.rank != 0:
+        return
+    if opts["as_json"]:
+        echo_json(result.to_json())
+    else:
+        click.echo(str(model_dir))
+
+
+_NOT_RECORDED = {"as_json", "quiet", "resume", "overwrite"}
+
+
+def command_line(ctx: click.Context) -> str:
+    """The command as given (options the user set, plus the seed), for the model card."""
+    words = ["segtool", "train"]
+    params = ctx.params
+    for param in ctx.command.params:
+        name, value = param.name, params.get(param.name)
+        if isinstance(param, click.Argument):
+            words.append(str(value))
+            continue
+        if name in _NOT_RECORDED or value is None:
+            continue
+        if ctx.get_parameter_source(name) == ParameterSource.DEFAULT and name != "seed":
+            continue
+        flag = param.opts[0]
+        if isinstance(param, click.Option) and param.is_flag:
+            if param.secondary_opts:
+                words.append(flag if value else param.secondary_opts[0])
+            elif value:
+                words.append(flag)
+            continue
+        if name == "patch_size":
+            value = ",".join(map(str, value))
+        for item in value if isinstance(value, tuple) else (value,):
+            words += [flag, str(item)]
+    line = shlex.join(words)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world > 1:
+        per_node = os.environ.get("LOCAL_WORLD_SIZE", str(world))
+        line = f"torchrun --nproc_per_node {per_node} {line}"
+    return line

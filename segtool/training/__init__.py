@@ -1,0 +1,18 @@
+"""`segtool train`: from a folder of labelled cases to a model folder that `segtool run` uses.
+
+One job per module:
+
+- ``datasets``: find cases (nnU-Net or simple layout), labels maps, the seeded split.
+- ``prepare``: read and preprocess cases with `segtool.pipeline` (the same code as
+  `segtool run`), cache them on disk, intensity statistics.
+- ``sampling``: patches with foreground oversampling, one seed per step.
+- ``augment``: on-the-fly torch augmentation (flips, rotation/scaling, elastic, intensity).
+- ``loss``: Dice + cross-entropy.
+- ``validate``: whole-case validation through `segtool.pipeline.Segmenter`.
+- ``distributed``: DistributedDataParallel under torchrun.
+- ``checkpoint``: the local resume checkpoint.
+- ``model_folder``: model.safetensors, config.json, README.md, train_log.jsonl.
+- ``loop``: the trainer that ties them together.
+
+Nothing here is imported by `segtool --help`; modules that need torch import it.
+"""

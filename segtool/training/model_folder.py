@@ -1,0 +1,220 @@
+"""The model folder `segtool train` writes and `segtool run --model-dir` / `segtool models push` read.
+
+    MODEL_DIR/model.safetensors   the best weights (safetensors, never a pickle)
+    MODEL_DIR/config.json         segtool.model_config.ModelConfig
+    MODEL_DIR/README.md           a Hugging Face model card (YAML front matter + text)
+    MODEL_DIR/train_log.jsonl     one JSON object per epoch
+    MODEL_DIR/.train/             resume checkpoint and data cache (local only, not part of the model)
+
+Every file is written to a temporary name and renamed, so a stopped run never
+leaves a half-written file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME, ModelConfig
+from segtool.spec import TaskSpec
+
+README_FILENAME = "README.md"
+LOG_FILENAME = "train_log.jsonl"
+MODEL_FILES = (WEIGHTS_FILENAME, CONFIG_FILENAME, README_FILENAME, LOG_FILENAME)
+
+#: Licence identifiers the Hugging Face Hub knows (the common ones); anything else is "other".
+HF_LICENSES = (
+    "apache-2.0",
+    "mit",
+    "bsd-2-clause",
+    "bsd-3-clause",
+    "cc0-1.0",
+    "cc-by-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-4.0",
+    "cc-by-nc-sa-4.0",
+    "cc-by-nc-nd-4.0",
+    "gpl-3.0",
+    "lgpl-3.0",
+    "mpl-2.0",
+    "openrail",
+    "other",
+)
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+
+
+def write_weights(model_dir: Path, state_dict: Mapping[str, Any]) -> Path:
+    """model.safetensors from a state dict (tensors copied to the CPU, contiguous, unshared)."""
+    from safetensors.torch import save_file
+
+    path = Path(model_dir) / WEIGHTS_FILENAME
+    tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "segtool train"})
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600; a model folder is meant to be shared
+    os.replace(tmp, path)
+    return path
+
+
+def write_config(model_dir: Path, config: ModelConfig) -> Path:
+    path = Path(model_dir) / CONFIG_FILENAME
+    _atomic_write_text(path, config.to_json())
+    return path
+
+
+def append_log(model_dir: Path, record: Mapping[str, Any]) -> None:
+    with open(Path(model_dir) / LOG_FILENAME, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_log(model_dir: Path) -> list[dict]:
+    path = Path(model_dir) / LOG_FILENAME
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def truncate_log(model_dir: Path, keep_step: int) -> None:
+    """Drop log lines written after the checkpoint a run resumes from (step > ``keep_step``)."""
+    records = [r for r in read_log(model_dir) if r.get("step", 0) <= keep_step]
+    _atomic_write_text(
+        Path(model_dir) / LOG_FILENAME,
+        "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in records),
+    )
+
+
+def _json_default(value):
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return str(value)
+
+
+def hf_license(text: str | None) -> str:
+    """A Hub licence identifier from free text such as 'Apache-2.0 (training data)'."""
+    if not text:
+        return "other"
+    first = text.strip().split()[0].lower().rstrip(",;")
+    return first if first in HF_LICENSES else "other"
+
+
+def _yaml_list(key: str, values: Iterable[str]) -> list[str]:
+    values = list(values)
+    if not values:
+        return []
+    return [f"{key}:"] + [f"- {json.dumps(v)}" for v in values]
+
+
+def _fmt(value: float | None, digits: int = 3) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.{digits}f}"
+
+
+def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None, datasets: Iterable[str] = ()) -> str:
+    """README.md: a Hugging Face model card built from the task and the training record."""
+    t = config.training
+    data = t.get("data", {})
+    photo = spec.normalization == "rgb" or "photo" in spec.modality.lower()
+    tags = ["segtool", "image-segmentation", "photo" if photo else "medical-imaging", f"{spec.ndim}d", spec.name]
+    front = ["---", "library_name: segtool", f"license: {hf_license(licence or spec.licence)}", "pipeline_tag: image-segmentation"]
+    front += _yaml_list("tags", tags)
+    front += _yaml_list("datasets", datasets)
+    front += ["metrics:", "- dice", "---", ""]
+
+    val = t.get("validation") or {}
+    lines = [
+        f"# segtool model for `{spec.name}`",
+        "",
+        spec.description,
+        "",
+        f"Trained with `segtool train` (segtool {config.segtool_version}) on {len(data.get('train_cases', []))} "
+        f"case(s), validated on {len(data.get('validation_cases', []))}.",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"segtool run {spec.name} --model-dir MODEL_DIR image{'.png' if photo else '.nii.gz'}",
+        "```",
+        "",
+        "`MODEL_DIR` is this folder (or its download from the Hub). The task's plugin must be installed",
+        f"(`segtool tasks {spec.name}`); the plugin gives the architecture and the preprocessing, and",
+        "`config.json` records them so a mismatch is refused.",
+        "",
+        "## Labels",
+        "",
+        "| value | name |",
+        "|---|---|",
+        *[f"| {value} | {name} |" for value, name in sorted(config.labels.items())],
+        "",
+        "## Validation",
+        "",
+    ]
+    if val.get("dice"):
+        lines += [
+            f"Best epoch {t.get('best_epoch')} of {t.get('epochs_trained')}, on {val.get('cases', 0)} validation case(s), "
+            "whole images through the same pipeline as `segtool run`. Means skip labels absent from both "
+            "prediction and ground truth; HD95 means skip cases where one side is empty.",
+            "",
+            "| label | Dice | HD95 (mm) |",
+            "|---|---|---|",
+            *[f"| {name} | {_fmt(val['dice'].get(name))} | {_fmt(val.get('hd95', {}).get(name), 2)} |" for name in spec.labels.values()],
+            f"| **mean** | **{_fmt(val.get('mean_dice'))}** | |",
+            "",
+        ]
+    else:
+        lines += ["No validation cases were held out: these are the weights of the last epoch.", ""]
+    lines += [
+        "## Training",
+        "",
+        "Exact command:",
+        "",
+        "```bash",
+        t.get("command", "segtool train ..."),
+        "```",
+        "",
+        f"- Data: `{data.get('path', '?')}` ({data.get('layout', '?')} layout), "
+        f"{data.get('cases', '?')} case(s); split seed {config.seed}",
+        f"- Validation cases: {', '.join(data.get('validation_cases', [])) or 'none'}",
+    ]
+    if t.get("labels_map"):
+        lines.append(f"- Labels map (source:target): `{t['labels_map']}`")
+    lines += [
+        f"- Preprocessing: orientation {config.orientation or 'as stored'}, spacing "
+        f"{'x'.join(f'{s:g}' for s in config.target_spacing) + ' mm' if config.target_spacing else 'as stored'}, "
+        f"normalisation {config.normalization}",
+        f"- Patch {'x'.join(map(str, config.patch_size))}, batch {t.get('batch_size')} per process x "
+        f"{t.get('world_size', 1)} process(es), {t.get('steps_per_epoch')} steps per epoch, "
+        f"{t.get('epochs_trained')} of {t.get('epochs')} epochs",
+        f"- AdamW (lr {t.get('lr')}, weight decay {t.get('weight_decay')}), cosine schedule, Dice + cross-entropy, "
+        f"gradient clipping {t.get('grad_clip')}, mixed precision {'on' if t.get('amp') else 'off'}",
+        f"- Augmentation: {t.get('augmentation', 'none')}",
+        f"- Device: {t.get('device')}; training time {t.get('minutes', 0):.1f} min"
+        + (f"; stopped early ({t['stopped']})" if t.get("stopped") else ""),
+        "- Per-epoch losses and scores: `train_log.jsonl`",
+        "",
+    ]
+    if data.get("name") or data.get("description") or data.get("reference") or data.get("licence"):
+        lines += ["## Training data", ""]
+        for key in ("name", "description", "reference", "licence"):
+            if data.get(key):
+                lines.append(f"- {key.capitalize()}: {data[key]}")
+        lines.append("")
+    if spec.citation:
+        lines += ["## Citation", "", spec.citation, ""]
+    return "\n".join(front + lines)
+
+
+def write_card(model_dir: Path, text: str) -> Path:
+    path = Path(model_dir) / README_FILENAME
+    _atomic_write_text(path, text)
+    return path
