@@ -54,7 +54,7 @@ class ModelConfig:
     def read(cls, path: str | Path) -> "ModelConfig":
         path = Path(path)
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise WeightsUnavailableError(f"{path}: cannot read model config ({exc})") from None
         return cls.from_dict(data, source=str(path))

@@ -489,7 +489,7 @@ def _locked(path: Path) -> Iterator[None]:
     except ImportError:  # pragma: no cover - Windows: rename is still atomic; a lost race only delays a row
         yield
         return
-    with open(path, "a+") as fh:
+    with open(path, "a+", encoding="utf-8") as fh:
         fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
         try:
             yield

@@ -460,7 +460,7 @@ def test_report_opens_in_headless_chromium(tmp_path):
         f"--user-data-dir={profile}", "--allow-file-access-from-files", "--virtual-time-budget=5000",
         "--dump-dom", (tmp_path / "_probe.html").as_uri(),
     ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    done = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=90)
     shutil.rmtree(profile, ignore_errors=True)
     assert done.returncode == 0, done.stderr[-2000:]
     page = parse(done.stdout)

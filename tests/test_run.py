@@ -319,7 +319,7 @@ def test_qc_report_gets_a_row_and_pictures_per_case(tmp_path, tiny3d):
     qc_dir = tmp_path / "qc"
     result = invoke(app_with(spec), ["run", "tiny", *paths, "--qc", str(qc_dir), "-q"])
     assert result.exit_code == 0, result.output
-    html = (qc_dir / "index.html").read_text()
+    html = (qc_dir / "index.html").read_text(encoding="utf-8")
     for path in paths:
         assert Path(path).name in html
     pngs = list(qc_dir.rglob("*.png"))
