@@ -145,9 +145,11 @@ def command_line(ctx: click.Context) -> str:
             value = ",".join(map(str, value))
         for item in value if isinstance(value, tuple) else (value,):
             words += [flag, str(item)]
-    line = shlex.join(words)
-    world = int(os.environ.get("WORLD_SIZE", "1"))
+    world = int(os.environ.get("WORLD_SIZE", "1") or 1)
     if world > 1:
-        per_node = os.environ.get("LOCAL_WORLD_SIZE", str(world))
-        line = f"torchrun --nproc_per_node {per_node} {line}"
-    return line
+        nodes = world // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", world) or world))
+        launcher = ["torchrun", "--nproc_per_node", os.environ.get("LOCAL_WORLD_SIZE", str(world))]
+        if nodes > 1:
+            launcher += ["--nnodes", str(nodes)]
+        words = launcher + ["-m"] + words
+    return shlex.join(words)
