@@ -1,0 +1,96 @@
+"""A task's input channels: read each file, check dimensionality, count and grid, stack."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from segtool.errors import GeometryError
+from segtool.io.messages import _shape_str
+from segtool.io.readers import read_volume
+from segtool.io.volume import Volume
+
+
+#: Tolerance on affines when checking that channels share a grid.
+GRID_ATOL = 1e-4
+
+
+def read_channels(
+    paths: str | os.PathLike | Sequence[str | os.PathLike], ndim: int, channel_names: Sequence[str]
+) -> Volume:
+    """Read a task's input channels and stack them into one Volume.
+
+    Each path gives as many channels as it holds (an RGB photo 3, a grey file 1).
+    Raises :class:`GeometryError` when a file's dimensionality does not match
+    ``ndim`` ("4D volume for a 3D task"), when the total channel count is not
+    ``len(channel_names)``, or when files are on different grids (shape, or affine
+    beyond ``GRID_ATOL``).  Geometry, header, path and kind come from the first file;
+    ``meta['input_paths']`` lists every input and ``meta['channel_paths']`` the paths.
+    """
+    if isinstance(paths, (str, os.PathLike)):
+        paths = [paths]
+    paths = [Path(p).expanduser() for p in paths]
+    if not paths:
+        raise GeometryError(f"task expects {_channels_str(channel_names)}, got no input files")
+    volumes = [read_volume(p) for p in paths]
+    for vol in volumes:
+        _check_ndim(vol, ndim)
+    _check_channel_count(volumes, channel_names)
+    for vol in volumes[1:]:
+        _check_same_grid(volumes[0], vol)
+    return _stack(volumes)
+
+
+def _channels_str(names: Sequence[str]) -> str:
+    return f"{len(names)} channel{'s' if len(names) != 1 else ''} ({', '.join(names)})"
+
+
+def _check_ndim(vol: Volume, ndim: int) -> None:
+    """Refuse a volume whose spatial dimensionality is not the task's."""
+    if vol.ndim == ndim:
+        return
+    what = "image" if vol.ndim == 2 else "volume"
+    raise GeometryError(
+        f"{vol.path}: {vol.ndim}D {what} for a {ndim}D task (shape {_shape_str(vol.spatial_shape)})"
+    )
+
+
+def _check_channel_count(volumes: list[Volume], names: Sequence[str]) -> None:
+    """The total channel count over all files must equal the task's."""
+    got = sum(v.channels for v in volumes)
+    if got != len(names):
+        files = ", ".join(f"{v.path}: {v.channels}" for v in volumes)
+        raise GeometryError(f"task expects {_channels_str(names)}, got {got} ({files})")
+
+
+def _check_same_grid(first: Volume, other: Volume) -> None:
+    """Both volumes must have the same spatial shape and affine (within GRID_ATOL)."""
+    if first.spatial_shape != other.spatial_shape:
+        raise GeometryError(
+            f"{first.path} and {other.path} are on different grids: shape "
+            f"{_shape_str(first.spatial_shape)} vs {_shape_str(other.spatial_shape)}"
+        )
+    diff = float(np.abs(np.asarray(first.affine) - np.asarray(other.affine)).max())
+    if diff > GRID_ATOL:
+        raise GeometryError(
+            f"{first.path} and {other.path} are on different grids: affines differ by up to {diff:.4g}"
+        )
+
+
+def _stack(volumes: list[Volume]) -> Volume:
+    """One Volume with all channels, geometry and metadata of the first."""
+    first = volumes[0]
+    if len(volumes) == 1:
+        array = first.array
+    else:
+        array = np.concatenate([v.array for v in volumes], axis=0)
+    meta = dict(first.meta)
+    inputs: list[Path] = []
+    for vol in volumes:
+        inputs.extend(p for p in vol.meta.get("input_paths", [vol.path]) if p not in inputs)
+    meta["input_paths"] = inputs
+    meta["channel_paths"] = [v.path for v in volumes]
+    return Volume(array, first.affine, first.path, first.kind, first.header, meta)

@@ -1,0 +1,84 @@
+"""Image formats from file names: suffix tables, suffix and stem of a path, output format and name."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from segtool.errors import UsageError
+
+
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+ANALYZE_SUFFIXES = (".hdr", ".img")
+SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
+DICOM_SUFFIXES = (".dcm", ".dicom")
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+#: Suffixes a mask may be written with for photos (lossless only).
+PHOTO_OUT_SUFFIXES = (".png", ".tif", ".tiff")
+_KNOWN_SUFFIXES = NIFTI_SUFFIXES + ANALYZE_SUFFIXES + SITK_SUFFIXES + DICOM_SUFFIXES + PHOTO_SUFFIXES + (
+    ".ima",
+    ".bmp",
+    ".gif",
+    ".webp",
+)
+
+
+def _suffix(path: Path) -> str:
+    """The lower-cased format suffix of ``path`` (``.nii.gz`` counts as one)."""
+    name = path.name.lower()
+    if name.endswith(".nii.gz"):
+        return ".nii.gz"
+    return path.suffix.lower()
+
+
+def _stem(path: Path) -> str:
+    """``path``'s name without a known image suffix (unknown suffixes are kept)."""
+    name = path.name
+    for suffix in sorted(_KNOWN_SUFFIXES, key=len, reverse=True):
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _output_format(out: Path) -> str:
+    """nifti | analyze | photo | sitk from the output suffix; refuses JPEG and no suffix."""
+    suffix = _suffix(out)
+    if suffix in NIFTI_SUFFIXES:
+        return "nifti"
+    if suffix in ANALYZE_SUFFIXES:
+        return "analyze"
+    if suffix in PHOTO_OUT_SUFFIXES:
+        return "photo"
+    if suffix in (".jpg", ".jpeg"):
+        raise UsageError(f"{out}: masks must be lossless, write .png or .tif instead of JPEG")
+    if not suffix:
+        raise UsageError(f"{out}: output name has no suffix to choose a format (use .nii.gz, .png...)")
+    return "sitk"
+
+
+def default_output_path(
+    input_path: str | os.PathLike,
+    volume_kind: str,
+    output_dir: str | os.PathLike | None = None,
+    suffix: str = "_seg",
+) -> Path:
+    """Where a mask goes by default: ``<stem><suffix>.<ext>`` beside the input or in ``output_dir``.
+
+    3D inputs (NIfTI, Analyze, DICOM, MHA, NRRD...) give ``<stem>_seg.nii.gz``; the
+    stem drops a known image suffix (``.nii.gz``, ``.nii``, ``.hdr``, ``.img``,
+    ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``, ``.dcm``...); a DICOM directory gives
+    ``<directory name>_seg.nii.gz`` beside the directory.  Photos keep their format
+    when it is lossless (``.png`` -> ``.png``, ``.tif``/``.tiff`` -> same suffix);
+    JPEG (and anything else) gives ``.png``, because masks must be lossless: JPEG
+    compression would change label values at edges.
+    """
+    p = Path(input_path).expanduser()
+    if p.is_dir() and not p.name:
+        p = p.resolve()
+    stem = p.name if p.is_dir() else _stem(p)
+    if volume_kind == "photo":
+        ext = p.suffix.lower() if p.suffix.lower() in PHOTO_OUT_SUFFIXES else ".png"
+    else:
+        ext = ".nii.gz"
+    parent = Path(output_dir).expanduser() if output_dir is not None else p.parent
+    return parent / f"{stem}{suffix}{ext}"

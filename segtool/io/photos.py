@@ -1,0 +1,88 @@
+"""2D photos through Pillow: reading as (C, rows, cols) and writing lossless PNG/TIFF masks."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from segtool.errors import ImageReadError, SegtoolError
+from segtool.io.dtypes import _PHOTO_LABEL_TYPES, _label_dtype
+from segtool.io.formats import _suffix
+from segtool.io.messages import _read_error
+from segtool.io.volume import Volume
+
+
+def _read_photo(p: Path, labels: bool) -> Volume:
+    """A 2D photo via Pillow as (C, rows, cols) with the identity affine.
+
+    RGB -> 3 channels; grey, 16-bit and float -> 1; alpha is dropped; palette images
+    become grey if their palette is grey, else RGB (for label maps, palette indices
+    are kept).  EXIF orientation is applied so the mask lines up with the photo as
+    viewers display it.  ``meta`` records the original ``mode`` and ``format``.
+    """
+    from PIL import Image, ImageOps
+
+    try:
+        with Image.open(p) as im:
+            fmt, mode = im.format, im.mode
+            if getattr(im, "n_frames", 1) > 1:
+                raise ImageReadError(f"{p}: multi-page images are not supported ({im.n_frames} pages)")
+            im.load()
+            im = ImageOps.exif_transpose(im)
+            data = _label_pixels(p, im) if labels else _photo_pixels(im)
+    except SegtoolError:
+        raise
+    except Exception as exc:
+        raise _read_error(p, "cannot read image, corrupt or truncated?", exc) from exc
+    array = data[None] if data.ndim == 2 else np.moveaxis(data, -1, 0)
+    meta = {"input_paths": [p], "mode": mode, "format": fmt}
+    return Volume(array, np.eye(4), p, "photo", None, meta)
+
+
+def _photo_pixels(im) -> np.ndarray:
+    """Pixels of a Pillow image as (H, W) or (H, W, 3)."""
+    mode = im.mode
+    if mode in ("P", "PA"):
+        rgb = np.asarray(im.convert("RGB"))
+        return rgb[..., 0] if _is_grey(rgb) else rgb
+    if mode == "1":
+        return np.asarray(im.convert("L"))
+    if mode in ("LA", "La"):
+        return np.asarray(im)[..., 0]
+    if mode in ("RGBA", "RGBa", "RGBX"):
+        return np.asarray(im)[..., :3]
+    if mode in ("CMYK", "YCbCr", "LAB", "HSV"):
+        return np.asarray(im.convert("RGB"))
+    return np.asarray(im)  # L, RGB, I, I;16*, F
+
+
+def _label_pixels(p: Path, im) -> np.ndarray:
+    """Pixels of a label image: palette indices, grey values, or equal RGB channels."""
+    if im.mode == "1":
+        return np.asarray(im).astype(np.uint8)
+    if im.mode in ("P", "PA", "LA", "La"):
+        data = np.asarray(im)
+        return data[..., 0] if data.ndim == 3 else data
+    data = _photo_pixels(im)
+    if data.ndim == 3:
+        if not _is_grey(data):
+            raise ImageReadError(f"{p}: colour image is not a label map (use grey or palette values)")
+        data = data[..., 0]
+    return data
+
+
+def _is_grey(rgb: np.ndarray) -> bool:
+    return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
+
+
+def _write_photo_labels(data: np.ndarray, reference: Volume, path: Path) -> None:
+    """PNG/TIFF mask: mode L (8-bit) when labels fit, else I;16."""
+    from PIL import Image
+
+    dtype = _label_dtype(data, _PHOTO_LABEL_TYPES)
+    if reference.kind != "photo":
+        data = data.T  # (x, y) -> (rows=y, cols=x), as ITK writes 2D images
+    img = Image.fromarray(np.ascontiguousarray(data.astype(dtype)))
+    fmt = "PNG" if _suffix(path) == ".png" else "TIFF"
+    img.save(str(path), format=fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {}))

@@ -1,0 +1,105 @@
+"""Writing label maps and probability maps on a reference Volume's grid (format from the suffix)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+
+from segtool.errors import GeometryError, UsageError
+from segtool.io.atomic import _atomic_write
+from segtool.io.formats import NIFTI_SUFFIXES, _output_format, _suffix
+from segtool.io.itk import _write_sitk_labels
+from segtool.io.messages import _shape_str
+from segtool.io.nifti import _write_analyze_labels, _write_nifti, _write_nifti_labels
+from segtool.io.photos import _write_photo_labels
+from segtool.io.volume import Volume
+
+
+def write_labels(
+    labels: np.ndarray, reference: Volume, out_path: str | os.PathLike, overwrite: bool = False
+) -> Path:
+    """Write an integer label map on ``reference``'s grid; returns the path written.
+
+    ``labels`` has the reference's spatial shape.  The format comes from the suffix:
+
+    - ``.nii``/``.nii.gz``: nibabel, with the reference's exact affine; a NIfTI
+      reference's header is copied (qform/sform codes, pixdim, units); otherwise
+      a fresh header with the RAS affine as qform and sform, code 1 (scanner).
+    - ``.hdr``/``.img``: an Analyze pair for an Analyze reference (its header class
+      and header copied); a NIfTI pair otherwise, which keeps the full affine.
+    - ``.png``/``.tif``/``.tiff``: Pillow, 2D labels only, mode ``L`` when every
+      label fits in 8 bits, else ``I;16``.  JPEG is refused (lossy).  Non-photo
+      2D references (e.g. a 2D NIfTI, spatial (x, y)) are written with rows = y,
+      as ITK writes 2D images; no geometry is kept.
+    - anything else (``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``...): SimpleITK, with
+      the affine converted to LPS origin/spacing/direction; compressed.
+
+    The stored type is uint8 when labels fit, else uint16 (int16/int32 for Analyze,
+    which lacks uint16), with scl_slope/inter 1/0.  Refuses (OutputExistsError) to
+    write onto any input of the reference even with ``overwrite``, and onto an
+    existing file without ``overwrite``.  Atomic (see :mod:`segtool.io.atomic`).
+    """
+    out = Path(out_path).expanduser()
+    data = _label_array(labels, reference)
+    fmt = _output_format(out)
+    if fmt == "photo":
+        _check_photo_output(out, data)
+    return _atomic_write(out, reference, overwrite, lambda tmp: _LABEL_WRITERS[fmt](data, reference, tmp))
+
+
+def write_probabilities(
+    probs: np.ndarray, reference: Volume, out_path: str | os.PathLike, overwrite: bool = False
+) -> Path:
+    """Write float32 class probabilities ``(C, *spatial)`` as a 4D NIfTI ``(x, y, z, C)``.
+
+    The reference's affine (and NIfTI header, datatype set to float32) is used.  2D
+    references (photos included) also give a NIfTI: ``(rows, cols, 1, C)`` with the
+    reference's affine (the identity for photos).  Only ``.nii``/``.nii.gz`` are
+    accepted.  Same refusal and atomicity rules as :func:`write_labels`.
+    """
+    out = Path(out_path).expanduser()
+    if _suffix(out) not in NIFTI_SUFFIXES:
+        raise UsageError(f"{out}: probability maps are written as NIfTI, use a .nii.gz or .nii name")
+    probs = np.asarray(probs, dtype=np.float32)
+    if probs.ndim != reference.ndim + 1 or probs.shape[1:] != reference.spatial_shape:
+        raise GeometryError(
+            f"{out}: probabilities of shape {_shape_str(probs.shape)} do not match the reference grid "
+            f"{_shape_str(reference.spatial_shape)} (expected C x grid)"
+        )
+    data = np.moveaxis(probs, 0, -1)
+    if reference.ndim == 2:
+        data = data[:, :, None, :]
+    return _atomic_write(out, reference, overwrite, lambda tmp: _write_nifti(data, reference, tmp, np.float32))
+
+
+def _label_array(labels: np.ndarray, reference: Volume) -> np.ndarray:
+    """Check shape and integrality; returns an integer array."""
+    data = np.asarray(labels)
+    if data.shape != reference.spatial_shape:
+        raise GeometryError(
+            f"label map of shape {_shape_str(data.shape)} does not match the reference grid "
+            f"{_shape_str(reference.spatial_shape)} ({reference.path})"
+        )
+    if data.dtype == bool:
+        return data.astype(np.uint8)
+    if not np.issubdtype(data.dtype, np.integer):
+        if not np.isfinite(data).all() or not np.array_equal(data, np.rint(data)):
+            raise ValueError("labels must be integers")
+        data = data.astype(np.int64)
+    return data
+
+
+def _check_photo_output(out: Path, data: np.ndarray) -> None:
+    if data.ndim != 2:
+        raise UsageError(f"{out}: a {data.ndim}D label map cannot be written as {out.suffix}, use .nii.gz")
+
+
+_LABEL_WRITERS: dict[str, Callable[[np.ndarray, Volume, Path], None]] = {
+    "nifti": _write_nifti_labels,
+    "analyze": _write_analyze_labels,
+    "sitk": _write_sitk_labels,
+    "photo": _write_photo_labels,
+}
