@@ -1,0 +1,138 @@
+"""The appendable QC report: one JSON record per case, and the page rebuilt from them.
+
+``DIR/index.html`` is regenerated from ``DIR/records/*.json`` (one file per case,
+written atomically) under an exclusive ``fcntl.flock`` on ``DIR/.lock`` and renamed
+into place, so concurrent processes never lose rows. Pictures live under
+``DIR/images/`` and are referenced by relative paths; the page is static HTML with
+inline CSS and everything HTML-escaped (see :mod:`segtool.qc.page`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Sequence
+
+import numpy as np
+
+from segtool.qc.ids import safe_id
+from segtool.qc.page import render_html
+from segtool.qc.slicing import VIEWS
+
+
+@contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    try:
+        import fcntl
+    except ImportError:  # pragma: no cover - Windows: rename is still atomic; a lost race only delays a row
+        yield
+        return
+    with open(path, "a+", encoding="utf-8") as fh:
+        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, Mapping):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple, set)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating,)):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, int, float, bool)):
+        return value
+    return str(value)
+
+
+class QcReport:
+    """``DIR/index.html`` built from one JSON record per case (see the module doc)."""
+
+    def __init__(self, directory: str | os.PathLike) -> None:
+        self.dir = Path(directory)
+        self.records = self.dir / "records"
+        self.images = self.dir / "images"
+        self.index = self.dir / "index.html"
+        self.records.mkdir(parents=True, exist_ok=True)
+        self.images.mkdir(parents=True, exist_ok=True)
+
+    def add_case(
+        self, row: Mapping[str, Any], images: Sequence[str | os.PathLike] = (), *, case_id: str | None = None
+    ) -> Path:
+        """Append one case: write its record atomically, then rebuild index.html. Returns the record's path."""
+        now = time.time()
+        case_id = safe_id(case_id or f"case-{uuid.uuid4().hex[:10]}")
+        pictures = []
+        for image in images:
+            path = Path(image)
+            try:
+                rel = Path(os.path.relpath(path.resolve(), self.dir.resolve())).as_posix()
+            except ValueError:  # another drive
+                rel = path.resolve().as_uri()
+            pictures.append({"src": rel, "caption": _caption(path)})
+        record = {
+            "version": 1,
+            "case_id": case_id,
+            "created": now,
+            "row": _jsonable(dict(row)),
+            "images": pictures,
+        }
+        name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
+        path = self.records / name
+        _write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+        self.rebuild()
+        return path
+
+    def read_records(self) -> list[dict]:
+        out = []
+        for path in sorted(self.records.glob("*.json")):
+            try:
+                record = json.loads(path.read_text(encoding="utf-8"))
+            except (OSError, ValueError):
+                continue  # unreadable records are skipped, never fatal
+            if isinstance(record, dict) and isinstance(record.get("row"), dict):
+                out.append(record)
+        out.sort(key=lambda r: (float(r.get("created") or 0), str(r.get("case_id"))))
+        return out
+
+    def rebuild(self) -> Path:
+        """Regenerate index.html from every record, under the report's lock."""
+        with _locked(self.dir / ".lock"):
+            _write_atomic(self.index, render_html(self.read_records()))
+        return self.index
+
+
+def _caption(path: Path) -> str:
+    stem = path.stem
+    tail = stem.rsplit("_", 1)[-1] if "_" in stem else stem
+    return tail if tail in (*VIEWS, "photo") else stem
