@@ -352,9 +352,10 @@ class Trainer:
         opts, spe = self.opts, self.opts.steps_per_epoch
         if self.dist.is_main:
             self.model_dir.mkdir(parents=True, exist_ok=True)
-            if ckpt is None and opts.overwrite:
+            if ckpt is None and opts.overwrite:  # the data cache stays: it is checked against the data
                 for name in (WEIGHTS_FILENAME, CONFIG_FILENAME, LOG_FILENAME):
                     (self.model_dir / name).unlink(missing_ok=True)
+                checkpoint.checkpoint_path(self.model_dir).unlink(missing_ok=True)
             if ckpt is not None:
                 truncate_log(self.model_dir, self.global_step)
         distributed.barrier(self.dist)
@@ -382,7 +383,7 @@ class Trainer:
                 for images, labels in iterate_batches(batches, steps, opts.num_workers, self.device.type == "cuda"):
                     losses.append(self._train_step(images, labels))
                     advance(f"loss {losses[-1]:.4f}")
-                    if distributed.any_true(self.dist, self._time_up(), self.device):
+                    if opts.max_minutes is not None and distributed.any_true(self.dist, self._time_up(), self.device):
                         stopped = "max-minutes"
                         break
             partial = self.global_step < (epoch + 1) * spe
@@ -392,6 +393,12 @@ class Trainer:
         epochs_trained = self.global_step // spe
         if self.dist.is_main:
             self._write_model_files(final=True, epochs_trained=epochs_trained, stopped=stopped)
+            state = checkpoint.state_dir(self.model_dir)
+            megabytes = sum(p.stat().st_size for p in state.rglob("*") if p.is_file()) / 1e6
+            self.console.print(
+                f"model folder {self.model_dir} written; {state} ({megabytes:.0f} MB) holds the checkpoint "
+                "for --resume and the data cache: delete it when done"
+            )
         distributed.barrier(self.dist)
         state = {k: v.detach().cpu().clone() for k, v in _unwrap(self.model).state_dict().items()}
         return TrainResult(
