@@ -18,7 +18,7 @@ from __future__ import annotations
 import contextlib
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +36,6 @@ from segtool.training.loss import DiceCELoss
 from segtool.training.model_folder import (
     LOG_FILENAME,
     append_log,
-    read_log,
     render_card,
     truncate_log,
     write_card,
@@ -546,12 +545,3 @@ class Trainer:
 def train(spec: TaskSpec, data_dir: Path, model_dir: Path, options: TrainOptions, console=None) -> TrainResult:
     """Train ``spec`` on the cases in ``data_dir`` and write the model folder ``model_dir``."""
     return Trainer(spec, data_dir, model_dir, options, console).run()
-
-
-def log_records(model_dir: Path) -> list[dict]:
-    """The epochs recorded in a model folder's train_log.jsonl."""
-    return read_log(model_dir)
-
-
-def options_dict(options: TrainOptions) -> dict:
-    return asdict(options)
