@@ -74,7 +74,8 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
 
     The images get the same preprocessing as `segtool run`. Use the result with
     `segtool run TASK --model-dir MODEL_DIR IMAGE`. Under
-    `torchrun --nproc_per_node N segtool train ...` training is distributed.
+    `torchrun --nproc_per_node N -m segtool train ...` training is distributed
+    (DistributedDataParallel). See docs/training.md.
     """
     app = get_app(ctx)
     spec = app.registry.get(task)
