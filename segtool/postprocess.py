@@ -18,18 +18,23 @@ def labels_from_probabilities(probs: np.ndarray, threshold: float | None = None)
     return np.argmax(probs, axis=0).astype(dtype)
 
 
-def keep_largest_component(labels: np.ndarray) -> np.ndarray:
-    """For each label, keep only its largest connected component (full connectivity)."""
-    out = labels.copy()
+def _components(labels: np.ndarray):
+    """For each non-zero label: (value, component map, component sizes with background 0)."""
     structure = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
     for value in np.unique(labels):
         if value == 0:
             continue
-        components, count = ndimage.label(labels == value, structure)
-        if count > 1:
-            sizes = np.bincount(components.ravel())
-            sizes[0] = 0
-            out[(components != 0) & (components != sizes.argmax())] = 0
+        components, _ = ndimage.label(labels == value, structure)
+        sizes = np.bincount(components.ravel())
+        sizes[0] = 0
+        yield value, components, sizes
+
+
+def keep_largest_component(labels: np.ndarray) -> np.ndarray:
+    """For each label, keep only its largest connected component (full connectivity)."""
+    out = labels.copy()
+    for _, components, sizes in _components(labels):
+        out[(components != 0) & (components != sizes.argmax())] = 0
     return out
 
 
@@ -49,12 +54,7 @@ def remove_small_objects(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     if min_voxels <= 1:
         return labels
     out = labels.copy()
-    structure = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
-    for value in np.unique(labels):
-        if value == 0:
-            continue
-        components, _ = ndimage.label(labels == value, structure)
-        sizes = np.bincount(components.ravel())
+    for _, components, sizes in _components(labels):
         small = sizes < min_voxels
         small[0] = False
         out[small[components]] = 0

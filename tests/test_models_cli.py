@@ -26,14 +26,7 @@ REV = "89abcdef0123456789abcdef0123456789abcdef"
 SUBCOMMANDS = ("list", "pull", "verify", "path", "export", "import", "push")
 
 
-@pytest.fixture(autouse=True)
-def clean_hub_env(monkeypatch):
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "SEGTOOL_CACHE", "HF_HUB_CACHE", "HF_HOME", "HF_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+pytestmark = pytest.mark.usefixtures("clean_hub_env")
 
 
 @pytest.fixture(scope="module")

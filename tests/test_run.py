@@ -31,6 +31,15 @@ def tiny3d(tmp_path, monkeypatch):
 
 
 @pytest.fixture
+def duo(tmp_path, monkeypatch):
+    """A two-channel (flair, t1c) 3D test task with bundled weights."""
+    package = f"tiny_duo_{next(_counter)}"
+    ref = make_bundled_package(tmp_path / "site", package, make_spec("duo", channels=("flair", "t1c")))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return make_spec("duo", channels=("flair", "t1c"), models={"default": ref})
+
+
+@pytest.fixture
 def tiny2d(tmp_path, monkeypatch):
     package = f"tiny2d_weights_{next(_counter)}"
     bare = make_spec("tiny2d", ndim=2)
@@ -230,12 +239,8 @@ def test_never_overwrites_an_input(tmp_path, tiny3d):
     assert src.read_bytes() == before
 
 
-def test_multichannel_task_groups_files_per_case(tmp_path, monkeypatch):
-    package = f"tiny_mc_{next(_counter)}"
-    bare = make_spec("duo", channels=("flair", "t1c"))
-    ref = make_bundled_package(tmp_path / "site", package, bare)
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    spec = make_spec("duo", channels=("flair", "t1c"), models={"default": ref})
+def test_multichannel_task_groups_files_per_case(tmp_path, duo):
+    spec = duo
     a = save_nifti(tmp_path / "flair.nii.gz", cube_image())
     b = save_nifti(tmp_path / "t1c.nii.gz", cube_image())
     result = invoke(app_with(spec), ["run", "duo", str(a), str(b), "-q"])
@@ -299,12 +304,8 @@ def test_bad_input_gives_one_line_error_and_no_output(tmp_path, tiny3d, problem)
     assert set(tmp_path.rglob("*")) == before
 
 
-def test_channels_on_different_grids_and_wrong_channel_count(tmp_path, monkeypatch):
-    package = f"tiny_grid_{next(_counter)}"
-    bare = make_spec("duo", channels=("flair", "t1c"))
-    ref = make_bundled_package(tmp_path / "site", package, bare)
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    spec = make_spec("duo", channels=("flair", "t1c"), models={"default": ref})
+def test_channels_on_different_grids_and_wrong_channel_count(tmp_path, duo):
+    spec = duo
     a = save_nifti(tmp_path / "a.nii.gz", cube_image())
     b = save_nifti(tmp_path / "b.nii.gz", cube_image((12, 10, 7)))
     result = invoke(app_with(spec), ["run", "duo", str(a), str(b), "-q"])

@@ -40,15 +40,7 @@ REV = "0123456789abcdef0123456789abcdef01234567"
 OTHER_REV = "fedcba9876543210fedcba9876543210fedcba98"
 
 
-@pytest.fixture(autouse=True)
-def clean_hub_env(monkeypatch):
-    """No Hub settings leak in from the machine running the tests."""
-    for name in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT", "SEGTOOL_CACHE", "HF_HUB_CACHE", "HF_HOME", "HF_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    import huggingface_hub.constants as constants
-
-    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+pytestmark = pytest.mark.usefixtures("clean_hub_env")
 
 
 @pytest.fixture(scope="module")
