@@ -1,0 +1,134 @@
+"""`segtool evaluate PRED GT`: Dice, IoU, HD95, ASSD, NSD, ... per label and region."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from segtool.commands.common import complete_task, echo_json, get_app
+from segtool.errors import UsageError
+
+
+def parse_labels(text: str) -> dict[int, str]:
+    """'1,2,3' -> {1: '1', ...}; '1=csf,2=gm' (or '1:csf') -> {1: 'csf', 2: 'gm'}."""
+    out: dict[int, str] = {}
+    for item in text.split(","):
+        item = item.strip()
+        if not item:
+            continue
+        value, sep, name = item.replace(":", "=").partition("=")
+        try:
+            label = int(value)
+        except ValueError:
+            raise UsageError(f"--labels: {item!r} is not a label number (use e.g. 1,2,3 or 1=csf,2=gm)") from None
+        if label == 0:
+            raise UsageError("--labels: 0 is the background, not a label")
+        out[label] = name.strip() if sep and name.strip() else str(label)
+    if not out:
+        raise UsageError("--labels: no labels given (use e.g. 1,2,3 or 1=csf,2=gm)")
+    return out
+
+
+@click.command()
+@click.argument("pred", type=click.Path(path_type=Path))
+@click.argument("gt", type=click.Path(path_type=Path))
+@click.option("--task", "task_name", metavar="NAME", shell_complete=complete_task,
+              help="Take label names and regions from this task.")
+@click.option("--labels", "labels_text", metavar="LIST",
+              help="Labels to report: 1,2,3 or 1=csf,2=gm (default: all found).")
+@click.option("--tolerance", type=float, default=1.0, show_default=True, metavar="MM",
+              help="Tolerance of the normalised surface Dice (pixels for photos).")
+@click.option("--empty-distance", type=float, default=None, metavar="MM",
+              help="Report this distance instead of inf when exactly one mask is empty.")
+@click.option("--surface", type=click.Choice(["voxel", "surfel"]), default="voxel", show_default=True,
+              help="Surface definition: boundary voxels (as MONAI) or surfels (as DeepMind surface-distance).")
+@click.option("--resample-pred", is_flag=True,
+              help="Map PRED onto the GT grid (nearest neighbour) instead of refusing different grids.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of tables.")
+@click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Also write every metric, one row per case and label, to FILE.")
+@click.pass_context
+def evaluate(
+    ctx: click.Context,
+    pred: Path,
+    gt: Path,
+    task_name: str | None,
+    labels_text: str | None,
+    tolerance: float,
+    empty_distance: float | None,
+    surface: str,
+    resample_pred: bool,
+    as_json: bool,
+    csv_path: Path | None,
+) -> None:
+    """Compare a prediction with the ground truth: overlap, volume and surface distances.
+
+    PRED and GT are label images (NIfTI, MHA, NRRD, PNG, ...) on the same grid, or two
+    folders whose files are paired by case name (nnU-Net and BIDS `_seg` naming both
+    work; unmatched files are listed). Distances are in mm (pixels for photos); see
+    docs/metrics.md for every definition.
+
+    \b
+    Examples:
+      segtool evaluate pred.nii.gz gt.nii.gz
+      segtool evaluate pred.nii.gz gt.nii.gz --task brain-tumour --json
+      segtool evaluate preds/ labelsTs/ --csv metrics.csv --tolerance 2
+    """
+    from segtool.console import make_console, stdout_console
+    from segtool import evaluation as ev
+
+    if tolerance < 0:
+        raise UsageError("--tolerance must be >= 0")
+    if empty_distance is not None and empty_distance < 0:
+        raise UsageError("--empty-distance must be >= 0")
+    for path, what in ((pred, "PRED"), (gt, "GT")):
+        if not path.exists():
+            raise UsageError(f"{what} {path}: no such file or directory")
+    if pred.is_dir() != gt.is_dir():
+        raise UsageError("PRED and GT must both be files or both be folders")
+
+    labels = parse_labels(labels_text) if labels_text else None
+    regions: dict[str, tuple[int, ...]] = {}
+    if task_name:
+        spec = get_app(ctx).registry.get(task_name)
+        if labels is None:
+            labels = dict(spec.labels)
+        else:
+            labels = {k: (spec.labels.get(k, v) if v == str(k) else v) for k, v in labels.items()}
+        regions = {name: tuple(m) for name, m in spec.regions.items() if set(m) <= set(labels)}
+    options = ev.EvalOptions(
+        labels=labels, regions=regions, tolerance=tolerance, surface=surface,
+        empty_distance=empty_distance, resample_pred=resample_pred,
+    )
+
+    if not pred.is_dir():
+        case = ev.evaluate_pair(pred, gt, options)
+        if csv_path is not None:
+            ev.write_csv(csv_path, [case], options=options)
+        if as_json:
+            echo_json(ev.pair_report(case, options))
+        else:
+            stdout_console().print(ev.pair_table(case, options))
+        return
+
+    pairing = ev.pair_folders(pred, gt)
+    err = make_console()
+    for side, paths in (("PRED", pairing.unmatched_pred), ("GT", pairing.unmatched_gt)):
+        if paths:
+            names = ", ".join(p.name for p in paths)
+            err.print(f"segtool: warning: {len(paths)} {side} file(s) without a partner: {names}", markup=False)
+    if not pairing.pairs:
+        raise UsageError(
+            f"no file in {pred} pairs with a file in {gt} (files pair by case name; see docs/metrics.md)"
+        )
+    cases = ev.evaluate_folders(pairing, options)
+    summary = ev.aggregate(cases)
+    if csv_path is not None:
+        ev.write_csv(csv_path, cases, summary, options)
+    if as_json:
+        echo_json(ev.folder_report(cases, summary, pairing, options, pred, gt))
+        return
+    out = stdout_console()
+    out.print(ev.cases_table(cases, options))
+    out.print(ev.summary_table(summary, cases[0].unit))

@@ -1,0 +1,350 @@
+"""segtool.metrics: hand-computed cases, a brute-force reference, and properties."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from scipy import ndimage
+from scipy.spatial.distance import cdist
+
+from segtool import metrics as M
+
+# ---------------------------------------------------------------- a brute-force reference
+
+
+def brute_surface(mask: np.ndarray) -> np.ndarray:
+    """Boundary voxels with scipy's binary erosion (face connectivity, outside = background)."""
+    return mask & ~ndimage.binary_erosion(mask, border_value=0)
+
+
+def brute_distances(a: np.ndarray, b: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
+    pa = np.argwhere(brute_surface(a)) * np.asarray(spacing)
+    pb = np.argwhere(brute_surface(b)) * np.asarray(spacing)
+    d = cdist(pa, pb)
+    return d.min(axis=1), d.min(axis=0)
+
+
+def brute_metrics(a, b, spacing, tol):
+    d_ab, d_ba = brute_distances(a, b, spacing)
+    both = np.concatenate([d_ab, d_ba])
+    return {
+        "hd": both.max(),
+        "hd95": max(np.percentile(d_ab, 95), np.percentile(d_ba, 95)),
+        "assd": both.mean(),
+        "msd_pred_to_gt": d_ab.mean(),
+        "msd_gt_to_pred": d_ba.mean(),
+        "mhd": max(d_ab.mean(), d_ba.mean()),
+        "nsd": (both <= tol).mean(),
+    }
+
+
+def one_voxel(shape, at):
+    m = np.zeros(shape, bool)
+    m[at] = True
+    return m
+
+
+def box(shape, lo, hi):
+    m = np.zeros(shape, bool)
+    m[tuple(slice(a, b) for a, b in zip(lo, hi))] = True
+    return m
+
+
+def ball(shape, centre_mm, radius_mm, spacing):
+    grids = np.meshgrid(*[np.arange(n) * s for n, s in zip(shape, spacing)], indexing="ij", sparse=True)
+    return sum((g - c) ** 2 for g, c in zip(grids, centre_mm)) <= radius_mm**2
+
+
+# ---------------------------------------------------------------- hand-computed cases
+
+
+def test_single_voxels_at_anisotropic_spacing():
+    spacing = (2.0, 0.5, 3.0)
+    a = one_voxel((8, 8, 8), (1, 2, 3))
+    for offset, expected in [((3, 0, 0), 6.0), ((0, 4, 0), 2.0), ((0, 0, 2), 6.0), ((1, 2, 1), math.sqrt(4 + 1 + 9))]:
+        b = one_voxel((8, 8, 8), tuple(np.add((1, 2, 3), offset)))
+        d = M.distance_metrics(a, b, spacing, tolerance=1.0)
+        for key in ("hd", "hd95", "assd", "msd_pred_to_gt", "msd_gt_to_pred", "mhd"):
+            assert getattr(d, key) == pytest.approx(expected, abs=1e-12), (offset, key)
+        assert d.nsd == 0.0
+        o = M.overlap_metrics(a, b, spacing)
+        assert (o.dice, o.iou, o.tp, o.fp, o.fn) == (0.0, 0.0, 0, 1, 1)
+        assert o.volume_pred == o.volume_gt == 3.0  # 2 * 0.5 * 3 mm³
+
+
+def test_identical_single_voxel():
+    a = one_voxel((3, 3), (1, 1))
+    d = M.distance_metrics(a, a, (0.3, 0.7))
+    assert (d.hd, d.hd95, d.assd, d.mhd, d.nsd) == (0.0, 0.0, 0.0, 0.0, 1.0)
+    assert M.dice(a, a) == 1.0
+
+
+def test_shifted_cubes_by_hand():
+    # two 10^3 cubes, one shifted by 2 voxels along axis 0 (0.5 mm): overlap 8/10 of each
+    spacing = (0.5, 1.0, 2.0)
+    shape = (16, 12, 12)
+    gt = box(shape, (0, 1, 1), (10, 11, 11))
+    pred = box(shape, (2, 1, 1), (12, 11, 11))
+    o = M.overlap_metrics(pred, gt, spacing)
+    assert o.dice == pytest.approx(0.8)
+    assert o.iou == pytest.approx(8 / 12)
+    assert o.precision == o.recall == pytest.approx(0.8)
+    assert o.volume_pred == o.volume_gt == 1000.0
+    assert o.volume_difference == 0.0 and o.relative_volume_difference == 0.0
+    assert o.specificity == pytest.approx((16 * 12 * 12 - 1200) / (16 * 12 * 12 - 1000))
+    d = M.distance_metrics(pred, gt, spacing, tolerance=0.5)
+    # every surface voxel is within 2 voxels along axis 0 (1 mm) of the other surface,
+    # and the far faces are exactly that far
+    assert d.hd == pytest.approx(1.0)
+    assert d.nsd < 1.0
+    assert M.distance_metrics(pred, gt, spacing, tolerance=1.0).nsd == 1.0
+    ref = brute_metrics(pred, gt, spacing, 0.5)
+    for key, value in ref.items():
+        assert getattr(d, key) == pytest.approx(value, abs=1e-12), key
+
+
+def test_concentric_spheres_at_known_spacing():
+    spacing = (0.7, 0.9, 1.6)
+    shape = (48, 40, 24)
+    centre = (16.8, 18.0, 18.4)
+    gt = ball(shape, centre, 10.0, spacing)
+    pred = ball(shape, centre, 13.0, spacing)
+    o = M.overlap_metrics(pred, gt, spacing)
+    assert o.volume_gt == pytest.approx(4 / 3 * math.pi * 10**3, rel=0.03)
+    assert o.volume_pred == pytest.approx(4 / 3 * math.pi * 13**3, rel=0.03)
+    assert o.recall == 1.0  # the small sphere lies inside the big one
+    for surface in M.SURFACES:
+        d = M.distance_metrics(pred, gt, spacing, surface=surface, tolerance=3.0 + 1.6)
+        assert abs(d.hd - 3.0) <= 1.6, surface  # the radii differ by 3 mm, up to a voxel
+        assert abs(d.assd - 3.0) <= 0.8, surface
+        assert d.nsd == 1.0
+        assert d.hd95 <= d.hd
+    ref = brute_metrics(pred, gt, spacing, 3.0)
+    d = M.distance_metrics(pred, gt, spacing, tolerance=3.0)
+    for key, value in ref.items():
+        assert getattr(d, key) == pytest.approx(value, abs=1e-9), key
+
+
+def test_surfels_of_two_single_voxels():
+    # each voxel has 8 corner surfels of equal area; facing corners are 2 voxels apart, the others 3
+    spacing = (1.5, 1.0, 2.0)
+    a = one_voxel((10, 4, 4), (2, 1, 1))
+    b = one_voxel((10, 4, 4), (5, 1, 1))
+    sd = M.surface_distances(a, b, spacing, surface="surfel")
+    assert sorted(sd.pred_to_gt) == pytest.approx([3.0] * 4 + [4.5] * 4)
+    corner = math.sqrt((1.0 * 2.0) ** 2 + (1.5 * 2.0) ** 2 + (1.5 * 1.0) ** 2) / 8
+    assert sd.pred_weights == pytest.approx([corner] * 8)
+    d = M.summarise_distances(sd)
+    assert (d.hd, d.hd95, d.assd, d.mhd) == pytest.approx((4.5, 4.5, 3.75, 3.75))
+    assert M.summarise_distances(sd, percentile=50).hd95 == 3.0
+
+
+def test_surfel_area_of_a_box_is_its_marching_cubes_area():
+    # a 1-voxel slab of 6x6 voxels: two 6x6 faces (minus corner bevels) plus rims; just
+    # check the 2D contour of a square against its perimeter with bevelled corners
+    spacing = (0.5, 2.0)
+    sq = box((10, 10), (2, 2), (8, 6))  # 6 x 4 pixels
+    sd = M.surface_distances(sq, sq, spacing, surface="surfel")
+    diag = 0.5 * math.hypot(*spacing)
+    straight = 2 * (5 * 0.5 + 3 * 2.0)  # edges between the corner cells
+    assert sd.pred_weights.sum() == pytest.approx(straight + 4 * diag)
+
+
+def test_empty_masks():
+    e = np.zeros((5, 5, 5), bool)
+    a = one_voxel((5, 5, 5), (2, 2, 2))
+    both = M.distance_metrics(e, e)
+    assert (both.hd, both.hd95, both.assd, both.mhd, both.nsd, both.empty) == (0, 0, 0, 0, 1, "both")
+    o = M.overlap_metrics(e, e)
+    assert (o.dice, o.iou, o.precision, o.recall, o.specificity) == (1, 1, 1, 1, 1)
+    for pred, gt, which in ((e, a, "pred"), (a, e, "gt")):
+        d = M.distance_metrics(pred, gt, (1, 2, 3))
+        assert d.empty == which and d.nsd == 0.0 and not d.penalised
+        assert all(math.isinf(getattr(d, k)) for k in M.DISTANCE_KEYS)
+        assert M.dice(pred, gt) == 0.0 and M.iou(pred, gt) == 0.0
+        p = M.distance_metrics(pred, gt, (1, 2, 3), empty_distance=373.0)
+        assert (p.hd, p.hd95, p.assd, p.mhd, p.penalised) == (373.0, 373.0, 373.0, 373.0, True)
+    o = M.overlap_metrics(e, a)
+    assert (o.precision, o.recall, o.relative_volume_difference) == (0.0, 0.0, -1.0)
+    o = M.overlap_metrics(a, e)
+    assert (o.precision, o.recall) == (0.0, 0.0) and math.isinf(o.relative_volume_difference)
+
+
+def test_json_safe_rows_flag_infinite_values():
+    gt = np.zeros((6, 6), np.uint8)
+    gt[1:3, 1:3] = 1
+    gt[4, 4] = 2
+    pred = np.where(gt == 2, 0, gt)
+    rows = {m.name: m for m in M.evaluate(pred, gt, labels={1: "a", 2: "b", 3: "c"})}
+    b = rows["b"].as_dict(json_safe=True)
+    assert b["empty"] == "pred" and b["hd"] is None and "hd" in b["infinite"] and b["dice"] == 0.0
+    json.dumps(b, allow_nan=False)
+    c = rows["c"].as_dict(json_safe=True)
+    assert c["empty"] == "both" and c["dice"] == 1.0 and c["hd"] == 0.0 and c["infinite"] == []
+    assert rows["a"].as_dict()["dice"] == 1.0 and rows["a"].empty is None
+
+
+def test_evaluate_matches_per_label_masks_and_regions():
+    rng = np.random.default_rng(3)
+    gt = ndimage.median_filter(rng.integers(0, 4, (20, 18, 12)), 3).astype(np.uint8)
+    pred = ndimage.median_filter(rng.integers(0, 4, (20, 18, 12)), 3).astype(np.int16)
+    spacing = (0.9, 1.1, 2.5)
+    rows = M.evaluate(pred, gt, spacing, regions={"upper": (2, 3)}, tolerance=1.5)
+    assert [r.name for r in rows] == ["1", "2", "3", "upper"]
+    for row, members in zip(rows, [(1,), (2,), (3,), (2, 3)]):
+        p, g = np.isin(pred, members), np.isin(gt, members)
+        assert row.overlap == M.overlap_metrics(p, g, spacing)
+        assert row.distance == M.distance_metrics(p, g, spacing, tolerance=1.5)
+        ref = brute_metrics(p, g, spacing, 1.5)
+        for key, value in ref.items():
+            assert getattr(row.distance, key) == pytest.approx(value, abs=1e-9), (row.name, key)
+    assert rows[-1].region and rows[-1].labels == (2, 3)
+
+
+def test_evaluate_handles_unusual_label_values():
+    gt = np.array([[0, 5000, 5000], [-3, -3, 0]])
+    pred = np.array([[0, 5000, 0], [-3, 0, 0]])
+    rows = {r.labels[0]: r for r in M.evaluate(pred, gt)}
+    assert set(rows) == {-3, 5000}
+    assert rows[5000].overlap.dice == pytest.approx(2 / 3)
+    assert rows[-3].overlap.dice == pytest.approx(2 / 3)
+    with pytest.raises(ValueError, match="integers"):
+        M.evaluate(pred + 0.5, gt)
+    with pytest.raises(ValueError, match="shape"):
+        M.evaluate(pred[:1], gt)
+
+
+def test_surfel_table_matches_deepmind_when_installed():
+    lookup = pytest.importorskip("surface_distance.lookup_tables")
+    for spacing in [(1, 1, 1), (0.8, 0.9, 1.7)]:
+        expected = lookup.create_table_neighbour_code_to_surface_area(spacing)
+        assert M.surfel_area_table(spacing) == pytest.approx(expected)
+    for spacing in [(1, 1), (0.8, 1.7)]:
+        expected = lookup.create_table_neighbour_code_to_contour_length(spacing)
+        assert M.surfel_area_table(spacing) == pytest.approx(expected)
+
+
+def test_surfel_metrics_match_deepmind_when_installed():
+    sd_mod = pytest.importorskip("surface_distance")
+    rng = np.random.default_rng(0)
+    for shape in [(24, 20, 16), (40, 36)]:
+        spacing = tuple(rng.uniform(0.5, 2.0, len(shape)))
+        a = ndimage.gaussian_filter(rng.standard_normal(shape), 2) > 0.05
+        b = ndimage.gaussian_filter(rng.standard_normal(shape), 2) > 0.05
+        ref = sd_mod.compute_surface_distances(b, a, spacing)  # (gt, pred)
+        d = M.distance_metrics(a, b, spacing, surface="surfel", tolerance=1.5)
+        g2p, p2g = sd_mod.compute_average_surface_distance(ref)
+        assert d.hd == pytest.approx(sd_mod.compute_robust_hausdorff(ref, 100), abs=1e-9)
+        assert d.hd95 == pytest.approx(sd_mod.compute_robust_hausdorff(ref, 95), abs=1e-9)
+        assert (d.msd_pred_to_gt, d.msd_gt_to_pred) == pytest.approx((p2g, g2p), abs=1e-9)
+        assert d.nsd == pytest.approx(sd_mod.compute_surface_dice_at_tolerance(ref, 1.5), abs=1e-9)
+
+
+def test_metrics_never_import_torch():
+    code = (
+        "import sys, json, numpy as np\n"
+        "from segtool import metrics\n"
+        "a = np.zeros((6, 6, 6), np.uint8); a[1:4, 1:4, 1:4] = 1\n"
+        "metrics.evaluate(a, np.roll(a, 1, 0), (1, 1, 2), surface='surfel')\n"
+        "import segtool.evaluation\n"
+        "print(json.dumps('torch' in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "false"
+
+
+# ---------------------------------------------------------------- properties
+
+SPACINGS = st.tuples(*[st.sampled_from([0.3, 0.5, 1.0, 1.7, 3.0])] * 3)
+
+
+@st.composite
+def mask_pairs(draw):
+    shape = draw(st.tuples(st.integers(2, 6), st.integers(2, 6), st.integers(1, 5)))
+    size = int(np.prod(shape))
+    a = np.array(draw(st.lists(st.booleans(), min_size=size, max_size=size))).reshape(shape)
+    b = np.array(draw(st.lists(st.booleans(), min_size=size, max_size=size))).reshape(shape)
+    return a, b
+
+
+PROPS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@PROPS
+@given(pair=mask_pairs(), spacing=SPACINGS)
+def test_self_comparison_is_perfect(pair, spacing):
+    a, _ = pair
+    assert M.dice(a, a) == 1.0 and M.iou(a, a) == 1.0
+    d = M.distance_metrics(a, a, spacing)
+    assert (d.hd, d.hd95, d.assd, d.nsd) == (0.0, 0.0, 0.0, 1.0)
+
+
+@PROPS
+@given(pair=mask_pairs(), spacing=SPACINGS, surface=st.sampled_from(M.SURFACES))
+def test_symmetry_and_orderings(pair, spacing, surface):
+    a, b = pair
+    assert M.dice(a, b) == M.dice(b, a)
+    ab = M.distance_metrics(a, b, spacing, surface=surface)
+    ba = M.distance_metrics(b, a, spacing, surface=surface)
+    for key in ("hd", "hd95", "assd", "mhd", "nsd"):
+        assert getattr(ab, key) == pytest.approx(getattr(ba, key), abs=1e-12), key
+    assert (ab.msd_pred_to_gt, ab.msd_gt_to_pred) == pytest.approx((ba.msd_gt_to_pred, ba.msd_pred_to_gt), abs=1e-12)
+    if ab.empty is None:
+        assert ab.hd95 <= ab.hd and ab.assd <= ab.mhd <= ab.hd
+        assert 0.0 <= ab.nsd <= 1.0
+
+
+@PROPS
+@given(pair=mask_pairs())
+def test_iou_is_dice_over_two_minus_dice(pair):
+    a, b = pair
+    d = M.dice(a, b)
+    assert M.iou(a, b) == pytest.approx(d / (2 - d), abs=1e-12)
+
+
+FACTORS = st.sampled_from([0.25, 2.0, 3.5])
+
+
+@PROPS
+@given(pair=mask_pairs(), spacing=SPACINGS, factor=FACTORS, surface=st.sampled_from(M.SURFACES))
+def test_distances_scale_with_spacing(pair, spacing, factor, surface):
+    a, b = pair
+    d1 = M.distance_metrics(a, b, spacing, surface=surface, tolerance=1.0)
+    d2 = M.distance_metrics(a, b, tuple(s * factor for s in spacing), surface=surface, tolerance=factor)
+    for key in ("hd", "hd95", "assd", "msd_pred_to_gt", "msd_gt_to_pred", "mhd"):
+        v1, v2 = getattr(d1, key), getattr(d2, key)
+        assert v2 == pytest.approx(v1 * factor, rel=1e-9, abs=1e-12) or (math.isinf(v1) and math.isinf(v2)), key
+    assert d2.nsd == pytest.approx(d1.nsd, abs=1e-9)
+
+
+@PROPS
+@given(pair=mask_pairs(), spacing=SPACINGS)
+def test_voxel_mode_equals_brute_force(pair, spacing):
+    a, b = pair
+    if not a.any() or not b.any():
+        return
+    d = M.distance_metrics(a, b, spacing, tolerance=1.0)
+    for key, value in brute_metrics(a, b, spacing, 1.0).items():
+        assert getattr(d, key) == pytest.approx(value, abs=1e-12), key
+
+
+def test_distances_equal_a_distance_transform_of_the_bounding_box():
+    rng = np.random.default_rng(7)
+    shape, spacing = (40, 36, 20), (0.7, 1.1, 2.3)
+    a = ndimage.gaussian_filter(rng.standard_normal(shape), 2) > 0.1
+    b = ndimage.gaussian_filter(rng.standard_normal(shape), 2) > 0.1
+    b[30:34, 2:5, 1:3] = True  # a far-away island: found by the k-d tree, not the ring
+    sd = M.surface_distances(a, b, spacing)
+    sa, sb = brute_surface(a), brute_surface(b)
+    edt_b = ndimage.distance_transform_edt(~sb, sampling=spacing)
+    edt_a = ndimage.distance_transform_edt(~sa, sampling=spacing)
+    assert np.sort(sd.pred_to_gt) == pytest.approx(np.sort(edt_b[sa]), abs=1e-12)
+    assert np.sort(sd.gt_to_pred) == pytest.approx(np.sort(edt_a[sb]), abs=1e-12)
+    assert sd.gt_to_pred.max() > M._ring(spacing)[1][-1]  # beyond the ring: the k-d tree found it
