@@ -24,7 +24,7 @@ import csv
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
@@ -213,7 +213,7 @@ def resample_nearest(
 
 
 def load_pair(pred_path: Path, gt_path: Path, resample: bool = False):
-    """Read PRED and GT; returns (pred array, gt array, spacing, unit, resampled).
+    """Read PRED and GT; returns (pred array, gt array, spacing, unit, resampled, gt Volume).
 
     Raises GeometryError when the grids differ (shape, or affine beyond AFFINE_ATOL)
     and ``resample`` is False.
@@ -240,38 +240,72 @@ def load_pair(pred_path: Path, gt_path: Path, resample: bool = False):
         pred = resample_nearest(pred, pred_vol.affine, gt.shape, gt_vol.affine)
         resampled = True
     unit = "px" if getattr(gt_vol, "kind", "") == "photo" else "mm"
-    return pred, gt, tuple(gt_vol.spacing), unit, resampled
+    return pred, gt, tuple(gt_vol.spacing), unit, resampled, gt_vol
 
 
 # --------------------------------------------------------------------------- evaluation
 
 
+#: Called after each case with (result, prediction on the GT grid, GT Volume), e.g. for QC pictures.
+OnCase = Callable[["CaseResult", np.ndarray, Any], None]
+
+
 def evaluate_pair(
-    pred_path: str | Path, gt_path: str | Path, options: EvalOptions, case: str | None = None
+    pred_path: str | Path,
+    gt_path: str | Path,
+    options: EvalOptions,
+    case: str | None = None,
+    on_case: OnCase | None = None,
 ) -> CaseResult:
     """Every metric of one prediction file against one ground-truth file."""
     pred_path, gt_path = Path(pred_path), Path(gt_path)
-    pred, gt, spacing, unit, resampled = load_pair(pred_path, gt_path, options.resample_pred)
+    pred, gt, spacing, unit, resampled, gt_volume = load_pair(pred_path, gt_path, options.resample_pred)
     metrics = evaluate(
         pred, gt, spacing,
         labels=options.labels, regions=options.regions, tolerance=options.tolerance,
         percentile=options.percentile, surface=options.surface, empty_distance=options.empty_distance,
     )
-    return CaseResult(
+    result = CaseResult(
         case or case_key(gt_path), pred_path, gt_path, tuple(gt.shape), spacing, unit, resampled, metrics
     )
+    if on_case is not None:
+        on_case(result, pred, gt_volume)
+    return result
 
 
 def evaluate_folders(
-    pairing: Pairing, options: EvalOptions, progress: Callable[[int, int, str], None] | None = None
+    pairing: Pairing,
+    options: EvalOptions,
+    progress: Callable[[int, int, str], None] | None = None,
+    on_case: OnCase | None = None,
 ) -> list[CaseResult]:
     """Evaluate every pair; cases then report the same labels (see fill_missing_labels)."""
     results = []
     for i, (key, pred_path, gt_path) in enumerate(pairing.pairs):
         if progress is not None:
             progress(i, len(pairing.pairs), key)
-        results.append(evaluate_pair(pred_path, gt_path, options, case=key))
+        results.append(evaluate_pair(pred_path, gt_path, options, case=key, on_case=on_case))
     return fill_missing_labels(results, options)
+
+
+def qc_writer(qc_dir: Path, label_names: Mapping[int, str] | None, image_path: Path | None = None) -> OnCase:
+    """An ``on_case`` callback drawing prediction and ground truth side by side into a QC report.
+
+    Without ``image_path`` the masks are drawn on black; with it, on that image (which
+    must share the ground truth's grid).
+    """
+    from segtool.io import read_volume
+    from segtool.qc import qc_comparison
+    from segtool.qc.render import blank_like
+
+    def write(result: CaseResult, pred: np.ndarray, gt_volume) -> None:
+        image = read_volume(image_path) if image_path is not None else blank_like(gt_volume)
+        names = dict(label_names) if label_names else {int(v): str(v) for v in np.unique(gt_volume.array) if v}
+        dice = {m.name: round(m.overlap.dice, 4) for m in result.metrics}
+        row = {"task": "evaluate", "input": str(result.pred), "output": str(result.gt), "dice": dice}
+        qc_comparison(qc_dir, image, pred, gt_volume.array[0], names, row, case_id=result.case)
+
+    return write
 
 
 def fill_missing_labels(cases: list[CaseResult], options: EvalOptions) -> list[CaseResult]:

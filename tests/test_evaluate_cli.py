@@ -279,3 +279,32 @@ def test_evaluate_does_not_import_torch(pair):
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "false"
+
+
+def test_qc_shows_prediction_and_ground_truth_per_case(tmp_path):
+    from PIL import Image
+
+    for case in ("c1", "c2"):
+        save(tmp_path / "pred" / f"{case}.nii.gz", tumour(shift=1))
+        save(tmp_path / "gt" / f"{case}.nii.gz", tumour())
+    qc_dir = tmp_path / "qc"
+    result = run(str(tmp_path / "pred"), str(tmp_path / "gt"), "--qc", str(qc_dir), "--json")
+    assert result.exit_code == 0, result.output
+    html = (qc_dir / "index.html").read_text(encoding="utf-8")
+    assert "c1" in html and "c2" in html and "dice" in html
+    pngs = sorted(qc_dir.rglob("*.png"))
+    assert len(pngs) == 2 * 3
+    with Image.open(pngs[0]) as picture:
+        pixels = np.asarray(picture.convert("RGB"))
+    assert (pixels.reshape(-1, 3) != 0).any(axis=1).sum() > 0  # masks drawn on black
+
+
+def test_qc_image_needs_qc_and_one_pair(tmp_path):
+    pred = save(tmp_path / "p.nii.gz", tumour())
+    gt = save(tmp_path / "g.nii.gz", tumour())
+    result = run(str(pred), str(gt), "--qc-image", str(pred))
+    assert result.exit_code == 2 and "--qc-image" in result.output
+    image = save(tmp_path / "img.nii.gz", (tumour() * 20).astype(np.uint8))
+    ok = run(str(pred), str(gt), "--qc", str(tmp_path / "qc"), "--qc-image", str(image))
+    assert ok.exit_code == 0, ok.output
+    assert (tmp_path / "qc" / "index.html").exists()

@@ -45,6 +45,10 @@ def parse_labels(text: str) -> dict[int, str]:
               help="Surface definition: boundary voxels (as MONAI) or surfels (as DeepMind surface-distance).")
 @click.option("--resample-pred", is_flag=True,
               help="Map PRED onto the GT grid (nearest neighbour) instead of refusing different grids.")
+@click.option("--qc", "qc_dir", type=click.Path(file_okay=False, path_type=Path), metavar="DIR",
+              help="Write prediction-vs-ground-truth pictures and an HTML report here.")
+@click.option("--qc-image", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="With --qc and one pair: draw the masks on this image (default: on black).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of tables.")
 @click.option("--csv", "csv_path", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
               help="Also write every metric, one row per case and label, to FILE.")
@@ -59,6 +63,8 @@ def evaluate(
     empty_distance: float | None,
     surface: str,
     resample_pred: bool,
+    qc_dir: Path | None,
+    qc_image: Path | None,
     as_json: bool,
     csv_path: Path | None,
 ) -> None:
@@ -102,8 +108,12 @@ def evaluate(
         empty_distance=empty_distance, resample_pred=resample_pred,
     )
 
+    if qc_image is not None and (qc_dir is None or pred.is_dir()):
+        raise UsageError("--qc-image needs --qc and a single PRED/GT pair")
+    on_case = ev.qc_writer(qc_dir, labels, qc_image) if qc_dir is not None else None
+
     if not pred.is_dir():
-        case = ev.evaluate_pair(pred, gt, options)
+        case = ev.evaluate_pair(pred, gt, options, on_case=on_case)
         if csv_path is not None:
             ev.write_csv(csv_path, [case], options=options)
         if as_json:
@@ -122,7 +132,7 @@ def evaluate(
         raise UsageError(
             f"no file in {pred} pairs with a file in {gt} (files pair by case name; see docs/metrics.md)"
         )
-    cases = ev.evaluate_folders(pairing, options)
+    cases = ev.evaluate_folders(pairing, options, on_case=on_case)
     summary = ev.aggregate(cases)
     if csv_path is not None:
         ev.write_csv(csv_path, cases, summary, options)
