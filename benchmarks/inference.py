@@ -37,7 +37,7 @@ def write_model_folder(spec, folder: Path) -> None:
     model = spec.model_factory(**spec.model_kwargs)
     folder.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json())
+    (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
 
 
 def bare_forward_seconds(spec, model_dir: Path, volume_path: Path) -> tuple[float, int]:

@@ -46,7 +46,7 @@ def write_model_folder(folder: Path, spec: TaskSpec) -> tuple[WeightsFile, Weigh
     folder.mkdir(parents=True, exist_ok=True)
     kwargs = dict(spec.model_kwargs)
     save_file(one_conv_state(kwargs["spatial_dims"], kwargs["in_channels"]), str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json())
+    (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
     return (
         WeightsFile("model.safetensors", sha256(folder / "model.safetensors")),
         WeightsFile("config.json", sha256(folder / "config.json")),

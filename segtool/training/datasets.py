@@ -120,7 +120,7 @@ def _read_dataset_json(root: Path) -> dict:
     if not path.is_file():
         return {}
     try:
-        data = json.loads(path.read_text())
+        data = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise DataLayoutError(f"{path}: not valid JSON ({exc})") from None
     if not isinstance(data, dict):
@@ -209,7 +209,7 @@ def parse_labels_map(text: str, target_labels: Mapping[int, str]) -> dict[int, i
     path = Path(text)
     if text.strip().endswith(".json") or path.is_file():
         try:
-            data = json.loads(path.read_text())
+            data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
             raise UsageError(f"--labels-map {text}: cannot read JSON ({exc})") from None
         if not isinstance(data, dict):

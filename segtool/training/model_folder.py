@@ -80,7 +80,7 @@ def read_log(model_dir: Path) -> list[dict]:
     path = Path(model_dir) / LOG_FILENAME
     if not path.is_file():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
 
 
 def truncate_log(model_dir: Path, keep_step: int) -> None:

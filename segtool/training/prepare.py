@@ -201,7 +201,7 @@ def build_cache(
     key = fingerprint(spec, cases, labels_map)
     if manifest_path.is_file():
         try:
-            manifest = json.loads(manifest_path.read_text())
+            manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
             if manifest.get("fingerprint") == key:
                 return manifest
         except ValueError:
@@ -232,7 +232,7 @@ def build_cache(
         "intensity": intensity_statistics(samples, spec.channels, spec.normalization),
     }
     tmp = manifest_path.with_name("manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1))
+    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
     os.replace(tmp, manifest_path)
     return manifest
 
@@ -240,7 +240,7 @@ def build_cache(
 def open_cache(cache_dir: Path) -> tuple[list[PreparedCase], dict]:
     """The cached cases (memory-mapped lazily) and the manifest."""
     cache_dir = Path(cache_dir)
-    manifest = json.loads((cache_dir / "manifest.json").read_text())
+    manifest = json.loads((cache_dir / "manifest.json").read_text(encoding="utf-8"))
     cases = [
         PreparedCase(
             e["name"],
