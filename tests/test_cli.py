@@ -96,7 +96,7 @@ def test_shipped_completion_scripts_match_the_cli(shell):
         [sys.executable, "-c", "from segtool.cli import cli; cli(prog_name='segtool')"],
         capture_output=True, text=True, env=env,
     ).stdout
-    shipped = (ROOT / "completions" / f"segtool.{shell}").read_text()
+    shipped = (ROOT / "completions" / f"segtool.{shell}").read_text(encoding="utf-8")
     assert generated == shipped, "completions/ drifted: run completions/generate.sh"
 
 

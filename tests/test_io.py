@@ -735,3 +735,16 @@ def test_2d_mha_round_trip_and_png_orientation(tmp_path):
     np.testing.assert_array_equal(sitk.GetArrayFromImage(back), labels.T)
     with Image.open(write_labels(labels, vol, tmp_path / "two_seg.png")) as im:
         np.testing.assert_array_equal(np.asarray(im), labels.T)  # rows = y, as ITK writes PNG
+
+
+def test_reading_dicom_keeps_the_process_locale(tmp_path):
+    import locale
+
+    arr = np.zeros((3, 4, 4), dtype=np.int16)
+    geometry = ((1.0, 1.0, 1.0), (0.0, 0.0, 0.0), (1.0, 0, 0, 0, 1.0, 0, 0, 0, 1.0))
+    _write_dicom_series(tmp_path / "s", arr, *geometry, "1.2.826.0.1.3680043.2.1125.1.9")
+    locale.setlocale(locale.LC_ALL, "")  # the user's locale, whatever writing the series did
+    before = locale.setlocale(locale.LC_ALL)
+    read_volume(tmp_path / "s")
+    read_volume(sorted((tmp_path / "s").iterdir())[0])
+    assert locale.setlocale(locale.LC_ALL) == before

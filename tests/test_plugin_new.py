@@ -48,9 +48,9 @@ def test_generated_plugin_installs_lists_trains_runs_and_evaluates(tmp_path):
     assert {str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_file()} == {
         "pyproject.toml", "README.md", f"{module}/__init__.py", f"tests/test_{name.replace('-', '_')}.py",
     }
-    pyproject = (pkg / "pyproject.toml").read_text()
+    pyproject = (pkg / "pyproject.toml").read_text(encoding="utf-8")
     assert f'[project.entry-points.segtool]\n{name} = "{module}"' in pyproject
-    assert "segtool train" in (pkg / "README.md").read_text()
+    assert "segtool train" in (pkg / "README.md").read_text(encoding="utf-8")
 
     site = tmp_path / "site"
     subprocess.run(
@@ -73,7 +73,7 @@ def test_generated_plugin_installs_lists_trains_runs_and_evaluates(tmp_path):
     _segtool(env, "train", name, data, "-o", model, "--epochs", "1", "--steps-per-epoch", "2",
              "--patch-size", "16,16,16", "--batch-size", "1", "--device", "cpu", "-q")
     assert (model / "model.safetensors").is_file() and (model / "README.md").is_file()
-    config = json.loads((model / "config.json").read_text())
+    config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     assert config["task"] == name and config["architecture"]["features"] == [16, 32, 64, 128]
 
     pred = tmp_path / "pred.nii.gz"

@@ -249,8 +249,8 @@ def test_every_hook_is_documented_and_tested():
 
     from segtool import hookspecs
 
-    docs = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text()
-    this_file = Path(__file__).read_text()
+    docs = (Path(__file__).parents[1] / "docs" / "plugins.md").read_text(encoding="utf-8")
+    this_file = Path(__file__).read_text(encoding="utf-8")
     names = [n for n, f in inspect.getmembers(hookspecs, inspect.isfunction) if n.startswith("segtool_")]
     assert names
     for name in names:

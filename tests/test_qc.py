@@ -347,7 +347,7 @@ def test_report_row_fields_volumes_and_failures(tmp_path):
         assert needle in text, needle
     r, g, b = qc.label_colour(2)
     assert f"background:rgb({r},{g},{b})" in text
-    record = json.loads(sorted((tmp_path / "records").glob("0*.json"))[0].read_text())
+    record = json.loads(sorted((tmp_path / "records").glob("0*.json"))[0].read_text(encoding="utf-8"))
     assert record["row"]["volumes"] == {"cord": 0.0, "gm": 324.0}
 
 

@@ -141,13 +141,13 @@ def test_train_3d_writes_the_model_folder_and_run_uses_it(tmp_path):
     assert config.training["command"].startswith(f"segtool train {spec.name} {data} -o {out} --epochs 2")
     assert config.training["data"]["validation_cases"] and len(config.training["data"]["train_cases"]) == 3
 
-    card = (out / "README.md").read_text()
+    card = (out / "README.md").read_text(encoding="utf-8")
     front = card.split("---")[1]
     assert "library_name: segtool" in front and "license: other" in front and '"3d"' in front
     assert '"someone/balls"' in front
     assert "| ball |" in card and config.training["command"] in card
 
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and [r["step"] for r in log] == [3, 6]
     assert all("validation" in r and "train_loss" in r and "lr" in r for r in log)
 
@@ -164,10 +164,10 @@ def test_train_2d_photos_and_run(tmp_path):
     data = write_2d_photos(tmp_path / "photos")
     out = tmp_path / "model"
     train(spec, data, out, "--val-cases", "photo3", "--patch-size", "32,32", "--lr", "0.01")
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["training"]["data"]["validation_cases"] == ["photo3"]
     assert config["patch_size"] == [32, 32]
-    assert "license: mit" in (out / "README.md").read_text()
+    assert "license: mit" in (out / "README.md").read_text(encoding="utf-8")
     pred = tmp_path / "pred.png"
     invoke(spec, "run", spec.name, "--model-dir", out, data / "photo0.png", "-o", pred, "--device", "cpu")
     assert np.asarray(Image.open(pred)).shape == (40, 36)
@@ -196,7 +196,7 @@ def test_nnunet_layout_with_channels_and_labels_map(tmp_path):
     assert bad.exit_code == 2 and "--labels-map" in bad.output and "42" in bad.output
     out = tmp_path / "model"
     train(spec_app, data, out, "--labels-map", "42:core,7:2", "--epochs", "1", "--steps-per-epoch", "2")
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["training"]["labels_map"] == "7:2,42:1"
     assert config["training"]["data"]["layout"] == "nnunet" and config["training"]["data"]["name"] == "Balls"
     assert set(config["normalization_stats"]["channels"]) == {"t1", "t2"}
@@ -232,7 +232,7 @@ def test_max_minutes_then_resume_continues_from_the_saved_step(reference_run, tm
     summary = json.loads(stopped.stdout.strip().splitlines()[-1])
     assert summary["stopped"] == "max-minutes" and summary["steps"] == 1
     assert (out / "model.safetensors").is_file() and (out / "README.md").is_file()
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert log[-1]["partial"] and log[-1]["stopped"] == "max-minutes" and log[-1]["step"] == 1
 
     refused = train(tiny_2d(), data, out, "--seed", "3", ok=False)
@@ -242,7 +242,7 @@ def test_max_minutes_then_resume_continues_from_the_saved_step(reference_run, tm
     summary = json.loads(resumed.stdout.strip().splitlines()[-1])
     assert summary["steps"] == 6 and summary["epochs_trained"] == 2 and summary["stopped"] is None
     assert "resuming at step 1" in resumed.output
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [(r["epoch"], r["step"]) for r in log] == [(1, 1), (1, 3), (2, 6)]
     assert same_weights(weights(reference), weights(out))
 

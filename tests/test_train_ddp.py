@@ -66,8 +66,8 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path):
 
     # Only rank 0 wrote the model folder, once per epoch.
     assert {p.name for p in out.iterdir()} >= {"model.safetensors", "config.json", "README.md", "train_log.jsonl"}
-    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]
     assert [r["epoch"] for r in log] == [1, 2] and all("validation" in r for r in log)
-    config = json.loads((out / "config.json").read_text())
+    config = json.loads((out / "config.json").read_text(encoding="utf-8"))
     assert config["training"]["world_size"] == WORLD
-    assert "x 2 process(es)" in (out / "README.md").read_text()
+    assert "x 2 process(es)" in (out / "README.md").read_text(encoding="utf-8")

@@ -451,7 +451,7 @@ def test_a_plugin_can_answer_first_and_is_still_hash_checked(files, tmp_path):
 
 
 def test_weights_module_never_unpickles():
-    source = Path(__import__("segtool.weights").weights.__file__).read_text()
+    source = Path(__import__("segtool.weights").weights.__file__).read_text(encoding="utf-8")
     tree = ast.parse(source)
     for node in ast.walk(tree):
         if isinstance(node, (ast.Import, ast.ImportFrom)):
