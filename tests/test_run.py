@@ -325,3 +325,51 @@ def test_qc_report_gets_a_row_and_pictures_per_case(tmp_path, tiny3d):
         assert Path(path).name in html
     pngs = list(qc_dir.rglob("*.png"))
     assert len(pngs) == 2 * 3  # axial, sagittal, coronal per case
+
+
+def test_next_input_is_read_while_the_current_one_is_segmented(tmp_path, tiny3d, monkeypatch):
+    import threading
+
+    import segtool.runner as runner
+
+    spec, _ = tiny3d
+    paths = [str(save_nifti(tmp_path / f"r{i}.nii.gz", cube_image())) for i in range(3)]
+    events, second_read_started = [], threading.Event()
+    real_read = runner._read
+
+    def recording_read(case, task_spec):
+        events.append(f"read {Path(case.name).name}")
+        if case.name.endswith("r1.nii.gz"):
+            second_read_started.set()
+        return real_read(case, task_spec)
+
+    from segtool.pipeline import Segmenter
+
+    real_predict = Segmenter.predict
+
+    def recording_predict(self, volume, **kwargs):
+        name = Path(volume.path).name
+        if name == "r0.nii.gz":  # the read of r1 must start while r0 is being segmented
+            assert second_read_started.wait(timeout=10)
+        events.append(f"predict {name}")
+        return real_predict(self, volume, **kwargs)
+
+    monkeypatch.setattr(runner, "_read", recording_read)
+    monkeypatch.setattr(Segmenter, "predict", recording_predict)
+    result = invoke(app_with(spec), ["run", "tiny", *paths, "-q"])
+    assert result.exit_code == 0, result.output
+    assert events.index("read r1.nii.gz") < events.index("predict r0.nii.gz")
+    assert events.count("predict r0.nii.gz") == 1 and len([e for e in events if e.startswith("read")]) == 3
+
+
+def test_tta_and_threshold_options(tmp_path, tiny3d):
+    spec, _ = tiny3d
+    src = save_nifti(tmp_path / "f.nii.gz", cube_image())
+    result = invoke(app_with(spec), ["run", "tiny", str(src), "--tta", "--threshold", "0.3", "-q", "--json"])
+    assert result.exit_code == 0, result.output
+    row = json.loads(result.stdout)
+    assert row["volumes_mm3"] == {"bright": float((cube_image() > 0).sum() * 2.0)}  # 1 x 1 x 2 mm voxels
+    labels = np.asarray(nib.load(row["output"]).dataobj)
+    assert np.array_equal(labels, (cube_image() > 0).astype(np.uint8))
+    bad = invoke(app_with(spec), ["run", "tiny", str(src), "--threshold", "1.5"])
+    assert bad.exit_code == 2
