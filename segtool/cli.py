@@ -6,13 +6,15 @@ Nothing here imports torch, so `segtool --help` and shell completion stay fast.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import os
 import sys
 
 import click
 
 from segtool import __version__
 from segtool.app import App
-from segtool.errors import SegtoolError
+from segtool.errors import DEBUG_ENV, EXIT_CASE_FAILED, EXIT_INTERRUPTED, SegtoolError, describe_unexpected
 
 #: subcommand name -> "module:attribute"; modules are imported only when the command runs.
 COMMANDS = {
@@ -52,6 +54,16 @@ class LazyGroup(click.Group):
         except SegtoolError as exc:
             click.echo(f"segtool: error: {exc.one_line()}", err=True)
             ctx.exit(exc.exit_code)
+        except KeyboardInterrupt:
+            click.echo("segtool: interrupted (finished outputs are complete; none is half-written)", err=True)
+            ctx.exit(EXIT_INTERRUPTED)
+        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise
+        except Exception as exc:  # noqa: BLE001 - one line, not a traceback, unless debugging
+            if os.environ.get(DEBUG_ENV):
+                raise
+            click.echo(f"segtool: error: {describe_unexpected(exc)} (set {DEBUG_ENV}=1 for the traceback)", err=True)
+            ctx.exit(EXIT_CASE_FAILED)
 
 
 def _module_exists(target: str) -> bool:

@@ -6,6 +6,10 @@ EXIT_OK = 0
 EXIT_CASE_FAILED = 1
 EXIT_USAGE = 2
 EXIT_WEIGHTS_UNAVAILABLE = 3
+EXIT_INTERRUPTED = 130
+
+#: Set to 1 to see full tracebacks of unexpected errors.
+DEBUG_ENV = "SEGTOOL_DEBUG"
 
 
 class SegtoolError(Exception):
@@ -51,3 +55,9 @@ class WeightsUnavailableError(SegtoolError):
 
 class WeightsIntegrityError(WeightsUnavailableError):
     """A file's sha256 does not match the pinned one."""
+
+
+def describe_unexpected(exc: BaseException) -> str:
+    """One line for an exception segtool did not foresee (a bug, or a library's error)."""
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    return f"unexpected {type(exc).__name__}" + (f": {first}" if first else "")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from segtool.errors import OutputExistsError, SegtoolError, UsageError
+from segtool.errors import OutputExistsError, SegtoolError, UsageError, describe_unexpected
 from segtool.spec import TaskSpec
 
 
@@ -178,8 +178,9 @@ def run_cases(
         try:
             volume = future.result()
             result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc)
-        except SegtoolError as exc:
-            result = CaseResult(case.name, None, spec.name, model_name, time.perf_counter() - start, "failed", exc.one_line())
+        except Exception as exc:  # noqa: BLE001 - one failing case must not stop the others
+            message = exc.one_line() if isinstance(exc, SegtoolError) else f"{case.name}: {describe_unexpected(exc)}"
+            result = CaseResult(case.name, None, spec.name, model_name, time.perf_counter() - start, "failed", message)
         results.append(result)
         on_result(result)
     return results

@@ -373,3 +373,48 @@ def test_tta_and_threshold_options(tmp_path, tiny3d):
     assert np.array_equal(labels, (cube_image() > 0).astype(np.uint8))
     bad = invoke(app_with(spec), ["run", "tiny", str(src), "--threshold", "1.5"])
     assert bad.exit_code == 2
+
+
+def test_an_unexpected_error_in_one_case_fails_only_that_case(tmp_path, tiny3d, monkeypatch):
+    from segtool.pipeline import Segmenter
+
+    spec, _ = tiny3d
+    paths = [str(save_nifti(tmp_path / f"u{i}.nii.gz", cube_image())) for i in range(2)]
+    real_predict = Segmenter.predict
+
+    def flaky(self, volume, **kwargs):
+        if Path(volume.path).name == "u0.nii.gz":
+            raise RuntimeError("simulated library failure\nwith a second line")
+        return real_predict(self, volume, **kwargs)
+
+    monkeypatch.setattr(Segmenter, "predict", flaky)
+    result = invoke(app_with(spec), ["run", "tiny", *paths, "-q", "--json"])
+    assert result.exit_code == 1
+    rows = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [r["status"] for r in rows] == ["failed", "done"]
+    assert rows[0]["error"].endswith("u0.nii.gz: unexpected RuntimeError: simulated library failure")
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("error, code, message", [
+    (KeyboardInterrupt(), 130, "segtool: interrupted"),
+    (ValueError("bug here"), 1, "segtool: error: unexpected ValueError: bug here (set SEGTOOL_DEBUG=1"),
+])
+def test_interrupts_and_unexpected_errors_give_one_line(tmp_path, tiny3d, monkeypatch, error, code, message):
+    import segtool.commands.run as run_command
+
+    spec, _ = tiny3d
+    src = save_nifti(tmp_path / "k.nii.gz", cube_image())
+
+    def boom(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr(run_command, "_run_with_progress", boom)
+    monkeypatch.delenv("SEGTOOL_DEBUG", raising=False)
+    result = invoke(app_with(spec), ["run", "tiny", str(src), "-q"])
+    assert result.exit_code == code
+    assert result.stderr.startswith(message) and len(result.stderr.strip().splitlines()) == 1
+    monkeypatch.setenv("SEGTOOL_DEBUG", "1")
+    if not isinstance(error, KeyboardInterrupt):
+        debug = invoke(app_with(spec), ["run", "tiny", str(src), "-q"])
+        assert isinstance(debug.exception, type(error))
