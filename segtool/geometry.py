@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 from nibabel import orientations
 
+from segtool.io.volume import spacing_of  # noqa: F401 - part of this module's API
+
 
 @dataclass(frozen=True)
 class Reorientation:
@@ -58,12 +60,6 @@ def reorient(array: np.ndarray, affine: np.ndarray, target: str) -> tuple[np.nda
     new_affine = affine @ orientations.inv_ornt_aff(transform, spatial)
     info = Reorientation(transform=transform, inverse=inverse, input_shape=spatial)
     return info.apply(array), new_affine, info
-
-
-def spacing_of(affine: np.ndarray, ndim: int = 3) -> tuple[float, ...]:
-    """Voxel sizes (mm) along each voxel axis of an affine."""
-    zooms = np.sqrt((np.asarray(affine)[:3, :3] ** 2).sum(axis=0))
-    return tuple(float(z) for z in zooms[:ndim])
 
 
 def resampled_shape(shape: tuple[int, ...], spacing: tuple[float, ...], target: tuple[float, ...]) -> tuple[int, ...]:

@@ -9,6 +9,12 @@ from typing import Any
 import numpy as np
 
 
+def spacing_of(affine: np.ndarray, ndim: int = 3) -> tuple[float, ...]:
+    """Voxel sizes (mm) along the first ``ndim`` voxel axes of an affine."""
+    zooms = np.sqrt((np.asarray(affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
+    return tuple(float(z) for z in zooms[:ndim])
+
+
 @dataclass
 class Volume:
     array: np.ndarray
@@ -32,5 +38,4 @@ class Volume:
 
     @property
     def spacing(self) -> tuple[float, ...]:
-        zooms = np.sqrt((self.affine[:3, :3] ** 2).sum(axis=0))
-        return tuple(float(z) for z in zooms[: self.ndim])
+        return spacing_of(self.affine, self.ndim)

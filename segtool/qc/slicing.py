@@ -6,13 +6,15 @@ from typing import Any
 
 import numpy as np
 
+from segtool.io.volume import spacing_of
+
 #: 3D views in the order they are rendered: name -> axis of the RAS array they slice.
 VIEWS = {"axial": 2, "sagittal": 0, "coronal": 1}
 
 
 def voxel_spacing(affine: np.ndarray, ndim: int) -> np.ndarray:
     """Voxel size along the first ``ndim`` axes of ``affine`` (1 where it is degenerate)."""
-    zooms = np.sqrt((np.asarray(affine, float)[:3, :3] ** 2).sum(axis=0))[:ndim]
+    zooms = np.asarray(spacing_of(affine, ndim))
     return np.where(np.isfinite(zooms) & (zooms > 0), zooms, 1.0)
 
 
