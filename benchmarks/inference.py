@@ -34,7 +34,7 @@ def write_model_folder(spec, folder: Path) -> None:
     from segtool.model_config import ModelConfig
 
     torch.manual_seed(0)
-    model = spec.model_factory(**spec.model_kwargs)
+    model = spec.build_network()
     folder.mkdir(parents=True, exist_ok=True)
     save_file(model.state_dict(), str(folder / "model.safetensors"))
     (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")

@@ -57,13 +57,41 @@ class LazyGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("segtool: interrupted (finished outputs are complete; none is half-written)", err=True)
             ctx.exit(EXIT_INTERRUPTED)
-        except (click.exceptions.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+        except click.exceptions.ClickException as exc:
+            if _shows_help(exc):
+                raise
+            click.echo(_click_error_line(exc), err=True)
+            ctx.exit(exc.exit_code)
+        except (click.exceptions.Exit, click.exceptions.Abort):
             raise
         except Exception as exc:  # noqa: BLE001 - one line, not a traceback, unless debugging
             if os.environ.get(DEBUG_ENV):
                 raise
             click.echo(f"segtool: error: {describe_unexpected(exc)} (set {DEBUG_ENV}=1 for the traceback)", err=True)
             ctx.exit(EXIT_CASE_FAILED)
+
+
+    def make_context(self, info_name, args, parent=None, **extra):
+        try:
+            return super().make_context(info_name, args, parent=parent, **extra)
+        except click.exceptions.ClickException as exc:
+            if _shows_help(exc):
+                raise
+            click.echo(_click_error_line(exc), err=True)
+            raise click.exceptions.Exit(exc.exit_code) from None
+
+
+def _shows_help(exc: click.exceptions.ClickException) -> bool:
+    """A group called without its subcommand prints its help (click's NoArgsIsHelpError)."""
+    return type(exc).__name__ == "NoArgsIsHelpError"
+
+
+def _click_error_line(exc: click.exceptions.ClickException) -> str:
+    """Click's usage error as one line, naming the --help to read."""
+    text = " ".join(exc.format_message().split())
+    ctx = getattr(exc, "ctx", None)
+    hint = f" (see '{ctx.command_path} --help')" if isinstance(exc, click.UsageError) and ctx is not None else ""
+    return f"segtool: error: {text}{hint}"
 
 
 def _module_exists(target: str) -> bool:

@@ -49,6 +49,10 @@ class OutputExistsError(SegtoolError):
     pass
 
 
+class LabelError(SegtoolError):
+    """A label image holds values the run was not told about (``evaluate --task``)."""
+
+
 class WeightsUnavailableError(SegtoolError):
     exit_code = EXIT_WEIGHTS_UNAVAILABLE
 

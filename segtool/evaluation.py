@@ -28,7 +28,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from segtool.errors import GeometryError, UsageError
+from segtool.errors import GeometryError, LabelError, SegtoolError, UsageError, describe_unexpected
 from segtool.metrics import (
     COUNT_KEYS,
     DISTANCE_KEYS,
@@ -88,6 +88,22 @@ class EvalOptions:
     surface: str = "voxel"
     empty_distance: float | None = None
     resample_pred: bool = False
+    #: refuse a case whose files hold a label outside ``labels`` (``--task`` without ``--labels``)
+    strict_labels: bool = False
+    #: where ``labels`` came from, for the message of a strict refusal (e.g. "task 'spinal-gm'")
+    labels_source: str = "--labels"
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.tolerance, (int, float)) and math.isfinite(self.tolerance) and self.tolerance >= 0):
+            raise UsageError(f"--tolerance must be a finite number >= 0, got {self.tolerance}")
+        if not (math.isfinite(self.percentile) and 0 <= self.percentile <= 100):
+            raise UsageError(f"percentile must lie in [0, 100], got {self.percentile}")
+        if self.empty_distance is not None and not (
+            math.isfinite(self.empty_distance) and self.empty_distance >= 0
+        ):
+            raise UsageError(f"--empty-distance must be a finite number >= 0, got {self.empty_distance}")
+        if self.labels is not None and any(int(k) < 1 for k in self.labels):
+            raise UsageError("labels must be positive integers (0 is the background)")
 
     def as_dict(self) -> dict:
         return {
@@ -260,6 +276,8 @@ def evaluate_pair(
     """Every metric of one prediction file against one ground-truth file."""
     pred_path, gt_path = Path(pred_path), Path(gt_path)
     pred, gt, spacing, unit, resampled, gt_volume = load_pair(pred_path, gt_path, options.resample_pred)
+    if options.strict_labels and options.labels is not None:
+        _check_known_labels(pred_path, pred, gt_path, gt, options)
     metrics = evaluate(
         pred, gt, spacing,
         labels=options.labels, regions=options.regions, tolerance=options.tolerance,
@@ -273,18 +291,61 @@ def evaluate_pair(
     return result
 
 
+def _check_known_labels(
+    pred_path: Path, pred: np.ndarray, gt_path: Path, gt: np.ndarray, options: EvalOptions
+) -> None:
+    """Refuse label values the options do not name, on either side (never drop them silently)."""
+    known = set(int(k) for k in options.labels or {})
+    for path, array in ((gt_path, gt), (pred_path, pred)):
+        found = [int(v) for v in np.unique(array) if v != 0 and int(v) not in known]
+        if found:
+            shown = ", ".join(map(str, found[:8])) + (", ..." if len(found) > 8 else "")
+            names = ", ".join(f"{k}={v}" for k, v in sorted((options.labels or {}).items()))
+            raise LabelError(
+                f"{path}: label value{'s' if len(found) > 1 else ''} {shown} not known to {options.labels_source} "
+                f"({names}); pass --labels to report {'them' if len(found) > 1 else 'it'} as extra classes"
+            )
+
+
+@dataclass
+class FailedCase:
+    """A folder-mode pair that could not be evaluated; the other pairs still are."""
+
+    case: str
+    pred: Path
+    gt: Path
+    error: str
+
+    def as_dict(self) -> dict:
+        return {"case": self.case, "pred": str(self.pred), "gt": str(self.gt), "error": self.error}
+
+
 def evaluate_folders(
     pairing: Pairing,
     options: EvalOptions,
     progress: Callable[[int, int, str], None] | None = None,
     on_case: OnCase | None = None,
+    failures: list[FailedCase] | None = None,
 ) -> list[CaseResult]:
-    """Evaluate every pair; cases then report the same labels (see fill_missing_labels)."""
+    """Evaluate every pair; cases then report the same labels (see fill_missing_labels).
+
+    With a ``failures`` list, a pair that cannot be evaluated (unreadable, on another
+    grid, unknown labels...) is appended to it and the other pairs go on; without,
+    the first such error is raised.
+    """
     results = []
     for i, (key, pred_path, gt_path) in enumerate(pairing.pairs):
         if progress is not None:
             progress(i, len(pairing.pairs), key)
-        results.append(evaluate_pair(pred_path, gt_path, options, case=key, on_case=on_case))
+        try:
+            results.append(evaluate_pair(pred_path, gt_path, options, case=key, on_case=on_case))
+        except UsageError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - one bad pair fails its row only
+            if failures is None:
+                raise
+            message = exc.one_line() if isinstance(exc, SegtoolError) else f"{key}: {describe_unexpected(exc)}"
+            failures.append(FailedCase(key, pred_path, gt_path, message))
     return fill_missing_labels(results, options)
 
 
@@ -433,9 +494,15 @@ def pair_report(case: CaseResult, options: EvalOptions) -> dict:
 
 
 def folder_report(
-    cases: list[CaseResult], summary: list[Summary], pairing: Pairing, options: EvalOptions, pred_dir, gt_dir
+    cases: list[CaseResult],
+    summary: list[Summary],
+    pairing: Pairing,
+    options: EvalOptions,
+    pred_dir,
+    gt_dir,
+    failures: Sequence[FailedCase] = (),
 ) -> dict:
-    """The JSON document of `segtool evaluate PRED_DIR GT_DIR`."""
+    """The JSON document of `segtool evaluate PRED_DIR GT_DIR` (pairs that failed under ``failed``)."""
     return {
         "mode": "folder",
         "pred_dir": str(pred_dir),
@@ -444,6 +511,7 @@ def folder_report(
         "cases": [c.as_dict() for c in cases],
         "summary": [s.as_dict() for s in summary],
         "unmatched": {"pred": [str(p) for p in pairing.unmatched_pred], "gt": [str(p) for p in pairing.unmatched_gt]},
+        "failed": [f.as_dict() for f in failures],
     }
 
 
@@ -477,25 +545,41 @@ def write_csv(
     """One row per case and label/region, then one row per label/region and statistic.
 
     Infinite distances are written as ``inf``; undefined statistics are left empty.
+    The file is written beside ``path`` under a temporary name, then moved into place.
     """
+    import os
+    import tempfile
+
     path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=".seg-tmp-", suffix=".csv", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            _write_csv_rows(fh, cases, summary, options)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _write_csv_rows(
+    fh, cases: Sequence[CaseResult], summary: Sequence[Summary], options: EvalOptions | None
+) -> None:
     unit = cases[0].unit if cases else ""
-    with open(path, "w", newline="", encoding="utf-8") as fh:
-        writer = csv.writer(fh)
-        writer.writerow(CSV_COLUMNS)
-        for case in cases:
-            for m in case.metrics:
-                row = m.as_dict()
-                row.update(case=case.case, statistic="", labels="+".join(map(str, m.labels)), unit=case.unit,
-                           pred=str(case.pred), gt=str(case.gt))
-                writer.writerow([_csv_value(row.get(col)) for col in CSV_COLUMNS])
-        for s in summary:
-            for stat in STATISTICS + ("n", "n_inf"):
-                row = {key: s.stats[key][stat] for key in s.stats}
-                row.update(case="", statistic=stat, name=s.name, labels="+".join(map(str, s.labels)), region=s.region,
-                           unit=unit, tolerance=options.tolerance if options else None,
-                           surface=options.surface if options else None)
-                writer.writerow([_csv_value(row.get(col)) for col in CSV_COLUMNS])
+    writer = csv.writer(fh)
+    writer.writerow(CSV_COLUMNS)
+    for case in cases:
+        for m in case.metrics:
+            row = m.as_dict()
+            row.update(case=case.case, statistic="", labels="+".join(map(str, m.labels)), unit=case.unit,
+                       pred=str(case.pred), gt=str(case.gt))
+            writer.writerow([_csv_value(row.get(col)) for col in CSV_COLUMNS])
+    for s in summary:
+        for stat in STATISTICS + ("n", "n_inf"):
+            row = {key: s.stats[key][stat] for key in s.stats}
+            row.update(case="", statistic=stat, name=s.name, labels="+".join(map(str, s.labels)), region=s.region,
+                       unit=unit, tolerance=options.tolerance if options else None,
+                       surface=options.surface if options else None)
+            writer.writerow([_csv_value(row.get(col)) for col in CSV_COLUMNS])
 
 
 def _empty_note(m: LabelMetrics) -> str:
@@ -539,8 +623,8 @@ def cases_table(cases: Sequence[CaseResult], options: EvalOptions):
 
     unit = cases[0].unit if cases else "mm"
     table = Table(title="segtool evaluate: cases", caption=f"distances in {unit}; all metrics in --json / --csv")
-    table.add_column("case", no_wrap=True)
-    table.add_column("label")
+    table.add_column("case", no_wrap=True, min_width=max([4] + [len(c.case) for c in cases]))
+    table.add_column("label", no_wrap=True, min_width=max([5] + [len(m.name) for c in cases for m in c.metrics]))
     for key in CASE_TABLE_KEYS:
         table.add_column(HEADERS[key], justify="right")
     table.add_column("empty mask")
@@ -563,7 +647,7 @@ def summary_table(summary: Sequence[Summary], unit: str = "mm"):
             "left out; population std; all metrics in --json / --csv"
         ),
     )
-    table.add_column("label", no_wrap=True)
+    table.add_column("label", no_wrap=True, min_width=max([5] + [len(s.name) for s in summary]))
     table.add_column("metric", no_wrap=True)
     for stat in STATISTICS:
         table.add_column(stat, justify="right")

@@ -92,49 +92,53 @@ def _pad(image: torch.Tensor, pads: Sequence[tuple[int, int]]) -> torch.Tensor:
     return F.pad(image, flat, mode="constant", value=0.0)
 
 
-def _autocast(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.float16)
-    return torch.autocast(device.type, enabled=False)
-
-
 def _run_windows(
     model: torch.nn.Module,
-    image: torch.Tensor,
+    images: torch.Tensor,
     patch: Sequence[int],
     overlap: float,
     batch_size: int,
     device: torch.device,
     stitch_device: torch.device,
     num_classes: int,
-    amp: bool,
+    precision: str,
     on_batch: Callable[[int, int], None] | None,
 ) -> torch.Tensor:
-    spatial = tuple(image.shape[1:])
+    """Probabilities (N, K, *spatial) of a stack of images (N, C, *spatial) sharing one window plan.
+
+    Windows of all N images go through the model together, ``batch_size`` at a time
+    (N is 1 for a volume, the number of slices for a slice-wise 2D network).
+    """
+    from segtool.precision import autocast, memory_format
+
+    spatial = tuple(images.shape[2:])
     plan = plan_windows(spatial, patch, overlap)
-    padded = _pad(image, plan.pads)
+    padded = _pad(images, plan.pads)
     importance = gaussian_importance(patch).to(device)
-    output = torch.zeros((num_classes, *plan.padded_shape), dtype=torch.float32, device=stitch_device)
+    count = images.shape[0]
+    output = torch.zeros((count, num_classes, *plan.padded_shape), dtype=torch.float32, device=stitch_device)
     weight = torch.zeros(plan.padded_shape, dtype=torch.float32, device=stitch_device)
     importance_stitch = importance.to(stitch_device)
-    windows = list(plan.slices(patch))
+    for s in plan.slices(patch):
+        weight[s] += importance_stitch
+    windows = [(n, s) for s in plan.slices(patch) for n in range(count)]
+    layout = memory_format(device, precision, len(spatial))
     done = 0
     for first in range(0, len(windows), batch_size):
-        batch_slices = windows[first : first + batch_size]
-        batch = torch.stack([padded[(slice(None), *s)] for s in batch_slices]).to(device, non_blocking=True)
-        with torch.inference_mode(), _autocast(device, amp):
+        chosen = windows[first : first + batch_size]
+        batch = torch.stack([padded[(n, slice(None), *s)] for n, s in chosen]).to(device, non_blocking=True)
+        batch = batch.contiguous(memory_format=layout)
+        with torch.inference_mode(), autocast(device, precision):
             logits = model(batch)
-        probs = torch.softmax(logits.float(), dim=1) * importance
-        probs = probs.to(stitch_device)
-        for window, s in zip(probs, batch_slices):
-            output[(slice(None), *s)] += window
-            weight[s] += importance_stitch
-        done += len(batch_slices)
+        probs = (torch.softmax(logits.float(), dim=1) * importance).to(stitch_device)
+        for window, (n, s) in zip(probs, chosen):
+            output[(n, slice(None), *s)] += window
+        done += len(chosen)
         if on_batch is not None:
             on_batch(done, len(windows))
     output /= weight
     crop = tuple(slice(a, a + n) for (a, _), n in zip(plan.pads, spatial))
-    return output[(slice(None), *crop)]
+    return output[(slice(None), slice(None), *crop)]
 
 
 def _flip_sets(ndim: int) -> list[tuple[int, ...]]:
@@ -151,30 +155,43 @@ def sliding_window_inference(
     batch_size: int = 2,
     device: torch.device | str = "cpu",
     stitch_device: torch.device | str | None = None,
-    amp: bool = True,
+    precision: str = "fp32",
     tta: bool = False,
     on_batch: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
+    slice_axis: int | None = None,
 ) -> torch.Tensor:
     """Class probabilities (num_classes, *spatial) for a (C, *spatial) image.
 
-    With ``tta``, predictions over every combination of axis flips are averaged.
-    On CUDA out-of-memory, retries with CPU stitching and a halved batch.
+    ``precision`` is a resolved `segtool.precision` name (fp32, bf16 or fp16).
+    With ``slice_axis`` the image is 3D and the model 2D: the slices along that
+    spatial axis go through the model in batches (windows of many slices per
+    forward pass) and are stacked back. With ``tta``, predictions over every
+    combination of (in-plane) axis flips are averaged. On CUDA out-of-memory,
+    retries with CPU stitching and a halved batch.
     """
     device = torch.device(device)
     stitch = torch.device(stitch_device) if stitch_device is not None else device
-    flips = _flip_sets(image.dim() - 1) if tta else [()]
+    if slice_axis is not None:
+        stack = image.movedim(slice_axis + 1, 0)  # (S, C, *in-plane)
+    else:
+        stack = image[None]
+    flips = _flip_sets(stack.dim() - 2) if tta else [()]
     while True:
         try:
             total = None
             for axes in flips:
-                source = image.flip(axes) if axes else image
+                shifted = tuple(a + 1 for a in axes)  # the stack has one more leading axis
+                source = stack.flip(shifted) if axes else stack
                 probs = _run_windows(
-                    model, source, patch_size, overlap, batch_size, device, stitch, num_classes, amp, on_batch
+                    model, source, patch_size, overlap, batch_size, device, stitch, num_classes, precision, on_batch
                 )
-                probs = probs.flip(axes) if axes else probs
+                probs = probs.flip(shifted) if axes else probs
                 total = probs if total is None else total.add_(probs)
-            return total / len(flips) if len(flips) > 1 else total
+            total = total / len(flips) if len(flips) > 1 else total
+            if slice_axis is not None:
+                return total.movedim(0, slice_axis + 1)  # (K, *spatial) with the slices back in place
+            return total[0]
         except torch.cuda.OutOfMemoryError:
             if device.type != "cuda" or (stitch.type == "cpu" and batch_size == 1):
                 raise

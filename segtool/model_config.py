@@ -8,27 +8,35 @@ A model folder (what `segtool train` writes, what `--model-dir` reads, what
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass, field
+import math
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from segtool.errors import WeightsUnavailableError
+from segtool.errors import InvalidSpecError, WeightsUnavailableError
 
 CONFIG_FILENAME = "config.json"
 WEIGHTS_FILENAME = "model.safetensors"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+CORE_NETWORK_ARGUMENTS = ("spatial_dims", "in_channels", "out_channels")
 
 
 @dataclass(frozen=True)
 class ModelConfig:
+    """Everything that affects a model's predictions; `segtool run` takes these over the spec's defaults."""
+
     task: str
-    architecture: dict[str, Any]  # keyword arguments for the task's model_factory
+    architecture: dict[str, Any]  # the network family's own keyword arguments
     labels: dict[int, str]
     channels: list[str]
     patch_size: list[int]
     normalization: str
-    target_spacing: list[float] | None = None
+    network: str | None = None  # family in segtool.networks; None: the task's custom model_factory
+    slice_axis: int | None = None
+    target_spacing: list[float | None] | None = None
     orientation: str | None = None
+    postprocess: dict[str, Any] | None = None
+    weights_sha256: str | None = None  # of model.safetensors, checked before loading
     normalization_stats: dict[str, Any] = field(default_factory=dict)
     seed: int | None = None
     segtool_version: str = ""
@@ -45,10 +53,89 @@ class ModelConfig:
         try:
             data = dict(data)
             data["labels"] = {int(k): str(v) for k, v in data["labels"].items()}
+            architecture = dict(data.get("architecture") or {})
+            if int(data.get("format_version", 1)) < 2:  # v1 stored the core's arguments too
+                architecture = {k: v for k, v in architecture.items() if k not in CORE_NETWORK_ARGUMENTS}
+            data["architecture"] = architecture
             known = {f for f in cls.__dataclass_fields__}
-            return cls(**{k: v for k, v in data.items() if k in known})
+            config = cls(**{k: v for k, v in data.items() if k in known})
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WeightsUnavailableError(f"{source}: not a valid segtool model config ({exc})") from None
+        config.validate(source)
+        return config
+
+    def validate(self, source: str = "config") -> None:
+        """Every value checked, with a one-line error naming the file and key."""
+        from segtool.networks import FAMILIES
+        from segtool.spec import NORMALIZATIONS, ORIENTATION
+
+        def bad(key: str, problem: str) -> None:
+            raise WeightsUnavailableError(f"{source}: {key}: {problem}")
+
+        if not isinstance(self.task, str) or not self.task:
+            bad("task", "must name a task")
+        if sorted(self.labels) != list(range(1, len(self.labels) + 1)):
+            bad("labels", f"must be 1..N without gaps, got {sorted(self.labels)}")
+        if not isinstance(self.channels, list) or not self.channels or not all(isinstance(c, str) for c in self.channels):
+            bad("channels", "must be a non-empty list of names")
+        if not isinstance(self.patch_size, list) or not self.patch_size or not all(
+            isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 4096 for p in self.patch_size
+        ):
+            bad("patch_size", f"must be whole numbers from 1 to 4096, got {self.patch_size!r}")
+        if self.normalization not in NORMALIZATIONS:
+            bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
+        if self.network is not None and self.network not in FAMILIES:
+            bad("network", f"unknown family {self.network!r} (known: {', '.join(FAMILIES)})")
+        if not isinstance(self.architecture, dict):
+            bad("architecture", "must be an object of the network's arguments")
+        repeated = [k for k in CORE_NETWORK_ARGUMENTS if k in self.architecture]
+        if repeated:
+            bad("architecture", f"must not set {', '.join(repeated)} (taken from channels and labels)")
+        if self.slice_axis is not None and self.slice_axis not in (0, 1, 2):
+            bad("slice_axis", f"must be 0, 1, 2 or null, got {self.slice_axis!r}")
+        if self.target_spacing is not None:
+            if not isinstance(self.target_spacing, list) or not all(
+                s is None or (isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0 < s <= 1000)
+                for s in self.target_spacing
+            ):
+                bad("target_spacing", f"must be positive finite spacings in mm (or null), got {self.target_spacing!r}")
+        if self.orientation is not None and not (isinstance(self.orientation, str) and ORIENTATION.match(self.orientation)):
+            bad("orientation", f"must be three axis codes such as 'RAS', got {self.orientation!r}")
+        if self.weights_sha256 is not None and not (
+            isinstance(self.weights_sha256, str) and len(self.weights_sha256) == 64
+            and all(c in "0123456789abcdef" for c in self.weights_sha256)
+        ):
+            bad("weights_sha256", "must be 64 lowercase hex digits")
+        if self.postprocess is not None:
+            from segtool.spec import Postprocess
+
+            try:
+                Postprocess(**self.postprocess)
+            except (TypeError, ValueError, InvalidSpecError) as exc:
+                bad("postprocess", str(exc).splitlines()[0])
+
+    def apply_to(self, spec):
+        """``spec`` with this model's settings: the folder wins, the spec fills in what it lacks."""
+        from segtool.spec import Postprocess
+
+        changes: dict[str, Any] = dict(
+            patch_size=tuple(self.patch_size),
+            normalization=self.normalization,
+            model_kwargs=dict(self.architecture),
+            slice_axis=self.slice_axis,
+        )
+        if self.network is not None:
+            changes.update(network=self.network, model_factory=None)
+        if self.target_spacing is not None:
+            changes["target_spacing"] = tuple(self.target_spacing)
+        if self.orientation is not None:
+            changes["orientation"] = self.orientation
+        if self.postprocess is not None:
+            changes["postprocess"] = Postprocess(**self.postprocess)
+        try:
+            return replace(spec, **changes)
+        except InvalidSpecError as exc:
+            raise WeightsUnavailableError(f"model config does not fit task {spec.name!r}: {exc}") from None
 
     @classmethod
     def read(cls, path: str | Path) -> "ModelConfig":
@@ -64,13 +151,16 @@ class ModelConfig:
         """The config a fresh model of ``spec`` would carry."""
         values: dict[str, Any] = dict(
             task=spec.name,
-            architecture={k: list(v) if isinstance(v, tuple) else v for k, v in spec.model_kwargs.items()},
+            network=spec.network,
+            architecture=_plain(dict(spec.model_kwargs)),
             labels=dict(spec.labels),
             channels=list(spec.channels),
             patch_size=list(spec.patch_size),
             normalization=spec.normalization,
+            slice_axis=spec.slice_axis,
             target_spacing=list(spec.target_spacing) if spec.target_spacing else None,
             orientation=spec.orientation,
+            postprocess={f.name: getattr(spec.postprocess, f.name) for f in fields(spec.postprocess)},
         )
         values.update(overrides)
         return cls(**values)
@@ -83,3 +173,12 @@ class ModelConfig:
             raise WeightsUnavailableError(
                 f"model labels/channels {self.labels}/{self.channels} do not match task {spec.name!r}"
             )
+
+
+def _plain(value: Any) -> Any:
+    """Tuples (nested) as lists, so the config is JSON as written and as read back."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value

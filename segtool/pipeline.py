@@ -46,9 +46,11 @@ def _to_model_grid(spec: TaskSpec, array: np.ndarray, affine: np.ndarray, mode: 
     oriented_shape = tuple(array.shape[1:])
     spacing = spacing_of(affine, spec.ndim)
     if spec.target_spacing is not None:
-        target_shape = resampled_shape(oriented_shape, spacing, spec.target_spacing)
-        array = resample(array, target_shape, mode=mode)
-        spacing = spec.target_spacing
+        target = tuple(s if t is None else t for s, t in zip(spacing, spec.target_spacing))
+        target_shape = resampled_shape(oriented_shape, spacing, target)
+        if target_shape != oriented_shape:
+            array = resample(array, target_shape, mode=mode)
+        spacing = target
     return array, reorientation, oriented_shape, spacing
 
 
@@ -68,7 +70,8 @@ def preprocess_labels(spec: TaskSpec, labels: "Volume") -> np.ndarray:
 
 def probabilities_to_input_grid(spec: TaskSpec, probs: "torch.Tensor", prepared: Prepared) -> np.ndarray:
     """Resample model-space probabilities back and undo the reorientation: (K, *input spatial)."""
-    probs = resample(probs, prepared.oriented_shape, mode="linear")
+    if tuple(probs.shape[1:]) != tuple(prepared.oriented_shape):
+        probs = resample(probs, prepared.oriented_shape, mode="linear")
     array = probs.float().cpu().numpy()
     if prepared.reorientation is not None:
         array = prepared.reorientation.undo(array)
@@ -80,7 +83,7 @@ class InferenceOptions:
     device: str = "auto"
     batch_size: int | None = None  # None: the task's default
     overlap: float | None = None
-    amp: bool = True
+    precision: str = "auto"  # segtool.precision: auto | fp32 | bf16 | fp16
     tta: bool = False
     postprocess: Postprocess | None = None  # None: the task's defaults
 
@@ -101,21 +104,22 @@ class Segmenter:
         model: "torch.nn.Module",
         options: InferenceOptions | None = None,
         warn: Callable[[str], None] | None = None,
+        locator: "Segmenter | None" = None,
     ):
         from segtool.inference import pick_device
+        from segtool.precision import memory_format, resolve_precision
 
         self.spec = spec
         self.options = options or InferenceOptions()
         self.device = pick_device(self.options.device)
-        self.model = model.to(self.device).eval()
+        self.precision = resolve_precision(self.options.precision, self.device)
+        layout = memory_format(self.device, self.precision, spec.network_dims)
+        self.model = model.to(self.device).to(memory_format=layout).eval()
         self.warn = warn
+        self.locator = locator  # segments spec.locate.task first; None segments the whole input
 
-    def predict(
-        self,
-        volume: "Volume",
-        keep_probabilities: bool = False,
-        on_batch: Callable[[int, int], None] | None = None,
-    ) -> Prediction:
+    def probabilities(self, volume: "Volume", on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Class probabilities (K, *input spatial) on the input grid."""
         import torch
 
         from segtool.inference import sliding_window_inference
@@ -130,12 +134,30 @@ class Segmenter:
             overlap=spec.overlap if opts.overlap is None else opts.overlap,
             batch_size=opts.batch_size or spec.batch_size,
             device=self.device,
-            amp=opts.amp,
+            precision=self.precision,
             tta=opts.tta,
             on_batch=on_batch,
             warn=self.warn,
+            slice_axis=spec.slice_axis,
         )
-        on_input = probabilities_to_input_grid(spec, probs, prepared)
+        return probabilities_to_input_grid(spec, probs, prepared)
+
+    def predict(
+        self,
+        volume: "Volume",
+        keep_probabilities: bool = False,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> Prediction:
+        from segtool.locate import crop_box, crop_volume, paste_probabilities
+
+        spec, opts = self.spec, self.options
+        box = None
+        if self.locator is not None and spec.locate is not None:
+            box = crop_box(self.locator, volume, spec.locate, self.warn)
+        if box is None:
+            on_input = self.probabilities(volume, on_batch)
+        else:
+            on_input = paste_probabilities(self.probabilities(crop_volume(volume, box), on_batch), box, volume)
         steps = opts.postprocess or spec.postprocess
         labels = labels_from_probabilities(on_input, steps.threshold)
         voxel_mm3 = float(np.prod(volume.spacing))

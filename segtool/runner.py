@@ -6,13 +6,16 @@ everything here is usable from Python too.
 
 from __future__ import annotations
 
+import os
+import sys
 import time
+import traceback
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
-from segtool.errors import OutputExistsError, SegtoolError, UsageError, describe_unexpected
+from segtool.errors import DEBUG_ENV, OutputExistsError, SegtoolError, UsageError, describe_unexpected
 from segtool.spec import TaskSpec
 
 
@@ -106,13 +109,14 @@ class OutputPlan:
     overwrite: bool = False
     skip_existing: bool = False
     probabilities: bool = False
+    suffix: str = "_seg"  # the task's output suffix (TaskSpec.output_suffix)
 
     def labels_path(self, case: Case, kind: str) -> Path:
         from segtool.io import default_output_path
 
         if self.output is not None:
             return self.output
-        return default_output_path(case.inputs[0], kind, self.output_dir)
+        return default_output_path(case.inputs[0], kind, self.output_dir, suffix=self.suffix)
 
     def probabilities_path(self, labels_path: Path) -> Path:
         name = labels_path.name
@@ -120,8 +124,95 @@ class OutputPlan:
             if name.endswith(suffix):
                 name = name[: -len(suffix)]
                 break
-        stem = name[:-4] if name.endswith("_seg") else name
-        return labels_path.with_name(f"{stem}_prob.nii.gz")
+        for role in (self.suffix, "_seg"):
+            if role and name.endswith(role) and len(name) > len(role):
+                name = name[: -len(role)]
+                break
+        return labels_path.with_name(f"{name}_prob.nii.gz")
+
+    def targets(self, case: Case) -> list[Path]:
+        """Every file a case may write (labels, Analyze companion, probabilities)."""
+        from segtool.io.atomic import _companions
+
+        labels = self.labels_path(case, guess_output_kind(case))
+        out = [labels] + _companions(labels)
+        if self.probabilities:
+            out.append(self.probabilities_path(labels))
+        return out
+
+
+def output_suffix(spec: TaskSpec) -> str:
+    """The suffix of a task's default output names (``_seg`` unless the task declares another)."""
+    return getattr(spec, "output_suffix", None) or "_seg"
+
+
+def case_inputs(case: Case) -> list[Path]:
+    """The files a case reads, as far as known before reading (Analyze pairs included)."""
+    from segtool.io.atomic import _companions
+
+    out: list[Path] = []
+    for path in case.inputs:
+        out.append(path)
+        out.extend(_companions(path))
+    return out
+
+
+def check_plan(cases: Sequence[Case], plan: OutputPlan, spec: TaskSpec) -> None:
+    """Usage errors in the outputs, found before any work (exit 2).
+
+    Refuses an output name without a format suffix, JPEG masks, a photo format for a
+    3D task, two cases writing one file (same stem, e.g. ``a.nii`` and ``a.nii.gz``)
+    and any output that is an input of this call (even through links, even with
+    ``--overwrite``).
+    """
+    from segtool.io.formats import PHOTO_OUT_SUFFIXES, _output_format, _suffix
+
+    protected = _InputIndex(p for case in cases for p in case_inputs(case))
+    seen: dict[str, Case] = {}
+    for case in cases:
+        targets = plan.targets(case)
+        labels = targets[0]
+        _output_format(labels)
+        if spec.ndim == 3 and _suffix(labels) in PHOTO_OUT_SUFFIXES:
+            raise UsageError(f"{labels}: a 3D mask cannot be written as {_suffix(labels)}, use .nii.gz")
+        for target in targets:
+            key = os.path.normcase(os.path.realpath(target))
+            if key in seen and seen[key] != case:
+                raise UsageError(
+                    f"{target}: both {seen[key].name} and {case.name} would be written here; "
+                    "rename one input or use --output-dir per batch"
+                )
+            seen[key] = case
+            hit = protected.find(target, key)
+            if hit is not None:
+                raise UsageError(
+                    f"{target}: the output of {case.name} would overwrite an input of this call ({hit}); "
+                    "choose another --output-dir"
+                )
+
+
+class _InputIndex:
+    """The inputs of a call by real path and by (device, inode), so links and hard links are caught."""
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.by_path: dict[str, Path] = {}
+        self.by_inode: dict[tuple[int, int], Path] = {}
+        for path in paths:
+            self.by_path.setdefault(os.path.normcase(os.path.realpath(path)), path)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            self.by_inode.setdefault((st.st_dev, st.st_ino), path)
+
+    def find(self, target: Path, real: str) -> Path | None:
+        if real in self.by_path:
+            return self.by_path[real]
+        try:
+            st = os.stat(target)
+        except OSError:
+            return None
+        return self.by_inode.get((st.st_dev, st.st_ino))
 
 
 def guess_output_kind(case: Case) -> str:
@@ -129,22 +220,24 @@ def guess_output_kind(case: Case) -> str:
     return "photo" if suffix in {".png", ".jpg", ".jpeg", ".tif", ".tiff"} else "volume"
 
 
-def _read(case: Case, spec: TaskSpec):
+def _read(case: Case, spec: TaskSpec, allow_uneven: bool = False):
     from segtool.io import read_channels
 
-    return read_channels(list(case.inputs), spec.ndim, spec.channels)
+    return read_channels(list(case.inputs), spec.ndim, spec.channels, allow_uneven=allow_uneven)
 
 
-def iter_read_ahead(cases: Sequence[Case], spec: TaskSpec) -> Iterator[tuple[Case, Future]]:
+def iter_read_ahead(
+    cases: Sequence[Case], spec: TaskSpec, allow_uneven: bool = False
+) -> Iterator[tuple[Case, Future]]:
     """Yield (case, future volume), reading the next case while the caller works on this one."""
     if not cases:
         return
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segtool-read") as pool:
-        pending = pool.submit(_read, cases[0], spec)
+        pending = pool.submit(_read, cases[0], spec, allow_uneven)
         for i, case in enumerate(cases):
             current = pending
             if i + 1 < len(cases):
-                pending = pool.submit(_read, cases[i + 1], spec)
+                pending = pool.submit(_read, cases[i + 1], spec, allow_uneven)
             yield case, current
 
 
@@ -158,8 +251,17 @@ def run_cases(
     on_batch: Callable[[int, int], None] | None = None,
     on_case_start: Callable[[Case], None] | None = None,
     qc: Callable[..., None] | None = None,
+    allow_uneven: bool = False,
+    warn: Callable[[str], None] | None = None,
 ) -> list[CaseResult]:
-    """Segment each case; a failing case is recorded and the others go on."""
+    """Segment each case; a failing case is recorded and the others go on.
+
+    The plan is checked first (:func:`check_plan`). Every input of the call is
+    protected from being overwritten. With ``SEGTOOL_DEBUG`` set, an unexpected
+    error's traceback is printed on stderr (the case still fails, the others go on).
+    """
+    check_plan(cases, plan, spec)
+    protected = tuple(p for case in cases for p in case_inputs(case))
     results = []
     todo: list[Case] = []
     for case in cases:
@@ -171,33 +273,56 @@ def run_cases(
             on_result(result)
         else:
             todo.append(case)
-    for case, future in iter_read_ahead(todo, spec):
+    for case, future in iter_read_ahead(todo, spec, allow_uneven):
         start = time.perf_counter()
         if on_case_start is not None:
             on_case_start(case)
         try:
             volume = future.result()
-            result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc)
+            for message in volume.meta.get("warnings", []):
+                if warn is not None:
+                    warn(message)
+            result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected)
         except Exception as exc:  # noqa: BLE001 - one failing case must not stop the others
-            message = exc.one_line() if isinstance(exc, SegtoolError) else f"{case.name}: {describe_unexpected(exc)}"
+            if isinstance(exc, SegtoolError):
+                message = exc.one_line()
+            else:
+                message = f"{case.name}: {describe_unexpected(exc)}"
+                if os.environ.get(DEBUG_ENV):
+                    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+                else:
+                    message += f" (set {DEBUG_ENV}=1 for the traceback)"
             result = CaseResult(case.name, None, spec.name, model_name, time.perf_counter() - start, "failed", message)
+            if qc is not None:
+                _qc_failed(qc, result)
         results.append(result)
         on_result(result)
     return results
 
 
-def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc) -> CaseResult:
+def _qc_failed(qc: Callable[..., None], result: CaseResult) -> None:
+    """Give a failed case its row in the QC report (no pictures); QC trouble never hides the failure."""
+    try:
+        qc(None, None, result)
+    except Exception:  # noqa: BLE001
+        pass
+
+
+def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected=()) -> CaseResult:
     from segtool.io import write_labels, write_probabilities
 
     target = plan.labels_path(case, volume.kind)
     if target.exists() and not plan.overwrite:
         raise OutputExistsError(f"{target}: output exists (use --overwrite or --skip-existing)")
     prediction = segmenter.predict(volume, keep_probabilities=plan.probabilities, on_batch=on_batch)
-    written = write_labels(prediction.labels, volume, target, overwrite=plan.overwrite)
+    written = write_labels(prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected)
     prob_path = None
     if plan.probabilities:
         prob_path = str(
-            write_probabilities(prediction.probabilities, volume, plan.probabilities_path(target), overwrite=plan.overwrite)
+            write_probabilities(
+                prediction.probabilities, volume, plan.probabilities_path(target), overwrite=plan.overwrite,
+                protect=protected,
+            )
         )
     volumes = {spec.labels[k]: v for k, v in prediction.volumes_mm3.items()}
     result = CaseResult(

@@ -21,6 +21,12 @@ ORIENTATION = re.compile(r"^[LR][AP][SI]$|^[LR][SI][AP]$|^[AP][LR][SI]$|^[AP][SI
 #: Normalisations the core knows (see segtool.normalize).
 NORMALIZATIONS = ("zscore", "zscore-nonzero", "percentile", "none", "rgb")
 
+#: Augmentation recipes the trainer knows (see segtool.training.augment_recipes).
+AUGMENTATIONS = ("default", "mri-strong", "photo", "none")
+
+#: What the core supplies to every network (from channels and labels); a spec never sets them.
+CORE_NETWORK_ARGUMENTS = ("spatial_dims", "in_channels", "out_channels")
+
 
 def _fail(what: str, problem: str) -> None:
     raise InvalidSpecError(f"{what}: {problem}")
@@ -87,6 +93,37 @@ class Postprocess:
             _fail("postprocess", "min_size_mm3 must be >= 0")
 
 
+@dataclass(frozen=True)
+class Locate:
+    """Find the structure first with another task's model, then segment a crop around it.
+
+    The core runs ``task`` on the input, keeps the largest component of its labels,
+    crops the input to their bounding box plus ``margin_mm`` per axis (input space, RAS
+    order of the task's orientation) and runs this task's model on the crop; the
+    result is pasted back onto the whole input grid. Inputs whose field of view is
+    already smaller than ``min_extent_mm`` (in-plane) are segmented whole.
+    """
+
+    task: str
+    margin_mm: tuple[float, ...] = (10.0, 10.0, 0.0)
+    min_extent_mm: float = 60.0
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.task, str) or not TASK_NAME.match(self.task):
+            _fail("locate", f"task must be a task name, got {self.task!r}")
+        margin = tuple(float(m) for m in self.margin_mm)
+        if min(margin) < 0:
+            _fail("locate", "margin_mm must be >= 0")
+        object.__setattr__(self, "margin_mm", margin)
+
+
+def describe_spacing(spacing) -> str:
+    """A target spacing for people: '0.25x0.25xnative mm', or 'as stored' when there is none."""
+    if not spacing:
+        return "as stored"
+    return "x".join("native" if s is None else f"{s:g}" for s in spacing) + " mm"
+
+
 def _frozen_mapping(m: Mapping) -> Mapping:
     return MappingProxyType(dict(m))
 
@@ -100,11 +137,13 @@ class TaskSpec:
     channels: tuple[str, ...]
     ndim: int
     labels: Mapping[int, str]
-    model_factory: Callable[..., Any]
-    model_kwargs: Mapping[str, Any]
     patch_size: tuple[int, ...]
+    network: str | None = None  # a family of segtool.networks
+    model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # the family's own knobs
+    model_factory: Callable[..., Any] | None = None  # a custom network instead of a family
+    slice_axis: int | None = None  # 3D input, 2D network on slices along this axis (after reorientation)
     orientation: str | None = "RAS"
-    target_spacing: tuple[float, ...] | None = None
+    target_spacing: tuple[float | None, ...] | None = None  # None on an axis keeps the input's spacing
     overlap: float = 0.5
     batch_size: int = 2
     normalization: str = "zscore"
@@ -112,6 +151,9 @@ class TaskSpec:
     models: Mapping[str, WeightsRef] = field(default_factory=dict)
     default_model: str | None = None
     postprocess: Postprocess = field(default_factory=Postprocess)
+    augmentation: str = "default"
+    locate: Locate | None = None
+    output_suffix: str = "_seg"
     citation: str = ""
     licence: str = ""
     modality: str = ""
@@ -140,21 +182,30 @@ class TaskSpec:
             if not members or not set(members) <= set(labels):
                 _fail(what, f"region {region!r} must list known labels, got {members}")
         object.__setattr__(self, "regions", _frozen_mapping(regions))
-        if not callable(self.model_factory):
-            _fail(what, "model_factory must be callable")
-        object.__setattr__(self, "model_kwargs", _frozen_mapping(self.model_kwargs))
+        self._check_network(what)
+        if self.slice_axis is not None:
+            if self.ndim != 3 or self.slice_axis not in (0, 1, 2):
+                _fail(what, f"slice_axis must be 0, 1 or 2 of a 3D task, got {self.slice_axis!r}")
         patch = tuple(int(p) for p in self.patch_size)
-        if len(patch) != self.ndim or min(patch) < 1:
-            _fail(what, f"patch_size must have {self.ndim} positive sizes, got {self.patch_size}")
+        if len(patch) != self.network_dims or min(patch) < 1:
+            _fail(what, f"patch_size must have {self.network_dims} positive sizes, got {self.patch_size}")
         object.__setattr__(self, "patch_size", patch)
         if self.orientation is not None:
             if self.ndim == 2 or not ORIENTATION.match(self.orientation):
                 _fail(what, f"orientation must be three axis codes such as 'RAS' (3D only), got {self.orientation!r}")
         if self.target_spacing is not None:
-            spacing = tuple(float(s) for s in self.target_spacing)
-            if len(spacing) != self.ndim or min(spacing) <= 0:
-                _fail(what, f"target_spacing must have {self.ndim} positive values")
+            spacing = tuple(None if s is None else float(s) for s in self.target_spacing)
+            if len(spacing) != self.ndim or any(s is not None and not s > 0 for s in spacing):
+                _fail(what, f"target_spacing must have {self.ndim} positive values (None keeps an axis)")
             object.__setattr__(self, "target_spacing", spacing)
+        if self.augmentation not in AUGMENTATIONS:
+            _fail(what, f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augmentation!r}")
+        if self.locate is not None and not isinstance(self.locate, Locate):
+            _fail(what, "locate must be a Locate")
+        if self.locate is not None and (self.ndim != 3 or len(self.locate.margin_mm) != 3):
+            _fail(what, "locate needs a 3D task and three margins")
+        if not re.match(r"^[A-Za-z0-9_.-]+$", self.output_suffix or ""):
+            _fail(what, f"output_suffix must be letters, digits, '_', '-' or '.', got {self.output_suffix!r}")
         if not 0.0 <= self.overlap < 1.0:
             _fail(what, "overlap must lie in [0, 1)")
         if self.batch_size < 1:
@@ -173,6 +224,48 @@ class TaskSpec:
             object.__setattr__(self, "default_model", default)
         elif self.default_model is not None:
             _fail(what, "default_model given but no models declared")
+
+    def _check_network(self, what: str) -> None:
+        from segtool.networks import FAMILIES
+
+        if (self.network is None) == (self.model_factory is None):
+            _fail(what, "give network= (a family of segtool.networks) or model_factory=, exactly one")
+        if self.network is not None:
+            if self.network not in FAMILIES:
+                _fail(what, f"unknown network family {self.network!r} (known: {', '.join(FAMILIES)})")
+            if self.network_dims not in FAMILIES[self.network][2]:
+                _fail(what, f"network {self.network!r} has no {self.network_dims}D form")
+        elif not callable(self.model_factory):
+            _fail(what, "model_factory must be callable")
+        kwargs = dict(self.model_kwargs)
+        repeated = [k for k in CORE_NETWORK_ARGUMENTS if k in kwargs]
+        if repeated:
+            _fail(what, f"model_kwargs must not set {', '.join(repeated)}: the core supplies them from "
+                        "the task's channels, labels and dimensions")
+        object.__setattr__(self, "model_kwargs", _frozen_mapping(kwargs))
+
+    @property
+    def network_dims(self) -> int:
+        """Spatial dimensions of the network: 2 for 2D tasks and slice-wise 3D tasks, else 3."""
+        return 2 if self.ndim == 2 or self.slice_axis is not None else 3
+
+    def build_network(self, network: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
+                      in_channels: int | None = None, out_channels: int | None = None):
+        """A fresh network (imports torch): the family (or factory) with the core's arguments."""
+        kwargs = dict(self.model_kwargs if model_kwargs is None else model_kwargs)
+        core = dict(spatial_dims=self.network_dims, in_channels=in_channels or self.in_channels,
+                    out_channels=out_channels or self.num_classes)
+        family = network or self.network
+        if family is not None and (network is not None or self.model_factory is None):
+            from segtool.networks import build_network
+
+            return build_network(family, core["spatial_dims"], core["in_channels"], core["out_channels"], **kwargs)
+        return self.model_factory(**core, **kwargs)
+
+    @property
+    def spacing_text(self) -> str:
+        """'0.25x0.25xas stored' style: the target spacing, 'native' where an axis is kept."""
+        return describe_spacing(self.target_spacing)
 
     @property
     def num_classes(self) -> int:
@@ -198,7 +291,10 @@ class TaskSpec:
         for f in fields(self):
             value = getattr(self, f.name)
             if f.name == "model_factory":
-                value = f"{value.__module__}.{value.__qualname__}"
+                value = None if value is None else f"{value.__module__}.{value.__qualname__}"
+            elif f.name == "locate":
+                value = None if value is None else {"task": value.task, "margin_mm": list(value.margin_mm),
+                                                    "min_extent_mm": value.min_extent_mm}
             elif f.name == "labels":
                 value = {str(k): v for k, v in value.items()}
             elif f.name in ("model_kwargs", "regions"):

@@ -472,6 +472,11 @@ def _resolve_explicit(
     c_sha = sha256_file(c)
     config = ModelConfig.read(c)
     config.check_matches(spec)
+    if config.weights_sha256 is not None and config.weights_sha256 != w_sha:
+        raise WeightsIntegrityError(
+            f"{source}: {w} does not match the sha256 recorded in {c} "
+            f"(expected {config.weights_sha256[:16]}..., got {w_sha[:16]}...); the weights were changed or damaged"
+        )
     return ResolvedModel(
         weights_path=str(w),
         config_path=str(c),
@@ -500,16 +505,36 @@ def load_state_dict(resolved: ResolvedModel, device: str = "cpu") -> dict[str, A
         ) from None
 
 
+#: A model config that asks for more parameters than this is refused before building.
+MAX_PARAMETERS = 500_000_000
+
+
 def build_model(spec: "TaskSpec", resolved: ResolvedModel, device: str = "cpu"):
-    """``spec.model_factory(**config.architecture)`` with the weights loaded strictly, in eval mode."""
+    """The network the model config describes (the folder wins over the spec), weights loaded strictly, eval mode.
+
+    Every tensor must be finite: NaN or infinite weights are refused (exit 3).
+    """
+    import torch
+
+    effective = resolved.config.apply_to(spec)
+    state = load_state_dict(resolved, device="cpu")
+    stored = sum(int(t.numel()) for t in state.values())
+    if stored > MAX_PARAMETERS:
+        raise WeightsUnavailableError(f"{resolved.weights_path}: {stored:,} values is more than segtool loads")
+    for key, tensor in state.items():
+        if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+            raise WeightsUnavailableError(f"{resolved.weights_path}: tensor {key} holds NaN or infinite values")
     try:
-        model = spec.model_factory(**resolved.config.architecture)
-    except (TypeError, ValueError) as exc:
+        with torch.device("meta"):
+            probe = effective.build_network()
+        if sum(p.numel() for p in probe.parameters()) > MAX_PARAMETERS:
+            raise ValueError("the network would have more than 500 million parameters")
+        model = effective.build_network()
+    except (TypeError, ValueError, RuntimeError, MemoryError) as exc:
         raise WeightsUnavailableError(
             f"{resolved.config_path}: architecture {resolved.config.architecture} does not build a "
             f"model for task {spec.name!r} ({_first_line(exc)})"
         ) from None
-    state = load_state_dict(resolved, device="cpu")
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))

@@ -287,9 +287,6 @@ class _Handler(BaseHTTPRequestHandler):
 # ============================================================================ test models
 
 TINY_ARCH = {
-    "spatial_dims": 3,
-    "in_channels": 1,
-    "out_channels": 2,
     "features": (4, 8),
     "strides": ((2, 2, 2),),
 }
@@ -297,7 +294,6 @@ TINY_ARCH = {
 
 def tiny_spec(name: str = "tiny", models: dict | None = None, default_model: str | None = None, **kw: Any):
     """A 3D one-channel, one-label task with a two-level U-Net of 4 and 8 features."""
-    from segtool import architectures
     from segtool.spec import TaskSpec
 
     return TaskSpec(
@@ -306,7 +302,7 @@ def tiny_spec(name: str = "tiny", models: dict | None = None, default_model: str
         channels=("img",),
         ndim=3,
         labels={1: "fg"},
-        model_factory=architectures.unet,
+        network="unet",
         model_kwargs=TINY_ARCH,
         patch_size=(8, 8, 8),
         target_spacing=(1.0, 1.0, 1.0),
@@ -343,7 +339,7 @@ def make_model_folder(folder: str | Path, spec, seed: int = 0) -> ModelFiles:
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(seed)
-    model = spec.model_factory(**dict(spec.model_kwargs))
+    model = spec.build_network()
     state = {k: v.detach().contiguous().clone() for k, v in model.state_dict().items()}
     weights = folder / WEIGHTS_FILENAME
     save_file(state, str(weights))

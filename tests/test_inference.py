@@ -81,5 +81,5 @@ def test_pick_device():
 def test_cuda_matches_cpu():
     image = torch.randn(1, 20, 20, 10)
     cpu = sliding_window_inference(Threshold(), image, (8, 8, 4), num_classes=2)
-    gpu = sliding_window_inference(Threshold(), image, (8, 8, 4), num_classes=2, device="cuda", amp=True)
+    gpu = sliding_window_inference(Threshold(), image, (8, 8, 4), num_classes=2, device="cuda", precision="fp16")
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-2)

@@ -60,7 +60,7 @@ def test_generated_plugin_installs_lists_trains_runs_and_evaluates(tmp_path):
     env = _env(site)
     tasks = {t["name"]: t for t in json.loads(_segtool(env, "tasks", "--json").stdout)}
     assert tasks[name]["plugin"] == name and tasks[name]["labels"] == {"1": "ball"}
-    assert tasks[name]["model_factory"] == "segtool.architectures.unet"
+    assert tasks[name]["network"] == "unet" and tasks[name]["model_factory"] is None
 
     own_tests = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pkg / "tests")],

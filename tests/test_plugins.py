@@ -185,7 +185,6 @@ def write_plugin_project(root, module_body: str, name: str = "segtool-extra-test
 
 
 PLUGIN_BODY = """
-    from segtool import architectures
     from segtool.hookspecs import hookimpl
     from segtool.spec import TaskSpec
 
@@ -194,8 +193,7 @@ PLUGIN_BODY = """
         register(TaskSpec(
             name="extra-test", description="installed from a temporary directory",
             channels=("t1",), ndim=3, labels={1: "thing"},
-            model_factory=architectures.unet,
-            model_kwargs={"spatial_dims": 3, "in_channels": 1, "out_channels": 2},
+            network="unet",
             patch_size=(16, 16, 16),
         ))
 """

@@ -17,7 +17,6 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from segtool import architectures
 from segtool.cli import cli
 from segtool.errors import UsageError
 from segtool.spec import TaskSpec
@@ -34,8 +33,8 @@ def tiny_3d(channels=("t1",), labels=None) -> TaskSpec:
         channels=tuple(channels),
         ndim=3,
         labels=labels,
-        model_factory=architectures.unet,
-        model_kwargs={"spatial_dims": 3, "in_channels": len(channels), "out_channels": len(labels) + 1, **FEATURES},
+        network="unet",
+        model_kwargs=FEATURES,
         patch_size=(16, 16, 16),
         orientation="RAS",
         target_spacing=(1.0, 1.0, 1.0),
@@ -51,8 +50,8 @@ def tiny_2d() -> TaskSpec:
         channels=("red", "green", "blue"),
         ndim=2,
         labels={1: "square"},
-        model_factory=architectures.unet,
-        model_kwargs={"spatial_dims": 2, "in_channels": 3, "out_channels": 2, **FEATURES},
+        network="unet",
+        model_kwargs=FEATURES,
         patch_size=(32, 32),
         orientation=None,
         target_spacing=None,
@@ -135,7 +134,8 @@ def test_train_3d_writes_the_model_folder_and_run_uses_it(tmp_path):
 
     config = ModelConfig.read(out / "config.json")
     config.check_matches(spec)
-    assert config.architecture == {"spatial_dims": 3, "in_channels": 1, "out_channels": 2, "features": [4, 8], "strides": [2]}
+    assert config.network == "unet"
+    assert config.architecture == {"features": [4, 8], "strides": [2]}
     assert config.seed == 0 and config.segtool_version and config.target_spacing == [1.0, 1.0, 1.0]
     assert set(config.normalization_stats["channels"]) == {"t1"}
     assert config.training["command"].startswith(f"segtool train {spec.name} {data} -o {out} --epochs 2")
@@ -381,7 +381,7 @@ def test_train_help_and_bad_options(tmp_path):
     spec = tiny_2d()
     assert "--labels-map" in invoke(spec, "train", "--help").output
     data = write_2d_photos(tmp_path / "p", n=2)
-    result = train(spec, data, tmp_path / "m", "--patch-size", "31,31", ok=False)
+    result = train(spec, data, tmp_path / "m", "--patch-size", "32,32,32", ok=False)
     assert result.exit_code == 2 and "patch" in result.output
     result = invoke(spec, "train", "nope", data, "-o", tmp_path / "m", ok=False)
     assert result.exit_code == 2 and "unknown task" in result.output

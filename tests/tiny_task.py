@@ -44,8 +44,7 @@ def write_model_folder(folder: Path, spec: TaskSpec) -> tuple[WeightsFile, Weigh
     from segtool.model_config import ModelConfig
 
     folder.mkdir(parents=True, exist_ok=True)
-    kwargs = dict(spec.model_kwargs)
-    save_file(one_conv_state(kwargs["spatial_dims"], kwargs["in_channels"]), str(folder / "model.safetensors"))
+    save_file(one_conv_state(spec.network_dims, spec.in_channels), str(folder / "model.safetensors"))
     (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
     return (
         WeightsFile("model.safetensors", sha256(folder / "model.safetensors")),
@@ -61,7 +60,7 @@ def make_spec(name: str = "tiny", ndim: int = 3, channels=("t1",), models=None, 
         ndim=ndim,
         labels={1: "bright"},
         model_factory=one_conv,
-        model_kwargs={"spatial_dims": ndim, "in_channels": len(channels), "out_channels": 2},
+        model_kwargs={},
         patch_size=(8, 8, 4) if ndim == 3 else (16, 16),
         orientation="RAS" if ndim == 3 else None,
         target_spacing=(1.0, 1.0, 2.0) if ndim == 3 else None,

@@ -1,6 +1,5 @@
 """Brain tissue classes (CSF, gray matter, white matter) on T1-weighted MRI."""
 
-from segtool import architectures
 from segtool.hookspecs import hookimpl
 from segtool.spec import Postprocess, TaskSpec
 
@@ -17,13 +16,8 @@ BRAIN_TISSUE = TaskSpec(
     batch_size=2,
     normalization="zscore-nonzero",
     labels={1: "csf", 2: "gray_matter", 3: "white_matter"},
-    model_factory=architectures.unet,
-    model_kwargs={
-        "spatial_dims": 3,
-        "in_channels": 1,
-        "out_channels": 4,
-        "features": (16, 32, 64, 128, 256),
-    },
+    network="unet",
+    model_kwargs={"features": (16, 32, 64, 128, 256)},
     postprocess=Postprocess(),
     citation=(
         "Wang L, et al. Benchmark on automatic six-month-old infant brain segmentation algorithms: "

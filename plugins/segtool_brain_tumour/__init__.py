@@ -1,6 +1,5 @@
 """Brain tumour sub-regions (BraTS) on 3D FLAIR + T1c, and whole tumour on 2D FLAIR slices."""
 
-from segtool import architectures
 from segtool.hookspecs import hookimpl
 from segtool.spec import Postprocess, TaskSpec
 
@@ -23,13 +22,8 @@ BRAIN_TUMOUR = TaskSpec(
     normalization="zscore-nonzero",
     labels={1: "necrosis", 2: "edema", 3: "non_enhancing", 4: "enhancing"},
     regions={"whole_tumour": (1, 2, 3, 4), "tumour_core": (1, 3, 4), "enhancing_tumour": (4,)},
-    model_factory=architectures.unet,
-    model_kwargs={
-        "spatial_dims": 3,
-        "in_channels": 2,
-        "out_channels": 5,
-        "features": (16, 32, 64, 128, 256),
-    },
+    network="unet",
+    model_kwargs={"features": (16, 32, 64, 128, 256)},
     postprocess=Postprocess(min_size_mm3=10.0),
     citation=BRATS_CITATION,
     licence="CC-BY-NC-SA-3.0 (training data)",
@@ -48,13 +42,8 @@ BRAIN_TUMOUR_2D = TaskSpec(
     batch_size=8,
     normalization="zscore",
     labels={1: "tumour"},
-    model_factory=architectures.unet,
-    model_kwargs={
-        "spatial_dims": 2,
-        "in_channels": 1,
-        "out_channels": 2,
-        "features": (16, 32, 64, 128, 256),
-    },
+    network="attention_unet",
+    model_kwargs={"features": (16, 32, 64, 128, 256)},
     postprocess=Postprocess(threshold=0.5),
     citation=(
         "Buda M, Saha A, Mazurowski MA. Association of genomic subtypes of lower-grade gliomas with "

@@ -1,6 +1,5 @@
 """Clothing parsing of RGB street-fashion photos."""
 
-from segtool import architectures
 from segtool.hookspecs import hookimpl
 from segtool.spec import Postprocess, TaskSpec
 
@@ -32,13 +31,8 @@ CLOTHING = TaskSpec(
         13: "headwear",
         14: "eyewear",
     },
-    model_factory=architectures.unet,
-    model_kwargs={
-        "spatial_dims": 2,
-        "in_channels": 3,
-        "out_channels": 15,
-        "features": (16, 32, 64, 128, 256),
-    },
+    network="deeplabv3plus",
+    model_kwargs={},
     postprocess=Postprocess(),
     citation=(
         "Yang W, Luo P, Lin L. Clothing Co-Parsing by Joint Image Segmentation and Labeling. CVPR 2014."

@@ -1,6 +1,5 @@
 """Lumbar intervertebral discs on sagittal T2-weighted spine MRI."""
 
-from segtool import architectures
 from segtool.hookspecs import hookimpl
 from segtool.spec import Postprocess, TaskSpec
 
@@ -11,20 +10,16 @@ DISC = TaskSpec(
     channels=("t2",),
     ndim=3,
     orientation="RAS",
-    target_spacing=(1.0, 1.0, 1.0),
-    patch_size=(64, 128, 128),
+    slice_axis=0,  # sagittal slices (RAS: the left-right axis)
+    target_spacing=(None, 1.0, 1.0),
+    patch_size=(128, 128),
     overlap=0.5,
-    batch_size=2,
+    batch_size=8,
     normalization="zscore",
     labels={1: "L5-S1", 2: "L4-L5", 3: "L3-L4", 4: "L2-L3", 5: "L1-L2"},
     regions={"disc": (1, 2, 3, 4, 5)},
-    model_factory=architectures.unet,
-    model_kwargs={
-        "spatial_dims": 3,
-        "in_channels": 1,
-        "out_channels": 6,
-        "features": (16, 32, 64, 128, 256),
-    },
+    network="unet",
+    model_kwargs={"features": (16, 32, 64, 128, 256)},
     postprocess=Postprocess(keep_largest=True),
     citation=(
         "Menezes-Reis R, et al. Lumbar intervertebral discs T2 relaxometry and T1rho relaxometry "

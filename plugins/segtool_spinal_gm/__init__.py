@@ -1,8 +1,19 @@
-"""Spinal cord gray matter on axial T2*-weighted MRI."""
+"""Spinal cord gray matter on axial T2*-weighted MRI: find the cord, then segment its gray matter.
 
-from segtool import architectures
+Two stages, as in SCT: the `spinal-cord` task (plugins/segtool_spinal_cord) finds
+the cord on the whole image at 1 mm; the input is cropped to the cord plus 10 mm
+in-plane; the dilated-convolution network of Perone et al. (2018) segments the gray
+matter slice by slice at 0.25 mm in-plane on the crop; the mask is pasted back on
+the input grid. Inputs whose field of view is already a crop (< 45 mm in-plane)
+go straight to the gray-matter network.
+"""
+
+from pathlib import Path
+
 from segtool.hookspecs import hookimpl
-from segtool.spec import Postprocess, TaskSpec
+from segtool.spec import Locate, Postprocess, TaskSpec, WeightsFile, WeightsRef
+
+HERE = Path(__file__).parent
 
 SPINAL_GM = TaskSpec(
     name="spinal-gm",
@@ -11,22 +22,18 @@ SPINAL_GM = TaskSpec(
     channels=("t2s",),
     ndim=3,
     orientation="RAS",
-    # In-plane resolution of typical multi-echo T2* (0.5 mm); slices stay thick, so the
-    # network never downsamples along z.
-    target_spacing=(0.5, 0.5, 5.0),
-    patch_size=(128, 128, 8),
-    overlap=0.5,
-    batch_size=4,
+    slice_axis=2,  # axial slices
+    target_spacing=(0.25, 0.25, None),  # gmseg's in-plane resolution; slices kept as acquired
+    patch_size=(128, 128),
+    overlap=0.25,
+    batch_size=16,
     normalization="zscore",
     labels={1: "gray_matter"},
-    model_factory=architectures.unet,
-    model_kwargs={
-        "spatial_dims": 3,
-        "in_channels": 1,
-        "out_channels": 2,
-        "features": (16, 32, 64, 128),
-        "strides": ((2, 2, 1), (2, 2, 1), (2, 2, 1)),
-    },
+    network="dilated_gm",
+    model_kwargs={"filters": 32},
+    augmentation="mri-strong",
+    locate=Locate(task="spinal-cord", margin_mm=(10.0, 10.0, 0.0), min_extent_mm=45.0),
+    output_suffix="_gmseg",
     postprocess=Postprocess(threshold=0.5),
     citation=(
         "Perone CS, Calabrese E, Cohen-Adad J. Spinal cord gray matter segmentation using deep "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import sys
 from typing import Any
 
@@ -29,6 +30,18 @@ def complete_task(ctx: click.Context, param: click.Parameter, incomplete: str) -
     ]
 
 
+def json_safe(obj: Any) -> Any:
+    """``obj`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [json_safe(v) for v in obj]
+    return obj
+
+
 def echo_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, default=str) + "\n")
+    """One line of strict JSON on stdout: undefined numbers (NaN, inf) are written as null."""
+    sys.stdout.write(json.dumps(json_safe(obj), default=str, allow_nan=False) + "\n")
     sys.stdout.flush()

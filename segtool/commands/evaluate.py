@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import click
 
 from segtool.commands.common import complete_task, echo_json, get_app
-from segtool.errors import UsageError
+from segtool.errors import EXIT_CASE_FAILED, UsageError
 
 
 def parse_labels(text: str) -> dict[int, str]:
@@ -24,6 +25,8 @@ def parse_labels(text: str) -> dict[int, str]:
             raise UsageError(f"--labels: {item!r} is not a label number (use e.g. 1,2,3 or 1=csf,2=gm)") from None
         if label == 0:
             raise UsageError("--labels: 0 is the background, not a label")
+        if label < 0:
+            raise UsageError(f"--labels: {label} is negative; labels are positive integers")
         out[label] = name.strip() if sep and name.strip() else str(label)
     if not out:
         raise UsageError("--labels: no labels given (use e.g. 1,2,3 or 1=csf,2=gm)")
@@ -81,64 +84,103 @@ def evaluate(
       segtool evaluate pred.nii.gz gt.nii.gz --task brain-tumour --json
       segtool evaluate preds/ labelsTs/ --csv metrics.csv --tolerance 2
     """
-    from segtool.console import make_console, stdout_console
+    from segtool.console import library_output, make_console, stdout_console
     from segtool import evaluation as ev
 
-    if tolerance < 0:
-        raise UsageError("--tolerance must be >= 0")
-    if empty_distance is not None and empty_distance < 0:
-        raise UsageError("--empty-distance must be >= 0")
+    if not math.isfinite(tolerance) or tolerance < 0:
+        raise UsageError(f"--tolerance must be a finite number >= 0, got {tolerance}")
+    if empty_distance is not None and (not math.isfinite(empty_distance) or empty_distance < 0):
+        raise UsageError(f"--empty-distance must be a finite number >= 0, got {empty_distance}")
     for path, what in ((pred, "PRED"), (gt, "GT")):
         if not path.exists():
             raise UsageError(f"{what} {path}: no such file or directory")
     if pred.is_dir() != gt.is_dir():
         raise UsageError("PRED and GT must both be files or both be folders")
+    if csv_path is not None:
+        _check_csv_path(csv_path, pred, gt, qc_image)
 
     labels = parse_labels(labels_text) if labels_text else None
     regions: dict[str, tuple[int, ...]] = {}
+    strict, source = False, "--labels"
     if task_name:
         spec = get_app(ctx).registry.get(task_name)
         if labels is None:
             labels = dict(spec.labels)
+            strict, source = True, f"task {spec.name!r}"
         else:
             labels = {k: (spec.labels.get(k, v) if v == str(k) else v) for k, v in labels.items()}
         regions = {name: tuple(m) for name, m in spec.regions.items() if set(m) <= set(labels)}
     options = ev.EvalOptions(
         labels=labels, regions=regions, tolerance=tolerance, surface=surface,
-        empty_distance=empty_distance, resample_pred=resample_pred,
+        empty_distance=empty_distance, resample_pred=resample_pred, strict_labels=strict, labels_source=source,
     )
 
     if qc_image is not None and (qc_dir is None or pred.is_dir()):
         raise UsageError("--qc-image needs --qc and a single PRED/GT pair")
     on_case = ev.qc_writer(qc_dir, labels, qc_image) if qc_dir is not None else None
 
-    if not pred.is_dir():
-        case = ev.evaluate_pair(pred, gt, options, on_case=on_case)
-        if csv_path is not None:
-            ev.write_csv(csv_path, [case], options=options)
-        if as_json:
-            echo_json(ev.pair_report(case, options))
-        else:
-            stdout_console().print(ev.pair_table(case, options))
-        return
-
-    pairing = ev.pair_folders(pred, gt)
     err = make_console()
-    for side, paths in (("PRED", pairing.unmatched_pred), ("GT", pairing.unmatched_gt)):
-        if paths:
-            names = ", ".join(p.name for p in paths)
-            err.print(f"segtool: warning: {len(paths)} {side} file(s) without a partner: {names}", markup=False)
-    if not pairing.pairs:
-        raise UsageError(
-            f"no file in {pred} pairs with a file in {gt} (files pair by case name; see docs/metrics.md)"
+    with library_output(err):
+        if not pred.is_dir():
+            case = ev.evaluate_pair(pred, gt, options, on_case=on_case)
+            if csv_path is not None:
+                ev.write_csv(csv_path, [case], options=options)
+            if as_json:
+                echo_json(ev.pair_report(case, options))
+            else:
+                stdout_console().print(ev.pair_table(case, options))
+            return
+
+        pairing = ev.pair_folders(pred, gt)
+        for side, paths in (("PRED", pairing.unmatched_pred), ("GT", pairing.unmatched_gt)):
+            if paths:
+                names = ", ".join(p.name for p in paths)
+                err.print(f"segtool: warning: {len(paths)} {side} file(s) without a partner: {names}", markup=False)
+        if not pairing.pairs:
+            raise UsageError(
+                f"no file in {pred} pairs with a file in {gt} (files pair by case name; see docs/metrics.md)"
+            )
+        failures: list[ev.FailedCase] = []
+        cases = ev.evaluate_folders(pairing, options, on_case=on_case, failures=failures)
+        if qc_dir is not None:
+            _qc_failed_rows(qc_dir, failures)
+        summary = ev.aggregate(cases)
+        if csv_path is not None and cases:
+            ev.write_csv(csv_path, cases, summary, options)
+        if as_json:
+            echo_json(ev.folder_report(cases, summary, pairing, options, pred, gt, failures))
+        elif cases:
+            out = stdout_console()
+            out.print(ev.cases_table(cases, options))
+            out.print(ev.summary_table(summary, cases[0].unit))
+    for failure in failures:
+        click.echo(f"segtool: error: {failure.error}", err=True)
+    if failures:
+        ctx.exit(EXIT_CASE_FAILED)
+
+
+def _check_csv_path(csv_path: Path, pred: Path, gt: Path, qc_image: Path | None) -> None:
+    """--csv must go into an existing folder and never onto an input (even through links)."""
+    from segtool.io.atomic import _is_same_file
+
+    parent = csv_path.parent if str(csv_path.parent) else Path(".")
+    if not parent.is_dir():
+        raise UsageError(f"--csv {csv_path}: folder {parent} does not exist")
+    if csv_path.exists() and not csv_path.is_file():
+        raise UsageError(f"--csv {csv_path}: not a regular file")
+    inputs = [pred, gt] + ([qc_image] if qc_image is not None else [])
+    for path in list(inputs):
+        if path.is_dir():
+            inputs.extend(q for q in path.iterdir() if q.is_file())
+    for path in inputs:
+        if _is_same_file(csv_path, path):
+            raise UsageError(f"--csv {csv_path}: refusing to overwrite an input ({path})")
+
+
+def _qc_failed_rows(qc_dir: Path, failures) -> None:
+    from segtool.qc.report import QcReport
+
+    for f in failures:
+        QcReport(qc_dir).add_case(
+            {"task": "evaluate", "input": str(f.pred), "output": str(f.gt), "status": "failed", "error": f.error}
         )
-    cases = ev.evaluate_folders(pairing, options, on_case=on_case)
-    summary = ev.aggregate(cases)
-    if csv_path is not None:
-        ev.write_csv(csv_path, cases, summary, options)
-    if as_json:
-        echo_json(ev.folder_report(cases, summary, pairing, options, pred, gt))
-        return
-    out = stdout_console()
-    out.print(ev.cases_table(cases, options))
-    out.print(ev.summary_table(summary, cases[0].unit))

@@ -17,7 +17,7 @@ import click
 
 from segtool.commands.common import complete_task, echo_json, get_app
 from segtool.console import make_console, stdout_console
-from segtool.errors import UsageError, WeightsIntegrityError
+from segtool.errors import UsageError, WeightsIntegrityError, WeightsUnavailableError
 from segtool.weights import HubSettings
 from segtool.weights_archive import export_weights, import_weights
 from segtool.weights_inventory import human_size, inventory, local_model_paths, verify_models
@@ -95,8 +95,13 @@ def list_models(ctx: click.Context, names: tuple[str, ...], as_json: bool, cache
     from rich.table import Table
 
     table = Table(title=f"segtool models (cache: {hub.cache_dir})")
-    for column in ("task", "model", "source", "size", "sha256", "on this machine"):
-        table.add_column(column)
+    # task and model names are never cut or wrapped, whatever the terminal's width
+    table.add_column("task", no_wrap=True, min_width=max([4] + [len(e["task"]) for e in out]))
+    widest = max([5] + [len(v["variant"]) + 10 for e in out for v in e["variants"]])
+    table.add_column("model", no_wrap=True, min_width=widest)
+    for column in ("source", "size", "sha256"):
+        table.add_column(column, overflow="fold")
+    table.add_column("on this machine", no_wrap=True)
     for entry in out:
         if not entry["variants"]:
             table.add_row(entry["task"], "-", "-", "-", "-", "[red]unavailable: no trained weights yet[/red]")
@@ -134,6 +139,11 @@ def pull(
         echo_json(results)
     if failures:
         ctx.exit(max(f.exit_code for f in failures))
+    if not results:
+        raise WeightsUnavailableError(
+            "nothing pulled: no registered task has trained weights"
+            + (" matching --model " + ", ".join(model_names) if model_names else "")
+        )
 
 
 @models.command()

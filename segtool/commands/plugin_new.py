@@ -1,6 +1,6 @@
 """`segtool plugin new NAME`: write a pip-installable task plugin package to start from.
 
-The package registers one task (a small U-Net from `segtool.architectures.unet`)
+The package registers one task (a small U-Net, the `unet` family of `segtool.networks`)
 through the ``segtool`` entry point, and comes with a test and a README that walks
 through training it. Templates are strings here (no package data to ship).
 """
@@ -44,7 +44,6 @@ packages = ["$module"]
 MODULE = Template('''\
 """The $name task (a segtool plugin)."""
 
-from segtool import architectures
 from segtool.hookspecs import hookimpl
 from segtool.spec import TaskSpec
 
@@ -62,13 +61,10 @@ TASK = TaskSpec(
     batch_size=2,
     normalization="$normalization",  # zscore, zscore-nonzero, percentile, rgb or none
     labels=$labels,  # 0 is background
-    model_factory=architectures.unet,
-    model_kwargs={
-        "spatial_dims": $ndim,
-        "in_channels": $in_channels,
-        "out_channels": $out_channels,  # background + each label
-        "features": (16, 32, 64, 128),
-    },
+    # A network family of segtool.networks and its own knobs; the core supplies the
+    # dimensions and the channels in ($in_channels) and out ($out_channels: background + each label).
+    network="unet",
+    model_kwargs={"features": (16, 32, 64, 128)},
     citation="",
     licence="apache-2.0",
     # After `segtool models push MODEL_DIR OWNER/NAME`, paste the WeightsRef it prints here:
@@ -102,7 +98,7 @@ def test_model_output_matches_the_patch():
     import torch
 
     spec = $module.TASK
-    model = spec.model_factory(**spec.model_kwargs).eval()
+    model = spec.build_network().eval()
     with torch.no_grad():
         out = model(torch.zeros(1, spec.in_channels, *spec.patch_size))
     assert tuple(out.shape) == (1, spec.num_classes, *spec.patch_size)

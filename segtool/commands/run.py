@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
 import click
 
 from segtool.commands.common import complete_task, echo_json, get_app
-from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError
+from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavailableError
 
 
 @click.command(context_settings={"show_default": True})
@@ -31,13 +32,18 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError
 @click.option("--batch-size", type=click.IntRange(min=1), help="Windows per forward pass (default: the task's).")
 @click.option("--overlap", type=click.FloatRange(0.0, 0.95), help="Sliding-window overlap (default: the task's).")
 @click.option("--tta", is_flag=True, help="Average predictions over axis flips.")
-@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+              help="Numeric precision: auto is fp16 on CUDA, bf16 on CPUs with native bfloat16, else fp32.")
+@click.option("--no-amp", is_flag=True, help="Same as --precision fp32.")
 @click.option("--prob", "probabilities", is_flag=True, help="Also write per-class probabilities (<stem>_prob.nii.gz).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               help="Binary tasks: foreground probability cut-off.")
 @click.option("--keep-largest/--no-keep-largest", default=None, help="Keep each label's largest component.")
 @click.option("--fill-holes/--no-fill-holes", default=None, help="Fill holes inside each label.")
 @click.option("--min-size", "min_size_mm3", type=click.FloatRange(min=0.0), help="Remove components smaller than this (mm³).")
+@click.option("--allow-uneven", is_flag=True,
+              help="DICOM series with missing slices or uneven spacing: resample onto an even grid "
+                   "(with a warning) instead of refusing.")
 @click.option("--shard", help="I/N: process every N-th case starting at case I (0-based), for job arrays.")
 @click.option("--qc", "qc_dir", type=click.Path(file_okay=False, path_type=Path), help="Write QC pictures and an HTML report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per case instead of output paths.")
@@ -61,12 +67,28 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
         raise UsageError(f"-o/--output takes one case, got {len(cases)}; use --output-dir")
     if opts["weights_path"] is not None and opts["model_dir"] is not None:
         raise UsageError("give --weights or --model-dir, not both")
+    for name in ("threshold", "overlap", "min_size_mm3"):  # click's FloatRange lets nan through
+        value = opts[name]
+        if value is not None and not math.isfinite(value):
+            flag = {"min_size_mm3": "min-size"}.get(name, name)
+            raise UsageError(f"--{flag} must be a finite number, got {value}")
+    from segtool.runner import check_plan
 
-    from segtool.console import make_console
+    plan = _output_plan(spec, opts)
+    check_plan(cases, plan, spec)  # output names, collisions, inputs: before any work
+    if not spec.models and opts["weights_path"] is None and opts["model_dir"] is None:
+        raise WeightsUnavailableError(
+            f"task {spec.name!r} has no trained weights yet; train a model with "
+            f"`segtool train {spec.name} DATA_DIR -o MODEL_DIR`, then run it with --model-dir MODEL_DIR, "
+            "or install a plugin version that ships weights"
+        )
+
+    from segtool.console import library_output, make_console
 
     console = make_console(quiet=opts["quiet"])
-    segmenter, model_name = _load_segmenter(spec, app, opts, console)
-    results = _run_with_progress(spec, segmenter, model_name, cases, opts, console)
+    with library_output(console, quiet=opts["quiet"]):
+        segmenter, model_name = _load_segmenter(spec, app, opts, console)
+        results = _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console)
     failed = [r for r in results if r.status == "failed"]
     if failed and not opts["as_json"]:
         for r in failed:
@@ -91,6 +113,7 @@ def _load_segmenter(spec, app, opts, console):
         spec, opts["variant"], hub, app.plugin_manager, weights_path=opts["weights_path"], model_dir=opts["model_dir"]
     )
     model = build_model(spec, resolved)
+    spec = resolved.config.apply_to(spec)  # the model folder's settings win over the task's defaults
     steps = override(
         spec.postprocess,
         threshold=opts["threshold"],
@@ -102,28 +125,46 @@ def _load_segmenter(spec, app, opts, console):
         device=opts["device"],
         batch_size=opts["batch_size"],
         overlap=opts["overlap"],
-        amp=not opts["no_amp"],
+        precision="fp32" if opts["no_amp"] else opts["precision"],
         tta=opts["tta"],
         postprocess=steps,
     )
-    segmenter = Segmenter(spec, model, options, warn=lambda m: console.print(f"[yellow]warning:[/yellow] {m}"))
+    warn = lambda m: console.print(f"[yellow]warning:[/yellow] {m}")  # noqa: E731
+    locator = None
+    if spec.locate is not None:
+        locate_spec = app.registry.get(spec.locate.task)
+        located = resolve_model(locate_spec, None, hub, app.plugin_manager)
+        locator = Segmenter(
+            located.config.apply_to(locate_spec), build_model(locate_spec, located),
+            InferenceOptions(device=options.device, precision=options.precision), warn=warn,
+        )
+    segmenter = Segmenter(spec, model, options, warn=warn, locator=locator)
     console.print(f"[bold]{spec.name}[/bold]: model {resolved.source} on {segmenter.device}")
     return segmenter, resolved.variant or resolved.source
 
 
-def _run_with_progress(spec, segmenter, model_name, cases, opts, console):
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+def _output_plan(spec, opts):
+    from segtool.runner import OutputPlan, output_suffix
 
-    from segtool.runner import OutputPlan, run_cases
-
-    plan = OutputPlan(
+    return OutputPlan(
         output=opts["output"],
         output_dir=opts["output_dir"],
         overwrite=opts["overwrite"],
         skip_existing=opts["skip_existing"],
         probabilities=opts["probabilities"],
+        suffix=output_suffix(spec),
     )
+
+
+def _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console):
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from segtool.runner import run_cases
+
     qc = _qc_writer(opts["qc_dir"], spec) if opts["qc_dir"] else None
+
+    def warn(message):
+        console.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
 
     def on_result(result):
         if opts["as_json"]:
@@ -149,7 +190,10 @@ def _run_with_progress(spec, segmenter, model_name, cases, opts, console):
         def on_batch(done, total):
             progress.update(windows_task, completed=done, total=total)
 
-        return run_cases(spec, segmenter, model_name, cases, plan, on_result, on_batch, on_case_start, qc)
+        return run_cases(
+            spec, segmenter, model_name, cases, plan, on_result, on_batch, on_case_start, qc,
+            allow_uneven=opts["allow_uneven"], warn=warn,
+        )
 
 
 def _qc_writer(qc_dir: Path, spec):
@@ -158,6 +202,12 @@ def _qc_writer(qc_dir: Path, spec):
     def write(volume, labels, result):
         row = result.to_json()
         row["volumes"] = row.pop("volumes_mm3")
+        if volume is None:  # a failed case: a row marked failed, no pictures
+            from segtool.qc.report import QcReport
+
+            row.pop("volumes")
+            QcReport(qc_dir).add_case(row)
+            return
         qc_case(qc_dir, volume, labels, dict(spec.labels), row)
 
     return write

@@ -30,10 +30,14 @@ def tasks(ctx: click.Context, name: str | None, as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="segtool tasks")
-    for column in ("task", "dims", "channels", "labels", "spacing (mm)", "weights", "plugin"):
-        table.add_column(column)
+    specs = list(registry)
+    # names are never cut or wrapped, whatever the terminal's width
+    table.add_column("task", no_wrap=True, min_width=max([4] + [len(spec.name) for spec in specs]))
+    for column in ("dims", "channels", "labels", "spacing (mm)", "weights"):
+        table.add_column(column, overflow="fold")
+    table.add_column("plugin", no_wrap=True, min_width=max([6] + [len(registry.owners[s.name]) for s in specs]))
     for spec in registry:
-        spacing = "x".join(f"{s:g}" for s in spec.target_spacing) if spec.target_spacing else "-"
+        spacing = spec.spacing_text if spec.target_spacing else "-"
         weights = ", ".join(spec.models) if spec.has_weights else "[red]none yet[/red]"
         table.add_row(
             spec.name,

@@ -57,7 +57,13 @@ def _names(ctx, param, values: tuple[str, ...]):
               help="Share of each batch centred on a labelled voxel.")
 @click.option("--augment/--no-augment", default=True, help="On-the-fly augmentation.")
 @click.option("--elastic", is_flag=True, help="Add elastic deformation to the augmentation.")
-@click.option("--no-amp", is_flag=True, help="Disable mixed precision on CUDA.")
+@click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
+              help="auto: fp16 on CUDA, bf16 on CPUs with native bfloat16, else fp32.")
+@click.option("--no-amp", is_flag=True, help="Same as --precision fp32.")
+@click.option("--group-by", help="Regex whose first group names a case's subject: the split keeps subjects whole "
+                                  "(e.g. '^(sub-[^_]+)').")
+@click.option("--checkpoint-minutes", type=click.FloatRange(min=0.1), default=5.0,
+              help="Save the resume checkpoint at least this often.")
 @click.option("--licence", "--license", "licence", help="Model card licence, e.g. apache-2.0 (default: the task's).")
 @click.option("--dataset", "datasets", multiple=True, help="Hub dataset id for the model card (repeatable).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
@@ -105,7 +111,9 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
         foreground_fraction=opts["foreground_fraction"],
         augment=opts["augment"],
         elastic=opts["elastic"],
-        amp=not opts["no_amp"],
+        precision="fp32" if opts["no_amp"] else opts["precision"],
+        group_by=opts["group_by"],
+        checkpoint_minutes=opts["checkpoint_minutes"],
         licence=opts["licence"],
         datasets=opts["datasets"],
         command=command_line(ctx),

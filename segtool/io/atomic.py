@@ -5,7 +5,7 @@ output, under their final names (so libraries pick the format from the real suff
 and detached headers such as ``.mhd`` keep pointing at the right data file), then
 moved into place with :func:`os.replace`; on any failure the temporary directory is
 removed.  Inputs of the reference are never overwritten, existing files only with
-``overwrite``.
+``overwrite``; callers pass the other inputs of a call as ``protect``.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 from segtool.errors import OutputExistsError, SegtoolError, UsageError
 from segtool.io.formats import ANALYZE_SUFFIXES, _suffix
@@ -58,9 +58,15 @@ class _UnsupportedFormat(Exception):
     """Raised by a writer when its library cannot write the requested suffix."""
 
 
-def _atomic_write(out: Path, reference: Volume, overwrite: bool, write: Callable[[Path], None]) -> Path:
-    """Write via ``write(tmp_path)`` into a temp dir beside ``out``, then os.replace into place."""
-    inputs = _input_paths(reference)
+def _atomic_write(
+    out: Path, reference: Volume, overwrite: bool, write: Callable[[Path], None], protect: Sequence[Path] = ()
+) -> Path:
+    """Write via ``write(tmp_path)`` into a temp dir beside ``out``, then os.replace into place.
+
+    Never onto an input of ``reference`` nor onto any path of ``protect`` (the other
+    inputs of the same call), whatever ``overwrite`` says.
+    """
+    inputs = _input_paths(reference) + [Path(p) for p in protect]
     for target in [out] + _companions(out):
         _check_target(target, inputs, overwrite)
     try:

@@ -19,7 +19,10 @@ GRID_ATOL = 1e-4
 
 
 def read_channels(
-    paths: str | os.PathLike | Sequence[str | os.PathLike], ndim: int, channel_names: Sequence[str]
+    paths: str | os.PathLike | Sequence[str | os.PathLike],
+    ndim: int,
+    channel_names: Sequence[str],
+    allow_uneven: bool = False,
 ) -> Volume:
     """Read a task's input channels and stack them into one Volume.
 
@@ -29,13 +32,14 @@ def read_channels(
     ``len(channel_names)``, or when files are on different grids (shape, or affine
     beyond ``GRID_ATOL``).  Geometry, header, path and kind come from the first file;
     ``meta['input_paths']`` lists every input and ``meta['channel_paths']`` the paths.
+    ``allow_uneven`` is passed to :func:`read_volume` (DICOM series with uneven spacing).
     """
     if isinstance(paths, (str, os.PathLike)):
         paths = [paths]
     paths = [Path(p).expanduser() for p in paths]
     if not paths:
         raise GeometryError(f"task expects {_channels_str(channel_names)}, got no input files")
-    volumes = [read_volume(p) for p in paths]
+    volumes = [read_volume(p, allow_uneven=allow_uneven) for p in paths]
     for vol in volumes:
         _check_ndim(vol, ndim)
     _check_channel_count(volumes, channel_names)
@@ -93,4 +97,5 @@ def _stack(volumes: list[Volume]) -> Volume:
         inputs.extend(p for p in vol.meta.get("input_paths", [vol.path]) if p not in inputs)
     meta["input_paths"] = inputs
     meta["channel_paths"] = [v.path for v in volumes]
+    meta["warnings"] = [w for v in volumes for w in v.meta.get("warnings", [])]
     return Volume(array, first.affine, first.path, first.kind, first.header, meta)

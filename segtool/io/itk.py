@@ -100,6 +100,9 @@ def _detached_data_files(p: Path) -> list[Path]:
 
 def _read_dicom_file(p: Path, labels: bool) -> Volume:
     """One DICOM file (single or multi-frame) via SimpleITK/GDCM."""
+    from segtool.io.dicom_series import check_single_file
+
+    check_single_file(p)
     sitk = _sitk()
     try:
         reader = sitk.ImageFileReader()
@@ -111,8 +114,18 @@ def _read_dicom_file(p: Path, labels: bool) -> Volume:
     return _volume_from_sitk(img, p, "dicom", {"input_paths": [p]})
 
 
-def _read_dicom_dir(p: Path, labels: bool) -> Volume:
-    """A directory holding exactly one DICOM series, slices sorted by GDCM."""
+def _read_dicom_dir(p: Path, labels: bool, allow_uneven: bool = False) -> Volume:
+    """A directory holding exactly one DICOM series, slices sorted by GDCM.
+
+    Every file's header is checked first (see :mod:`segtool.io.dicom_series`): gaps,
+    uneven spacing, duplicates, mixed orientations or series, unreadable or truncated
+    files are refused.  With ``allow_uneven`` (images only) a series with missing
+    slices or uneven spacing is resampled linearly onto an even grid, and
+    ``meta['warnings']`` says so.
+    """
+    from segtool.io.dicom_series import check_series_directory
+
+    layout = check_series_directory(p, allow_uneven=allow_uneven and not labels)
     sitk = _sitk()
     reader = sitk.ImageSeriesReader()
     try:
@@ -127,13 +140,39 @@ def _read_dicom_dir(p: Path, labels: bool) -> Volume:
             f"{p}: directory holds {len(ids)} DICOM series, put each in its own directory: {listing}"
         )
     files = list(reader.GetGDCMSeriesFileNames(str(p), ids[0]))
+    if len(files) != len(layout.slices):
+        raise ImageReadError(
+            f"{p}: DICOM series {ids[0]}: GDCM found {len(files)} slice files but the directory holds "
+            f"{len(layout.slices)} images"
+        )
     try:
         reader.SetFileNames(files)
         img = reader.Execute()
     except Exception as exc:
         raise _read_error(p, f"cannot read DICOM series {ids[0]}", exc) from exc
     meta = {"input_paths": [p] + [Path(f) for f in files], "series_uid": ids[0], "files": files}
-    return _volume_from_sitk(img, p, "dicom", meta)
+    vol = _volume_from_sitk(img, p, "dicom", meta)
+    if not layout.even:
+        vol = _resample_series(vol, layout, files)
+    return vol
+
+
+def _resample_series(vol: Volume, layout, files: list[str]) -> Volume:
+    """Put an unevenly spaced series (``--allow-uneven``) onto an even grid along the slice normal."""
+    from segtool.io.dicom_series import resample_even
+
+    where = {Path(s.path).resolve(): pos for s, pos in zip(layout.slices, layout.positions)}
+    positions = [where[Path(f).resolve()] for f in files]
+    array, step = resample_even(vol.array, positions)
+    sign = 1.0 if positions[-1] >= positions[0] else -1.0
+    normal_ras = _LPS_RAS[:3, :3] @ np.asarray(layout.normal)
+    affine = vol.affine.copy()
+    affine[:3, 2] = normal_ras * sign * step
+    vol.meta.setdefault("warnings", []).append(
+        f"{vol.path}: {layout.problem}; resampled onto an even grid of {array.shape[-1]} slices "
+        f"{step:.4g} mm apart (--allow-uneven); the mask is on that grid"
+    )
+    return Volume(array, affine, vol.path, vol.kind, vol.header, vol.meta)
 
 
 def _write_sitk_labels(data: np.ndarray, reference: Volume, path: Path) -> None:

@@ -32,6 +32,10 @@ def _load_nibabel(p: Path, labels: bool, what: str):
         img = nib.load(str(p), mmap=False) if what == "Analyze" else _nifti_from_bytes(_read_all(p))
         if 0 in img.shape:
             raise ImageReadError(f"{p}: image has zero size (shape {_shape_str(img.shape)})")
+        if np.dtype(img.get_data_dtype()).kind == "c":
+            raise ImageReadError(
+                f"{p}: complex-valued image ({img.get_data_dtype()}); save the magnitude (or real part) instead"
+            )
         data = np.asanyarray(img.dataobj) if labels else img.get_fdata(dtype=np.float32)
     except SegtoolError:
         raise

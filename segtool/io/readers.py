@@ -9,6 +9,7 @@ complex, NaN/inf) and converted (float32 images, int32 labels).
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 from typing import Callable
 
@@ -16,23 +17,28 @@ import numpy as np
 
 from segtool.errors import ImageReadError
 from segtool.io.formats import ANALYZE_SUFFIXES, DICOM_SUFFIXES, NIFTI_SUFFIXES, PHOTO_SUFFIXES, SITK_SUFFIXES, _suffix
-from segtool.io.itk import _read_dicom_dir, _read_dicom_file, _read_sitk
-from segtool.io.messages import _shape_str
+from segtool.io.dicom_series import describe_mode
+from segtool.io.itk import _detached_data_files, _read_dicom_dir, _read_dicom_file, _read_sitk
+from segtool.io.messages import _reason, _shape_str
 from segtool.io.nifti import _read_analyze, _read_nifti
 from segtool.io.photos import _read_photo
 from segtool.io.volume import Volume
 
 
-def read_volume(path: str | os.PathLike) -> Volume:
+def read_volume(path: str | os.PathLike, allow_uneven: bool = False) -> Volume:
     """Read one image file (or DICOM series directory) as a float32 :class:`Volume`.
 
     Raises :class:`ImageReadError` (one-line message naming the file) for a missing
     file, an unknown or unreadable format, a corrupt or truncated file, a zero-size
     image, or NaN/inf voxels.  4D images are returned with a 4D spatial array (the
     extra sizes are in ``meta['extra_dims']``) so that :func:`read_channels` can
-    refuse them with a clear message.
+    refuse them with a clear message.  Anything that is not a regular file or a
+    directory (a FIFO, ``/dev/zero``...) is refused before it is opened, and so is an
+    image whose affine is degenerate (zero sform and qform).  A DICOM series with
+    missing slices or uneven spacing is refused unless ``allow_uneven``, which
+    resamples it onto an even grid (``meta['warnings']`` says so).
     """
-    return _read(Path(path).expanduser(), labels=False)
+    return _read(Path(path).expanduser(), labels=False, allow_uneven=allow_uneven)
 
 
 def read_labels(path: str | os.PathLike) -> Volume:
@@ -50,17 +56,57 @@ def read_labels(path: str | os.PathLike) -> Volume:
     return vol
 
 
-def _read(p: Path, labels: bool) -> Volume:
+def _read(p: Path, labels: bool, allow_uneven: bool = False) -> Volume:
     """Dispatch on the path, then validate and convert the array."""
-    if not p.exists():
-        raise ImageReadError(f"{p}: no such file or directory")
-    if p.is_dir():
-        vol = _read_dicom_dir(p, labels)
+    if _check_regular(p) == "dir":
+        vol = _read_dicom_dir(p, labels, allow_uneven)
     else:
+        for companion in _companion_files(p):
+            if os.path.lexists(companion):
+                _check_regular(companion)
         vol = _reader_for(p)(p, labels)
     vol.meta.setdefault("input_paths", [p])
     vol.array = _finish_array(p, vol.array, labels)
+    _check_affine(p, vol)
     return vol
+
+
+def _check_regular(p: Path) -> str:
+    """'file' or 'dir'; refuses a missing path and anything else (FIFO, device, socket) unopened."""
+    try:
+        mode = os.stat(p).st_mode
+    except FileNotFoundError:
+        raise ImageReadError(f"{p}: no such file or directory") from None
+    except OSError as exc:
+        raise ImageReadError(f"{p}: cannot access ({_reason(exc)})") from exc
+    if stat.S_ISDIR(mode):
+        return "dir"
+    if not stat.S_ISREG(mode):
+        raise ImageReadError(f"{p}: is {describe_mode(mode)}, not an image file; refusing to read it")
+    return "file"
+
+
+def _companion_files(p: Path) -> list[Path]:
+    """Files a reader will open besides ``p``: the other half of an Analyze pair, a detached data file."""
+    suffix = _suffix(p)
+    if suffix in ANALYZE_SUFFIXES:
+        return [p.with_suffix(".img" if suffix == ".hdr" else ".hdr")]
+    if suffix in (".mhd", ".nhdr"):
+        return _detached_data_files(p)
+    return []
+
+
+def _check_affine(p: Path, vol: Volume) -> None:
+    """Refuse a non-finite or singular affine (e.g. a NIfTI whose sform and qform are zero)."""
+    rot = np.asarray(vol.affine, dtype=float)[:3, :3]
+    if not np.isfinite(vol.affine).all():
+        raise ImageReadError(f"{p}: the image's affine (voxel-to-world matrix) holds NaN/inf values")
+    n = min(vol.ndim, 3)
+    if np.linalg.matrix_rank(rot[:, :n], tol=1e-9) < n or (n == 3 and abs(float(np.linalg.det(rot))) < 1e-12):
+        raise ImageReadError(
+            f"{p}: the image's affine (voxel-to-world matrix) is degenerate (zero sform and qform, or zero "
+            "voxel sizes); fix the header"
+        )
 
 
 def _reader_for(p: Path) -> Callable[[Path, bool], Volume]:
@@ -124,6 +170,10 @@ def _pillow_can_open(p: Path) -> bool:
         return False
 
 
+#: How far a float label may sit from a whole number and still be read as it (float32 storage noise).
+LABEL_ROUNDING_TOLERANCE = 1e-3
+
+
 def _finish_array(p: Path, array: np.ndarray, labels: bool) -> np.ndarray:
     """Check size and finiteness; float32 for images, rounded int32 for labels."""
     if array.size == 0:
@@ -134,6 +184,16 @@ def _finish_array(p: Path, array: np.ndarray, labels: bool) -> np.ndarray:
         raise ImageReadError(f"{p}: image contains NaN/inf values")
     if labels:
         if np.issubdtype(array.dtype, np.floating):
-            array = np.rint(array)
+            rounded = np.rint(array)
+            off = np.abs(array - rounded) > LABEL_ROUNDING_TOLERANCE  # storage noise (0.9999) rounds; 0.6 does not
+            if off.any():
+                example = float(array[off].flat[0])
+                raise ImageReadError(
+                    f"{p}: label image holds non-integer values (e.g. {example:g} at {int(off.sum())} voxels); "
+                    "labels must be whole numbers"
+                )
+            array = rounded
+        if array.size and (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
+            raise ImageReadError(f"{p}: label values {array.min()}..{array.max()} do not fit 32-bit integers")
         return np.ascontiguousarray(array, dtype=np.int32)
     return np.ascontiguousarray(array, dtype=np.float32)

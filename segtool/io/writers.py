@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -19,7 +19,11 @@ from segtool.io.volume import Volume
 
 
 def write_labels(
-    labels: np.ndarray, reference: Volume, out_path: str | os.PathLike, overwrite: bool = False
+    labels: np.ndarray,
+    reference: Volume,
+    out_path: str | os.PathLike,
+    overwrite: bool = False,
+    protect: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Write an integer label map on ``reference``'s grid; returns the path written.
 
@@ -40,18 +44,24 @@ def write_labels(
     The stored type is uint8 when labels fit, else uint16 (int16/int32 for Analyze,
     which lacks uint16), with scl_slope/inter 1/0.  Refuses (OutputExistsError) to
     write onto any input of the reference even with ``overwrite``, and onto an
-    existing file without ``overwrite``.  Atomic (see :mod:`segtool.io.atomic`).
+    existing file without ``overwrite``; nor onto any path in ``protect`` (the other
+    inputs of the same call).  Atomic (see :mod:`segtool.io.atomic`).
     """
     out = Path(out_path).expanduser()
     data = _label_array(labels, reference)
     fmt = _output_format(out)
     if fmt == "photo":
         _check_photo_output(out, data)
-    return _atomic_write(out, reference, overwrite, lambda tmp: _LABEL_WRITERS[fmt](data, reference, tmp))
+    protected = [Path(p) for p in protect]
+    return _atomic_write(out, reference, overwrite, lambda tmp: _LABEL_WRITERS[fmt](data, reference, tmp), protected)
 
 
 def write_probabilities(
-    probs: np.ndarray, reference: Volume, out_path: str | os.PathLike, overwrite: bool = False
+    probs: np.ndarray,
+    reference: Volume,
+    out_path: str | os.PathLike,
+    overwrite: bool = False,
+    protect: Sequence[str | os.PathLike] = (),
 ) -> Path:
     """Write float32 class probabilities ``(C, *spatial)`` as a 4D NIfTI ``(x, y, z, C)``.
 
@@ -72,7 +82,10 @@ def write_probabilities(
     data = np.moveaxis(probs, 0, -1)
     if reference.ndim == 2:
         data = data[:, :, None, :]
-    return _atomic_write(out, reference, overwrite, lambda tmp: _write_nifti(data, reference, tmp, np.float32))
+    protected = [Path(p) for p in protect]
+    return _atomic_write(
+        out, reference, overwrite, lambda tmp: _write_nifti(data, reference, tmp, np.float32), protected
+    )
 
 
 def _label_array(labels: np.ndarray, reference: Volume) -> np.ndarray:

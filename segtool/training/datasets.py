@@ -305,18 +305,37 @@ def describe_map(mapping: Mapping[int, int]) -> str:
 # ----------------------------------------------------------------------------- split
 
 
+def group_key(name: str, pattern: str | None) -> str:
+    """The subject/patient a case belongs to: the first group (or whole match) of ``pattern``, else the name."""
+    if not pattern:
+        return name
+    match = re.search(pattern, name)
+    if match is None:
+        return name
+    return match.group(1) if match.groups() else match.group(0)
+
+
 def split_cases(
     names: Iterable[str],
     seed: int,
     val_fraction: float = 0.2,
     val_cases: Sequence[str] | None = None,
+    group_by: str | None = None,
 ) -> tuple[list[str], list[str]]:
     """Seeded split by case: (train, validation). ``val_cases`` fixes the validation set.
 
-    With a fraction, at least one case validates (if there are two or more) and at
-    least one trains. The split depends only on the sorted names and the seed.
+    With ``group_by`` (a regular expression whose first group names the subject,
+    e.g. ``'^(sub-[^_]+)'``) the split is by subject: all cases of one subject land
+    on the same side, never some slices or sessions in training and others in
+    validation. With a fraction, at least one group validates (if there are two or
+    more) and at least one trains. The split depends only on the sorted names and the seed.
     """
     names = sorted(names)
+    if group_by:
+        try:
+            re.compile(group_by)
+        except re.error as exc:
+            raise UsageError(f"--group-by {group_by!r}: not a regular expression ({exc})") from None
     if val_cases:
         unknown = sorted(set(val_cases) - set(names))
         if unknown:
@@ -325,15 +344,19 @@ def split_cases(
         train = [n for n in names if n not in val]
         if not train:
             raise UsageError("--val-cases leaves no case to train on")
+        shared = sorted({group_key(n, group_by) for n in train} & {group_key(n, group_by) for n in val})
+        if group_by and shared:
+            raise UsageError(f"--val-cases splits subject(s) {', '.join(shared[:5])} between training and validation")
         return train, val
     if not 0.0 <= val_fraction < 1.0:
         raise UsageError(f"--val-fraction must lie in [0, 1), got {val_fraction}")
-    count = round(val_fraction * len(names))
-    if val_fraction > 0 and len(names) >= 2:
-        count = min(max(count, 1), len(names) - 1)
+    groups = sorted({group_key(n, group_by) for n in names})
+    count = round(val_fraction * len(groups))
+    if val_fraction > 0 and len(groups) >= 2:
+        count = min(max(count, 1), len(groups) - 1)
     else:
         count = 0
-    shuffled = names[:]
-    random.Random(seed).shuffle(shuffled)
-    val = sorted(shuffled[:count])
+    random.Random(seed).shuffle(groups)
+    chosen = set(groups[:count])
+    val = [n for n in names if group_key(n, group_by) in chosen]
     return [n for n in names if n not in val], val

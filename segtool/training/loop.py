@@ -31,6 +31,7 @@ from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME, ModelConfig
 from segtool.spec import TaskSpec
 from segtool.training import checkpoint, distributed
 from segtool.training.augment import AugmentSettings, augment_batch
+from segtool.training.augment_recipes import TORCHIO_RECIPES, apply_recipe, build_recipe, describe_recipe
 from segtool.training.datasets import Dataset, describe_map, discover, map_from_dataset_json, parse_labels_map, split_cases
 from segtool.training.loss import DiceCELoss
 from segtool.training.model_folder import (
@@ -70,7 +71,9 @@ class TrainOptions:
     foreground_fraction: float = 0.33
     augment: bool = True
     elastic: bool = False
-    amp: bool = True
+    precision: str = "auto"  # segtool.precision: auto | fp32 | bf16 | fp16
+    checkpoint_minutes: float = 5.0  # save .train/last.pt at least this often (and at every validation)
+    group_by: str | None = None  # regex: cases whose first group matches stay on one side of the split
     licence: str | None = None
     datasets: tuple[str, ...] = ()
     command: str = ""
@@ -99,13 +102,19 @@ class TrainResult:
 
 
 class StepBatches(torch.utils.data.Dataset):
-    """Item ``s`` is the (augmented) batch of optimiser step ``s``: seeded by (seed, rank, s)."""
+    """Item ``s`` is the (augmented) batch of optimiser step ``s``: seeded by (seed, rank, s).
 
-    def __init__(self, sampler: PatchSampler, augment: AugmentSettings | None, seed: int, rank: int):
+    ``augment`` is either `AugmentSettings` (the torch augmentation of photos) or a
+    TorchIO Compose (`augment_recipes`). With ``slice_axis`` the sampler cuts
+    one-slice patches from the volumes and they leave here as 2D patches.
+    """
+
+    def __init__(self, sampler: PatchSampler, augment, seed: int, rank: int, slice_axis: int | None = None):
         self.sampler = sampler
         self.augment = augment
         self.seed = seed
         self.rank = rank
+        self.slice_axis = slice_axis
 
     def __len__(self) -> int:
         return 2**62
@@ -114,9 +123,13 @@ class StepBatches(torch.utils.data.Dataset):
         seq = np.random.SeedSequence([self.seed, self.rank, int(step)])
         images, labels = self.sampler.sample(np.random.default_rng(seq))
         x, y = torch.from_numpy(images), torch.from_numpy(labels)
-        if self.augment is not None:
-            gen = torch.Generator().manual_seed(int(seq.generate_state(1, np.uint64)[0] >> 1))
-            x, y = augment_batch(x, y, self.augment, gen)
+        if self.slice_axis is not None:
+            x, y = x.squeeze(self.slice_axis + 2), y.squeeze(self.slice_axis + 1)
+        seed = int(seq.generate_state(1, np.uint64)[0] >> 1)
+        if isinstance(self.augment, AugmentSettings):
+            x, y = augment_batch(x, y, self.augment, torch.Generator().manual_seed(seed))
+        elif self.augment is not None:
+            x, y = apply_recipe(self.augment, x, y, seed)
         return x, y
 
 
@@ -159,7 +172,8 @@ def _unwrap(model: torch.nn.Module) -> torch.nn.Module:
 
 
 def _check_model(spec: TaskSpec, model: torch.nn.Module, patch: tuple[int, ...], device: torch.device) -> None:
-    """A forward pass on zeros of the patch size must give (1, num_classes, *patch)."""
+    """A forward pass (eval mode) on zeros of the patch size must give (1, num_classes, *patch)."""
+    model.eval()
     try:
         with torch.no_grad():
             out = model(torch.zeros((1, spec.in_channels, *patch), device=device))
@@ -171,6 +185,7 @@ def _check_model(spec: TaskSpec, model: torch.nn.Module, patch: tuple[int, ...],
     expected = (1, spec.num_classes, *patch)
     if tuple(out.shape) != expected:
         raise UsageError(f"task {spec.name!r}: model output {tuple(out.shape)} for a patch, expected {expected}")
+    model.train()
 
 
 class Trainer:
@@ -186,10 +201,14 @@ class Trainer:
         self.dist = distributed.from_env()
         self.console = console if console is not None and self.dist.is_main else make_console(quiet=not self.dist.is_main)
         self.patch = tuple(options.patch_size) if options.patch_size else tuple(spec.patch_size)
-        if len(self.patch) != spec.ndim or min(self.patch) < 1:
-            raise UsageError(f"--patch-size needs {spec.ndim} positive sizes, got {options.patch_size}")
+        if len(self.patch) != spec.network_dims or min(self.patch) < 1:
+            raise UsageError(f"--patch-size needs {spec.network_dims} positive sizes, got {options.patch_size}")
+        from dataclasses import replace
+
+        self.spec = spec = replace(spec, patch_size=self.patch)  # validation and the model folder use it
         self.batch_size = options.batch_size or spec.batch_size
         self.start_time = time.monotonic()
+        self.last_checkpoint = self.start_time
         self.previous_seconds = 0.0
 
     # ------------------------------------------------------------------ setup
@@ -229,7 +248,9 @@ class Trainer:
                 raise UsageError(f"--resume: case(s) {', '.join(missing[:5])} of the checkpoint are gone from {self.data_dir}")
             labels_map = self._resolve_labels_map(dataset, ckpt["labels_map"])
         else:
-            train_names, val_names = split_cases(dataset.names, opts.seed, opts.val_fraction, opts.val_cases)
+            train_names, val_names = split_cases(
+                dataset.names, opts.seed, opts.val_fraction, opts.val_cases, group_by=opts.group_by
+            )
             labels_map = self._resolve_labels_map(dataset, None)
         by_name = {c.name: c for c in dataset.cases}
         train_cases = [by_name[n] for n in train_names]
@@ -283,7 +304,11 @@ class Trainer:
         self.device = distributed.device_for(self.dist, opts.device)
         distributed.setup(self.dist, self.device)
         torch.manual_seed(opts.seed if ckpt is None else int(ckpt["seed"]))
-        model = spec.model_factory(**spec.model_kwargs).to(self.device)
+        from segtool.precision import memory_format, resolve_precision
+
+        self.precision = resolve_precision(opts.precision, self.device)
+        self.layout = memory_format(self.device, self.precision, spec.network_dims)
+        model = spec.build_network().to(self.device).to(memory_format=self.layout)
         _check_model(spec, model, self.patch, self.device)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -291,7 +316,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DistributedDataParallel(model, device_ids=ids)
         self.model = model
-        self.use_amp = opts.amp and self.device.type == "cuda"
+        self.use_amp = self.precision == "fp16"  # a gradient scaler only for float16
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
         self.total_steps = opts.epochs * opts.steps_per_epoch
         warmup = int(opts.warmup_fraction * self.total_steps)
@@ -322,12 +347,13 @@ class Trainer:
         return time.monotonic() - self.start_time >= self.opts.max_minutes * 60.0
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        images = images.to(self.device, non_blocking=True)
+        from segtool.precision import autocast
+
+        images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
         labels = labels.to(self.device, non_blocking=True)
-        autocast = torch.autocast("cuda", dtype=torch.float16) if self.use_amp else contextlib.nullcontext()
-        with autocast:
+        with autocast(self.device, self.precision):
             logits = self.model(images)
-        loss = self.loss_fn(logits, labels)
+        loss = self.loss_fn(logits.float(), labels)
         self.optimizer.zero_grad(set_to_none=True)
         self.scaler.scale(loss).backward()
         self.scaler.unscale_(self.optimizer)
@@ -359,11 +385,12 @@ class Trainer:
                 truncate_log(self.model_dir, self.global_step)
         distributed.barrier(self.dist)
         self._prepare_data(ckpt)
-        sampler = PatchSampler(self.prepared, self.patch, self.batch_size, opts.foreground_fraction)
-        photo = self.spec.normalization == "rgb" or "photo" in self.spec.modality.lower()
-        settings = AugmentSettings.for_task(self.spec.ndim, photo, opts.elastic) if opts.augment else None
-        self.augment_settings = settings
-        batches = StepBatches(sampler, settings, self.seed, self.dist.rank)
+        spec = self.spec
+        sample_patch = list(self.patch)
+        if spec.slice_axis is not None:  # one-slice patches of the volumes
+            sample_patch.insert(spec.slice_axis, 1)
+        sampler = PatchSampler(self.prepared, sample_patch, self.batch_size, opts.foreground_fraction)
+        batches = StepBatches(sampler, self._augmentation(), self.seed, self.dist.rank, spec.slice_axis)
         stopped = None
         start_epoch = self.global_step // spe
         if start_epoch >= opts.epochs:
@@ -382,6 +409,8 @@ class Trainer:
                 for images, labels in iterate_batches(batches, steps, opts.num_workers, self.device.type == "cuda"):
                     losses.append(self._train_step(images, labels))
                     advance(f"loss {losses[-1]:.4f}")
+                    if self.dist.is_main and time.monotonic() - self.last_checkpoint >= opts.checkpoint_minutes * 60:
+                        self._save_checkpoint()
                     if opts.max_minutes is not None and distributed.any_true(self.dist, self._time_up(), self.device):
                         stopped = "max-minutes"
                         break
@@ -404,6 +433,26 @@ class Trainer:
             self.model_dir, epochs_trained, self.global_step, self.best_epoch, self.best_validation,
             stopped, self.dist.rank, state,
         )
+
+    def _augmentation(self):
+        """The TorchIO recipe, the photo settings, or None; remembered for the model card."""
+        spec, opts = self.spec, self.opts
+        photo = spec.normalization == "rgb" or "photo" in spec.modality.lower()
+        recipe = spec.augmentation
+        if not opts.augment or recipe == "none":
+            self.augment_description = "none"
+            return None
+        if photo or recipe == "photo" or recipe not in TORCHIO_RECIPES:
+            settings = AugmentSettings.for_task(spec.network_dims, photo, opts.elastic)
+            self.augment_description = (
+                f"flips on axes {list(settings.flip_axes)}, rotation ±{settings.max_rotation_deg:g}°, scaling "
+                f"{settings.scale_range[0]:g}-{settings.scale_range[1]:g}, brightness, contrast, noise, blur"
+                + (", elastic" if settings.p_elastic else "")
+            )
+            return settings
+        flips = (0,) if recipe == "mri-strong" else tuple(range(spec.network_dims))  # mri-strong: left-right only
+        self.augment_description = describe_recipe(recipe, flips)
+        return build_recipe(recipe, spec.network_dims, flips)
 
     def _end_epoch(self, epoch: int, losses: list[float], partial: bool, stopped: str | None) -> None:
         opts = self.opts
@@ -450,7 +499,7 @@ class Trainer:
         try:
             with self._progress("validation", len(self.val_cases)) as advance:
                 return validate(
-                    self.spec, model, self.val_cases, self.labels_map, str(self.device), self.use_amp,
+                    self.spec, model, self.val_cases, self.labels_map, str(self.device), self.precision,
                     on_case=lambda done, total: advance(),
                 )
         finally:
@@ -460,6 +509,7 @@ class Trainer:
         return self.previous_seconds + time.monotonic() - self.start_time
 
     def _save_checkpoint(self) -> None:
+        self.last_checkpoint = time.monotonic()
         checkpoint.save(
             checkpoint.checkpoint_path(self.model_dir),
             {
@@ -485,15 +535,7 @@ class Trainer:
 
     def _training_record(self, epochs_trained: int, stopped: str | None) -> dict[str, Any]:
         opts, info = self.opts, self.dataset.info
-        settings = self.augment_settings
-        augmentation = "none"
-        if settings is not None:
-            parts = [f"flips on axes {list(settings.flip_axes)}", f"rotation ±{settings.max_rotation_deg:g}°",
-                     f"scaling {settings.scale_range[0]:g}-{settings.scale_range[1]:g}"]
-            if settings.p_elastic:
-                parts.append("elastic")
-            parts += ["brightness", "contrast", "noise", "blur"]
-            augmentation = ", ".join(parts)
+        augmentation = self.augment_description
         return {
             "command": opts.command,
             "data": {
@@ -519,7 +561,8 @@ class Trainer:
             "grad_clip": opts.grad_clip,
             "foreground_fraction": opts.foreground_fraction,
             "augmentation": augmentation,
-            "amp": self.use_amp,
+            "amp": self.precision != "fp32",
+            "precision": self.precision,
             "device": self.device.type,
             "best_epoch": self.best_epoch,
             "validation": self.best_validation,
@@ -528,10 +571,13 @@ class Trainer:
         }
 
     def _write_model_files(self, final: bool, epochs_trained: int, stopped: str | None) -> None:
+        from segtool.weights import sha256_file
+
         if final and not (self.model_dir / WEIGHTS_FILENAME).exists():
             write_weights(self.model_dir, _unwrap(self.model).state_dict())
         config = ModelConfig.for_spec(
             self.spec,
+            weights_sha256=sha256_file(self.model_dir / WEIGHTS_FILENAME),
             patch_size=list(self.patch),
             normalization_stats=self.manifest.get("intensity", {}),
             seed=self.seed,

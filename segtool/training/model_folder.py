@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME, ModelConfig
-from segtool.spec import TaskSpec
+from segtool.spec import TaskSpec, describe_spacing
 
 README_FILENAME = "README.md"
 LOG_FILENAME = "train_log.jsonl"
@@ -190,7 +190,7 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
         lines.append(f"- Labels map (source:target): `{t['labels_map']}`")
     lines += [
         f"- Preprocessing: orientation {config.orientation or 'as stored'}, spacing "
-        f"{'x'.join(f'{s:g}' for s in config.target_spacing) + ' mm' if config.target_spacing else 'as stored'}, "
+        f"{describe_spacing(config.target_spacing)}, "
         f"normalisation {config.normalization}",
         f"- Patch {'x'.join(map(str, config.patch_size))}, batch {t.get('batch_size')} per process x "
         f"{t.get('world_size', 1)} process(es), {t.get('steps_per_epoch')} steps per epoch, "

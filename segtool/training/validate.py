@@ -80,7 +80,7 @@ def validate(
     cases: Sequence[Case],
     labels_map: Mapping[int, int] | None,
     device: str,
-    amp: bool = True,
+    precision: str = "fp32",
     on_case: Callable[[int, int], None] | None = None,
 ) -> ValidationResult:
     """Segment each validation case with ``model`` and score it. Leaves the model in eval mode."""
@@ -88,7 +88,7 @@ def validate(
     from segtool.training.prepare import read_case
 
     start = time.monotonic()
-    segmenter = Segmenter(spec, model, InferenceOptions(device=device, amp=amp))
+    segmenter = Segmenter(spec, model, InferenceOptions(device=device, precision=precision))
     per_case = {}
     for i, case in enumerate(cases):
         image, label = read_case(spec, case, labels_map)

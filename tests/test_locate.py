@@ -1,0 +1,117 @@
+"""Localise, then segment: a task whose `locate` runs another task first and segments a crop around it.
+
+Both tasks use the one-convolution test model (bright voxels become label 1), so
+what each stage sees and returns is predictable. The spinal-gm task uses the same
+path with a cord localiser.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import nibabel as nib
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from segtool.cli import cli
+from segtool.locate import box_around, crop_volume, margins_in_voxels
+from segtool.spec import Locate
+from tiny_task import app_with, make_bundled_package, make_spec
+
+_counter = itertools.count()
+AFFINE = np.array([[-0.5, 0, 0, 30.0], [0, 0.5, 0, -12.0], [0, 0, 3.0, 7.0], [0, 0, 0, 1]])  # LAS
+
+
+@pytest.fixture
+def two_stage(tmp_path, monkeypatch):
+    """A coarse localiser task and a fine task that crops around the localiser's result."""
+    specs = {}
+    for name, extra in (("coarse", {}), ("fine", {"locate": Locate("coarse", margin_mm=(3.0, 3.0, 0.0), min_extent_mm=15.0)})):
+        package = f"two_stage_{name}_{next(_counter)}"
+        bare = make_spec(name, target_spacing=(0.5, 0.5, 3.0), **extra)
+        ref = make_bundled_package(tmp_path / "site", package, bare)
+        specs[name] = make_spec(name, target_spacing=(0.5, 0.5, 3.0), models={"default": ref}, **extra)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return specs
+
+
+def neck(shape=(80, 72, 4)) -> tuple[np.ndarray, np.ndarray]:
+    """A large dark field of view with one bright 'cord' off centre, and its mask."""
+    image = np.full(shape, 10.0, dtype=np.float32)
+    cord = np.zeros(shape, dtype=np.uint8)
+    cord[55:63, 8:15, :] = 1
+    image[cord == 1] = 200.0
+    return image, cord
+
+
+def run(specs, *args):
+    return CliRunner().invoke(cli, [str(a) for a in args], obj=app_with(*specs.values()))
+
+
+def test_fine_task_segments_only_a_crop_around_the_located_structure(tmp_path, two_stage, monkeypatch):
+    from segtool.pipeline import Segmenter
+
+    shapes = {}
+    real = Segmenter.probabilities
+
+    def recording(self, volume, on_batch=None):
+        shapes.setdefault(self.spec.name, []).append(volume.spatial_shape)
+        return real(self, volume, on_batch)
+
+    monkeypatch.setattr(Segmenter, "probabilities", recording)
+    image, cord = neck()
+    source = tmp_path / "neck.nii.gz"
+    nib.save(nib.Nifti1Image(image, AFFINE), source)
+    out = tmp_path / "neck_mask.nii.gz"
+    result = run(two_stage, "run", "fine", source, "-o", out)
+    assert result.exit_code == 0, result.output
+    assert shapes["coarse"] == [(80, 72, 4)]
+    # the cord's box (8 x 7 voxels) grown by 3 mm = 6 voxels on each in-plane side, clipped at the border
+    assert shapes["fine"] == [(8 + 12, 7 + 6 + 6, 4)]
+    mask = nib.load(str(out))
+    assert mask.shape == image.shape and np.allclose(mask.affine, AFFINE)
+    assert np.array_equal(np.asarray(mask.dataobj) > 0, cord > 0)
+
+
+def test_a_small_field_of_view_is_segmented_whole(tmp_path, two_stage, monkeypatch):
+    from segtool.pipeline import Segmenter
+
+    names = []
+    real = Segmenter.probabilities
+    monkeypatch.setattr(Segmenter, "probabilities", lambda self, v, on_batch=None: names.append(self.spec.name) or real(self, v, on_batch))
+    image, cord = neck()
+    small, small_cord = image[50:70, 4:22], cord[50:70, 4:22]  # 10 x 9 mm: already a crop
+    source = tmp_path / "crop.nii.gz"
+    nib.save(nib.Nifti1Image(small, AFFINE), source)
+    out = tmp_path / "crop_mask.nii.gz"
+    assert run(two_stage, "run", "fine", source, "-o", out).exit_code == 0
+    assert names == ["fine"]
+    assert np.array_equal(np.asarray(nib.load(str(out)).dataobj) > 0, small_cord > 0)
+
+
+def test_nothing_located_falls_back_to_the_whole_image_with_a_warning(tmp_path, two_stage):
+    image = np.full((80, 72, 4), 10.0, dtype=np.float32)
+    image[0, 0, 0] = 11.0  # nothing bright enough to stand out after normalisation ... but not constant
+    image[40:44, 30:34, :] = 12.0
+    source = tmp_path / "flat.nii.gz"
+    nib.save(nib.Nifti1Image(image, AFFINE), source)
+    result = run(two_stage, "run", "fine", source, "-o", tmp_path / "flat_mask.nii.gz")
+    assert result.exit_code == 0, result.output
+
+
+def test_crop_keeps_world_positions_and_margins_follow_world_axes():
+    from segtool.io import Volume
+
+    image, cord = neck()
+    volume = Volume(image[None], AFFINE)
+    margins = margins_in_voxels(AFFINE, (3.0, 1.5, 6.0))
+    assert margins == (6, 3, 2)  # mm / voxel size, per voxel axis (L, A, S here)
+    box = box_around(cord > 0, margins)
+    assert box.start == (49, 5, 0) and box.stop == (69, 18, 4)
+    cropped = crop_volume(volume, box)
+    corner = AFFINE @ np.array([*box.start, 1.0])
+    assert np.allclose(cropped.affine[:3, 3], corner[:3])
+    assert cropped.spatial_shape == (20, 13, 4)
+    permuted = AFFINE[:, [1, 0, 2, 3]]  # first voxel axis now runs along A
+    assert margins_in_voxels(permuted, (3.0, 1.5, 6.0)) == (3, 6, 2)

@@ -1,0 +1,309 @@
+"""The model folder is the one source of truth at run time; slice-wise 2D on 3D; network families in specs.
+
+`segtool train` -> `segtool run --model-dir` end to end, on synthetic volumes, for a
+slice-wise task (3D input, 2D network) and a 3D task; the run must use the trained
+patch size and normalisation even when the registered spec says otherwise, and a
+tampered, NaN-holding or badly configured folder is refused with exit 3.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from segtool.cli import cli
+from segtool.errors import InvalidSpecError
+from segtool.spec import Postprocess, TaskSpec
+from tiny_task import app_with
+
+AFFINE = np.diag([-0.8, 0.8, 3.0, 1.0])  # LAS, thick slices
+
+
+def slice_spec(**overrides) -> TaskSpec:
+    values = dict(
+        name="tiny-slices",
+        description="tiny slice-wise test task",
+        channels=("t2s",),
+        ndim=3,
+        labels={1: "disk"},
+        network="unet",
+        model_kwargs={"features": (4, 8), "strides": (2,)},
+        slice_axis=2,
+        target_spacing=(0.8, 0.8, None),
+        patch_size=(16, 16),
+        normalization="zscore",
+        batch_size=4,
+        augmentation="default",
+        postprocess=Postprocess(),
+        licence="MIT",
+    )
+    values.update(overrides)
+    return TaskSpec(**values)
+
+
+def volume_3d_spec(**overrides) -> TaskSpec:
+    values = dict(
+        name="tiny-volume",
+        description="tiny 3D test task",
+        channels=("t1",),
+        ndim=3,
+        labels={1: "disk"},
+        network="unet",
+        model_kwargs={"features": (4, 8), "strides": ((2, 2, 1),)},
+        target_spacing=(0.8, 0.8, 3.0),
+        patch_size=(16, 16, 4),
+        normalization="zscore",
+        batch_size=2,
+        postprocess=Postprocess(),
+        licence="MIT",
+    )
+    values.update(overrides)
+    return TaskSpec(**values)
+
+
+def disk_case(rng, shape=(28, 26, 5)) -> tuple[np.ndarray, np.ndarray]:
+    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    cx, cy = rng.uniform(8, shape[0] - 8), rng.uniform(8, shape[1] - 8)
+    disk = ((x - cx) ** 2 + (y - cy) ** 2 < 20).astype(np.uint8)
+    label = np.repeat(disk[..., None], shape[2], axis=2)
+    image = rng.normal(100.0, 8.0, shape) + 90.0 * label
+    return image.astype(np.float32), label
+
+
+def write_cases(folder: Path, n: int = 4, seed: int = 0) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    for i in range(n):
+        image, label = disk_case(rng)
+        nib.save(nib.Nifti1Image(image, AFFINE), folder / f"sub-{i // 2}_ses-{i % 2}.nii.gz")
+        nib.save(nib.Nifti1Image(label, AFFINE), folder / f"sub-{i // 2}_ses-{i % 2}_seg.nii.gz")
+    return folder
+
+
+def invoke(spec: TaskSpec, *args, ok: bool = True):
+    result = CliRunner().invoke(cli, [str(a) for a in args], obj=app_with(spec))
+    if ok:
+        assert result.exit_code == 0, (result.output, result.exception)
+    return result
+
+
+def train_folder(spec: TaskSpec, tmp_path: Path, *extra) -> Path:
+    data = write_cases(tmp_path / "data")
+    out = tmp_path / "model"
+    invoke(spec, "train", spec.name, data, "-o", out, "--epochs", "1", "--steps-per-epoch", "2",
+           "--group-by", r"^(sub-\d+)", "--precision", "fp32", *extra)
+    return out
+
+
+@pytest.mark.parametrize("make_spec, trained_patch", [(slice_spec, "24,24"), (volume_3d_spec, "24,24,4")])
+def test_run_uses_the_trained_patch_size_and_normalisation(tmp_path, monkeypatch, make_spec, trained_patch):
+    import segtool.inference
+    import segtool.pipeline
+
+    trained = make_spec(normalization="percentile")
+    model_dir = train_folder(trained, tmp_path, "--patch-size", trained_patch)
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    assert config["normalization"] == "percentile" and config["patch_size"] == [int(p) for p in trained_patch.split(",")]
+    assert config["network"] == "unet" and "in_channels" not in config["architecture"]
+    assert config["slice_axis"] == trained.slice_axis
+
+    seen = {}
+    real_window, real_normalize = segtool.inference.sliding_window_inference, segtool.pipeline.normalize
+
+    def recording_window(model, image, patch_size, *args, **kwargs):
+        seen["patch"] = tuple(patch_size)
+        seen["slice_axis"] = kwargs.get("slice_axis")
+        return real_window(model, image, patch_size, *args, **kwargs)
+
+    def recording_normalize(array, method):
+        seen["normalization"] = method
+        return real_normalize(array, method)
+
+    monkeypatch.setattr(segtool.inference, "sliding_window_inference", recording_window)
+    monkeypatch.setattr(segtool.pipeline, "normalize", recording_normalize)
+    image, _ = disk_case(np.random.default_rng(7), shape=(30, 27, 4))
+    source = tmp_path / "new.nii.gz"
+    nib.save(nib.Nifti1Image(image, AFFINE), source)
+    registered = make_spec()  # zscore and the default patch: the folder must win
+    out = tmp_path / "new_mask.nii.gz"
+    invoke(registered, "run", registered.name, source, "--model-dir", model_dir, "-o", out, "--precision", "fp32")
+    assert seen == {
+        "patch": tuple(int(p) for p in trained_patch.split(",")),
+        "slice_axis": trained.slice_axis,
+        "normalization": "percentile",
+    }
+    mask = nib.load(str(out))
+    assert mask.shape == image.shape and np.allclose(mask.affine, AFFINE)
+
+
+def test_group_by_keeps_sessions_of_a_subject_together():
+    from segtool.training.datasets import split_cases
+
+    names = [f"sub-{s}_ses-{k}" for s in range(5) for k in range(2)]
+    for seed in range(6):
+        train, val = split_cases(names, seed, 0.4, group_by=r"^(sub-\d+)")
+        subjects = lambda cases: {n.split("_")[0] for n in cases}  # noqa: E731
+        assert subjects(train).isdisjoint(subjects(val)) and len(subjects(val)) == 2
+    with pytest.raises(Exception, match="splits subject"):
+        split_cases(names, 0, val_cases=["sub-1_ses-0"], group_by=r"^(sub-\d+)")
+
+
+@pytest.fixture(scope="module")
+def trained_slices(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("trained")
+    spec = slice_spec()
+    model_dir = train_folder(spec, tmp)
+    image, _ = disk_case(np.random.default_rng(3))
+    source = tmp / "case.nii.gz"
+    nib.save(nib.Nifti1Image(image, AFFINE), source)
+    return spec, model_dir, source
+
+
+def copy_folder(src: Path, dst: Path) -> Path:
+    dst.mkdir()
+    for name in ("model.safetensors", "config.json"):
+        (dst / name).write_bytes((src / name).read_bytes())
+    return dst
+
+
+def test_tampered_weights_in_model_dir_are_refused(trained_slices, tmp_path):
+    spec, model_dir, source = trained_slices
+    folder = copy_folder(model_dir, tmp_path / "m")
+    data = bytearray((folder / "model.safetensors").read_bytes())
+    data[-3] ^= 0x01  # one flipped bit in the last tensor
+    (folder / "model.safetensors").write_bytes(bytes(data))
+    out = tmp_path / "out.nii.gz"
+    result = invoke(spec, "run", spec.name, source, "--model-dir", folder, "-o", out, ok=False)
+    assert result.exit_code == 3 and "sha256" in result.output and not out.exists()
+    assert len(result.output.strip().splitlines()) == 1
+
+
+def test_nan_weights_are_refused_even_with_a_matching_hash(trained_slices, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from segtool.weights import sha256_file
+
+    spec, model_dir, source = trained_slices
+    folder = copy_folder(model_dir, tmp_path / "m")
+    state = load_file(str(folder / "model.safetensors"))
+    key = sorted(k for k in state if state[k].is_floating_point())[0]
+    state[key] = state[key].clone()
+    state[key].view(-1)[0] = float("nan")
+    save_file(state, str(folder / "model.safetensors"))
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["weights_sha256"] = sha256_file(folder / "model.safetensors")
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    out = tmp_path / "out.nii.gz"
+    result = invoke(spec, "run", spec.name, source, "--model-dir", folder, "-o", out, ok=False)
+    assert result.exit_code == 3 and "NaN" in result.output and key in result.output and not out.exists()
+
+
+@pytest.mark.parametrize(
+    "key, value, words",
+    [
+        ("patch_size", [0, -4, 99999], "patch_size"),
+        ("target_spacing", [0.8, -1.0, None], "target_spacing"),
+        ("network", "resnet-9000", "unknown family"),
+        ("architecture", {"in_channels": 3}, "must not set in_channels"),
+        ("slice_axis", 5, "slice_axis"),
+        ("normalization", "magic", "normalization"),
+    ],
+)
+def test_bad_config_values_are_one_line_errors_naming_file_and_key(trained_slices, tmp_path, key, value, words):
+    spec, model_dir, source = trained_slices
+    folder = copy_folder(model_dir, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config[key] = value
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    result = invoke(spec, "run", spec.name, source, "--model-dir", folder, "-o", tmp_path / "o.nii.gz", ok=False)
+    assert result.exit_code == 3
+    line = result.output.strip()
+    assert "\n" not in line and "config.json" in line and key in line and words in line
+
+
+def test_spec_refuses_core_arguments_and_unknown_families():
+    with pytest.raises(InvalidSpecError, match="tiny-slices.*in_channels"):
+        slice_spec(model_kwargs={"in_channels": 1})
+    with pytest.raises(InvalidSpecError, match="unknown network family"):
+        slice_spec(network="resnet-9000")
+    with pytest.raises(InvalidSpecError, match="no 3D form"):
+        volume_3d_spec(network="deeplabv3plus")
+    with pytest.raises(InvalidSpecError, match="patch_size must have 2"):
+        slice_spec(patch_size=(16, 16, 4))
+
+
+def test_core_supplies_channels_and_classes():
+    spec = slice_spec(channels=("a", "b"), labels={1: "x", 2: "y", 3: "z"})
+    model = spec.build_network()
+    out = model(torch.zeros(1, 2, 20, 18))
+    assert tuple(out.shape) == (1, 4, 20, 18)
+
+
+class CountingModel(torch.nn.Module):
+    """A fixed 3x3 2D convolution that records the batch sizes it sees."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv = torch.nn.Conv2d(1, 3, 3, padding=1)
+        self.batches: list[int] = []
+
+    def forward(self, x):
+        self.batches.append(x.shape[0])
+        return self.conv(x)
+
+
+def test_slicewise_inference_batches_slices_and_equals_per_slice_inference():
+    from segtool.inference import sliding_window_inference
+
+    rng = np.random.default_rng(0)
+    image = torch.from_numpy(rng.normal(size=(1, 23, 19, 7)).astype(np.float32))
+    model = CountingModel().eval()
+    stacked = sliding_window_inference(model, image, (16, 16), num_classes=3, overlap=0.5, batch_size=6, slice_axis=2)
+    assert tuple(stacked.shape) == (3, 23, 19, 7)
+    assert max(model.batches) == 6, "several slices' windows go through the network in one forward pass"
+    for z in range(7):
+        single = sliding_window_inference(model, image[..., z], (16, 16), num_classes=3, overlap=0.5, batch_size=1)
+        assert torch.allclose(stacked[..., z], single, atol=1e-6)
+    # Along another axis (sagittal slices of a volume): the slices go back where they came from.
+    sagittal = sliding_window_inference(model, image.permute(0, 3, 1, 2), (16, 16), num_classes=3, batch_size=6,
+                                        overlap=0.5, slice_axis=0)
+    assert torch.allclose(sagittal.permute(0, 2, 3, 1), stacked, atol=1e-6)
+
+
+def test_precision_auto_follows_the_cpu():
+    from segtool.errors import UsageError
+    from segtool.precision import cpu_has_native_bf16, resolve_precision
+
+    cpu = torch.device("cpu")
+    assert resolve_precision("auto", cpu) == ("bf16" if cpu_has_native_bf16() else "fp32")
+    assert resolve_precision("fp32", cpu) == "fp32" and resolve_precision("bf16", cpu) == "bf16"
+    with pytest.raises(UsageError):
+        resolve_precision("fp16", cpu)
+    with pytest.raises(UsageError):
+        resolve_precision("fp8", cpu)
+
+
+def test_bf16_and_fp32_inference_agree_on_a_trained_model(trained_slices, tmp_path):
+    spec, model_dir, source = trained_slices
+    masks = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / f"{precision}.nii.gz"
+        invoke(spec, "run", spec.name, source, "--model-dir", model_dir, "-o", out, "--precision", precision)
+        masks[precision] = np.asarray(nib.load(str(out)).dataobj)
+    differ = np.mean(masks["fp32"] != masks["bf16"])
+    assert differ < 0.01
+
+
+def test_replace_keeps_a_spec_valid():
+    spec = slice_spec()
+    assert replace(spec, patch_size=(32, 32)).patch_size == (32, 32)
+    with pytest.raises(InvalidSpecError):
+        replace(spec, slice_axis=None)  # a 2D patch no longer fits a 3D network
