@@ -31,6 +31,22 @@ def segtool_register_commands(cli: "click.Group") -> None:
 
 
 @hookspec(firstresult=True)
+def segtool_training_sampler(spec: "TaskSpec", cases: list, patch_size: tuple, batch_size: int):
+    """Supply a task's own training batches (for example images synthesised from label maps), or None to pass.
+
+    ``cases`` are the preprocessed training cases (each with ``name``, ``image``
+    (C, *spatial), ``label`` (*spatial) on the model grid and ``foreground``);
+    ``patch_size`` is what one sample must measure (a one-slice 3D patch for a
+    slice-wise task). Return an object with ``sample(rng) -> (images, labels)``:
+    ``images`` float32 (batch_size, C, *patch_size), ``labels`` int64
+    (batch_size, *patch_size), drawn only from the ``numpy.random.Generator`` given
+    (so a run stays reproducible and resumable). The task's augmentation recipe is
+    still applied after it. The first non-None answer wins; the core's patch
+    sampler (random crops with foreground oversampling) is the default.
+    """
+
+
+@hookspec(firstresult=True)
 def segtool_resolve_weights(ref: "WeightsRef", filename: str, hub: "HubSettings") -> str | None:
     """Return a local path for one file (``filename``) of ``ref``, or None to pass.
 

@@ -7,6 +7,10 @@ import textwrap
 import pluggy
 import pytest
 
+from click.testing import CliRunner
+
+from segtool.app import App
+from segtool.cli import cli
 from segtool.errors import PluginError, UnknownTaskError
 from segtool.hookspecs import hookimpl
 from segtool.plugins import describe_plugins, make_plugin_manager
@@ -80,6 +84,55 @@ def test_hook_segtool_resolve_weights(tmp_path):
 
     hub = HubSettings.from_env(offline_flag=True, cache_dir=tmp_path / "cache")
     assert pm.hook.segtool_resolve_weights(ref=ref, filename="config.json", hub=hub) == str(tmp_path / "config.json")
+
+
+def test_hook_segtool_training_sampler(tmp_path):
+    """A task's own sampler feeds `segtool train`: here images synthesised from the label maps."""
+    import nibabel as nib
+    import numpy as np
+
+    from segtool.spec import TaskSpec
+    from tiny_task import TaskPlugin
+
+    spec = TaskSpec(name="synth", description="trained on images made from its labels", channels=("t1",), ndim=3,
+                    labels={1: "blob"}, network="unet", model_kwargs={"features": (4, 8)}, patch_size=(8, 8, 8),
+                    target_spacing=(1.0, 1.0, 1.0), batch_size=2, augmentation="none")
+    data = tmp_path / "data"
+    data.mkdir()
+    for i in range(2):
+        label = np.zeros((12, 12, 12), np.uint8)
+        label[3 + i:9, 3:9, 3:9] = 1
+        nib.save(nib.Nifti1Image(np.zeros((12, 12, 12), np.float32), np.eye(4)), data / f"c{i}.nii.gz")
+        nib.save(nib.Nifti1Image(label, np.eye(4)), data / f"c{i}_seg.nii.gz")
+    calls = []
+
+    class Synthesiser:
+        def __init__(self, cases, patch_size, batch_size):
+            self.cases, self.patch, self.batch = cases, patch_size, batch_size
+
+        def sample(self, rng):
+            calls.append(len(self.cases))
+            labels = np.stack([np.asarray(c.label[:8, :8, :8]) for c in self.cases[: self.batch]]).astype(np.int64)
+            contrast = rng.uniform(0.5, 2.0)  # a random intensity per label, as SynthSeg draws them
+            images = (labels * contrast + rng.normal(0, 0.1, labels.shape))[:, None].astype(np.float32)
+            return images, labels
+
+    class SynthPlugin:
+        @hookimpl
+        def segtool_training_sampler(self, spec, cases, patch_size, batch_size):
+            return Synthesiser(cases, patch_size, batch_size) if spec.name == "synth" else None
+
+    pm = make_plugin_manager(load_entrypoints=False)
+    pm.register(TaskPlugin(spec), name="tiny")
+    pm.register(SynthPlugin(), name="synth")
+    assert pm.hook.segtool_training_sampler(spec=spec, cases=[], patch_size=(8, 8, 8), batch_size=2) is not None
+    result = CliRunner().invoke(
+        cli, ["train", "synth", str(data), "-o", str(tmp_path / "m"), "--epochs", "1", "--steps-per-epoch", "3",
+              "--val-fraction", "0", "--precision", "fp32"],
+        obj=App(plugin_manager_factory=lambda: pm),
+    )
+    assert result.exit_code == 0, result.output
+    assert calls == [2, 2, 2]  # every step's batch came from the task's sampler
 
 
 def test_misspelled_hook_is_rejected():

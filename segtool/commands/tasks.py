@@ -18,7 +18,7 @@ def tasks(ctx: click.Context, name: str | None, as_json: bool) -> None:
     registry = app.registry
     if name is not None:
         spec = registry.get(name)
-        info = spec.to_dict() | {"plugin": registry.owners[name]}
+        info = spec.to_dict() | {"plugin": registry.owners[name]} | _model_info(spec, app)
         if as_json:
             echo_json(info)
         else:
@@ -60,3 +60,44 @@ def _show_one(info: dict) -> None:
     for key, value in info.items():
         table.add_row(key, str(value))
     stdout_console().print(table)
+
+
+def _model_info(spec, app) -> dict:
+    """The network's size, and the model a plain `segtool run` would use, with its card's facts (offline)."""
+    from segtool.errors import SegtoolError
+    from segtool.networks import parameter_count
+    from segtool.weights import HubSettings, resolve_model
+
+    info: dict = {}
+    try:
+        import torch
+
+        with torch.device("meta"):
+            info["parameters"] = parameter_count(spec.build_network())
+    except (TypeError, ValueError, RuntimeError) as exc:
+        info["parameters"] = f"cannot build ({str(exc).splitlines()[0]})"
+    if not spec.has_weights:
+        info["model"] = None
+        return info
+    try:
+        resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True), app.plugin_manager)
+    except SegtoolError as exc:
+        info["model"] = {"variant": spec.default_model, "available": False, "why": exc.one_line()}
+        return info
+    config = resolved.config
+    training = config.training or {}
+    data = training.get("data") or {}
+    info["model"] = {
+        "variant": resolved.variant,
+        "available": True,
+        "source": resolved.source,
+        "network": config.network,
+        "architecture": config.architecture,
+        "patch_size": config.patch_size,
+        "trained_on": data.get("train_cases"),
+        "validated_on": data.get("validation_cases"),
+        "validation": training.get("validation"),
+        "minutes": training.get("minutes"),
+        "command": training.get("command"),
+    }
+    return info

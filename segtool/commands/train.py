@@ -118,7 +118,7 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
         datasets=opts["datasets"],
         command=command_line(ctx),
     )
-    result = run_training(spec, data_dir, model_dir, options, make_console(quiet=opts["quiet"]))
+    result = run_training(spec, data_dir, model_dir, options, make_console(quiet=opts["quiet"]), app.plugin_manager)
     if result.rank != 0:
         return
     if opts["as_json"]:

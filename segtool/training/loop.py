@@ -191,13 +191,15 @@ def _check_model(spec: TaskSpec, model: torch.nn.Module, patch: tuple[int, ...],
 class Trainer:
     """One training run (one process of it under torchrun)."""
 
-    def __init__(self, spec: TaskSpec, data_dir: Path, model_dir: Path, options: TrainOptions, console=None):
+    def __init__(self, spec: TaskSpec, data_dir: Path, model_dir: Path, options: TrainOptions, console=None,
+                 plugin_manager=None):
         from segtool.console import make_console
 
         self.spec = spec
         self.data_dir = Path(data_dir)
         self.model_dir = Path(model_dir)
         self.opts = options
+        self.plugin_manager = plugin_manager  # asked for a task's own training sampler
         self.dist = distributed.from_env()
         self.console = console if console is not None and self.dist.is_main else make_console(quiet=not self.dist.is_main)
         self.patch = tuple(options.patch_size) if options.patch_size else tuple(spec.patch_size)
@@ -389,7 +391,13 @@ class Trainer:
         sample_patch = list(self.patch)
         if spec.slice_axis is not None:  # one-slice patches of the volumes
             sample_patch.insert(spec.slice_axis, 1)
-        sampler = PatchSampler(self.prepared, sample_patch, self.batch_size, opts.foreground_fraction)
+        sampler = None
+        if self.plugin_manager is not None:
+            sampler = self.plugin_manager.hook.segtool_training_sampler(
+                spec=spec, cases=list(self.prepared), patch_size=tuple(sample_patch), batch_size=self.batch_size
+            )
+        if sampler is None:
+            sampler = PatchSampler(self.prepared, sample_patch, self.batch_size, opts.foreground_fraction)
         batches = StepBatches(sampler, self._augmentation(), self.seed, self.dist.rank, spec.slice_axis)
         stopped = None
         start_epoch = self.global_step // spe
@@ -588,6 +596,7 @@ class Trainer:
         write_card(self.model_dir, render_card(self.spec, config, self.opts.licence, self.opts.datasets))
 
 
-def train(spec: TaskSpec, data_dir: Path, model_dir: Path, options: TrainOptions, console=None) -> TrainResult:
+def train(spec: TaskSpec, data_dir: Path, model_dir: Path, options: TrainOptions, console=None,
+          plugin_manager=None) -> TrainResult:
     """Train ``spec`` on the cases in ``data_dir`` and write the model folder ``model_dir``."""
-    return Trainer(spec, data_dir, model_dir, options, console).run()
+    return Trainer(spec, data_dir, model_dir, options, console, plugin_manager).run()

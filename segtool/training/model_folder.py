@@ -171,6 +171,23 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
             f"| **mean** | **{_fmt(val.get('mean_dice'))}** | |",
             "",
         ]
+        per_case = val.get("per_case") or {}
+        if per_case:
+            names = list(spec.labels.values())
+            lines += [
+                "Per validation case (Dice / HD95 mm):",
+                "",
+                "| case | " + " | ".join(names) + " |",
+                "|---|" + "---|" * len(names),
+                *[
+                    f"| {case} | " + " | ".join(
+                        f"{_fmt((scores.get(n) or {}).get('dice'))} / {_fmt((scores.get(n) or {}).get('hd95'), 2)}"
+                        for n in names
+                    ) + " |"
+                    for case, scores in sorted(per_case.items())
+                ],
+                "",
+            ]
     else:
         lines += ["No validation cases were held out: these are the weights of the last epoch.", ""]
     lines += [

@@ -41,6 +41,7 @@ class ValidationResult:
             "hd95": self.hd95,
             "missed": self.missed,
             "cases": len(self.per_case),
+            "per_case": self.per_case,
             "seconds": round(self.seconds, 2),
         }
 
