@@ -1,6 +1,7 @@
 """Accuracy of segtool's models on real data, next to published reference models.
 
     python benchmarks/accuracy.py spinal-gm [--data ../shared/data/spinal-gm] [--model-dir DIR] [--json out.json]
+    python benchmarks/accuracy.py brain-tumour-2d [--data DIR] [--model-dir DIR ...] [--patients A,B] [--run-args '...']
 
 One subcommand per task; `TASKS` maps a task name to the function that benchmarks it
 (and `ARGUMENTS` to the function adding its options), so another task is one more
@@ -26,6 +27,17 @@ sub-9604 is scored on slices 0-13 only: its cord and GM are labelled on those sl
 alone, slices 14-19 show the cord but carry no labels (and one stray GM voxel), so any
 correct GM found there would count as false positives. The models still see the
 whole volume (SCT standardises with the whole volume's statistics).
+
+brain-tumour-2d: per-patient Dice of the stacked volume through ``segtool run --stack``
+(Buda et al. 2019 measure it so), mean and median over the validation patients recorded
+in the model's config.json; one column per ``--model-dir`` (attention U-Net beside a
+plain U-Net trained the same way); "no model" when ``segtool run`` exits 3.
+
+disc: per subject (ivd_11, ivd_20, ivd_25 of ../shared/data/disc, converted as
+scripts/prepare_disc.py does) and per disc, Dice and HD95 (mm) of ``segtool run disc``
+for each ``--model-dir`` (repeat it to compare networks in one table; none: the task's
+default model); "no model" when ``segtool run`` exits 3:
+``python benchmarks/accuracy.py disc --model-dir m/unet --model-dir m/res_se_unet --model-dir m/deeplabv3plus``
 
 Exits with a message (status 0) when the data folder is absent.
 """
@@ -63,7 +75,7 @@ def log(message: str) -> None:
 # --------------------------------------------------------------------------- segtool's own model
 
 
-def training_cases(model_dir: Path | None) -> list[str] | None:
+def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str] | None:
     """``training.data.train_cases`` of the model's config.json, or None when unknown."""
     try:
         if model_dir is not None:
@@ -73,7 +85,7 @@ def training_cases(model_dir: Path | None) -> list[str] | None:
             from segtool.weights import HubSettings, resolve_model
 
             app = App(warn=lambda message: None)
-            spec = app.registry.get("spinal-gm")
+            spec = app.registry.get(task)
             resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True), app.plugin_manager)
             training = resolved.config.training or {}
         cases = (training.get("data") or {}).get("train_cases")
@@ -96,13 +108,14 @@ def gm_label(model_dir: Path | None) -> int:
     return 1
 
 
-def run_segtool(images: list[Path], out_dir: Path, model_dir: Path | None, timeout: float = 1800):
-    """``segtool run spinal-gm IMAGES --output-dir OUT --json``.
+def run_segtool(images: list[Path], out_dir: Path, model_dir: Path | None, timeout: float = 1800,
+                task: str = "spinal-gm"):
+    """``segtool run TASK IMAGES --output-dir OUT --json`` (TASK: spinal-gm unless given).
 
     Returns (status, {input path: output path or None}, message); status is "ok",
     "no model" (exit 3) or "error".
     """
-    cmd = [sys.executable, "-m", "segtool", "run", "spinal-gm", *map(str, images),
+    cmd = [sys.executable, "-m", "segtool", "run", task, *map(str, images),
            "--output-dir", str(out_dir), "--json", "--quiet", "--overwrite"]
     if model_dir is not None:
         cmd += ["--model-dir", str(model_dir)]
@@ -247,12 +260,319 @@ def spinal_gm(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- brain-tumour-2d
+
+LGG_DATA = ROOT.parent / "shared" / "data" / "brain-tumour" / "lgg_kaggle_3m"
+#: The patient of an LGG case (slice) name: its folder, TCGA_<institution>_<patient>_<date> (scripts/prepare_lgg.py).
+LGG_PATIENT = r"^(TCGA_[A-Z0-9]+_[A-Z0-9]+_\d+)_\d+$"
+
+
+def add_brain_tumour_2d_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=LGG_DATA,
+                        help="the lgg_kaggle_3m folder of patient folders (default: ../shared/data/brain-tumour/lgg_kaggle_3m)")
+    parser.add_argument("--model-dir", type=Path, action="append", default=None,
+                        help="segtool model folder to score; repeat to compare (e.g. attention U-Net and plain U-Net); "
+                             "default: the task's default model")
+    parser.add_argument("--patients", default=None,
+                        help="comma-separated patient folders to score (default: the validation patients recorded "
+                             "in the first model's config.json)")
+    parser.add_argument("--run-args", default="",
+                        help="extra `segtool run` options, e.g. --run-args='--keep-largest --min-size 50'")
+    parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
+
+
+def validation_patients(model_dir: Path | None) -> list[str] | None:
+    """The patients of ``training.data.validation_cases`` in the model's config.json, or None when unknown."""
+    import re
+
+    if model_dir is None:
+        return None
+    try:
+        training = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("training") or {}
+        cases = (training.get("data") or {}).get("validation_cases")
+    except Exception:
+        return None
+    if not cases:
+        return None
+    patients = set()
+    for case in cases:
+        match = re.match(LGG_PATIENT, str(case))
+        patients.add(match.group(1) if match else str(case))
+    return sorted(patients)
+
+
+def stack_dice(pred: "np.ndarray", truth: "np.ndarray") -> float:
+    """Dice of two binary volumes; both empty counts as 1 (nothing to find, nothing found)."""
+    total = int(pred.sum()) + int(truth.sum())
+    return 1.0 if total == 0 else 2.0 * int((pred & truth).sum()) / total
+
+
+def run_stacks(folders: list[Path], out_dir: Path, model_dir: Path | None, extra: list[str], timeout: float = 3600):
+    """``segtool run brain-tumour-2d --stack FOLDERS --output-dir OUT --json``: (status, records, message, seconds)."""
+    cmd = [sys.executable, "-m", "segtool", "run", "brain-tumour-2d", "--stack", *map(str, folders),
+           "--output-dir", str(out_dir), "--json", "--quiet", "--overwrite", *extra]
+    if model_dir is not None:
+        cmd += ["--model-dir", str(model_dir)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    seconds = time.perf_counter() - t0
+    last = (proc.stderr.strip().splitlines() or [""])[-1]
+    if proc.returncode == EXIT_NO_WEIGHTS:
+        return NO_MODEL, [], last, seconds
+    records = []
+    for line in proc.stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "input" in record:
+            records.append(record)
+    if proc.returncode not in (0, 1) or not records:
+        return "error", records, f"segtool run exited {proc.returncode}: {last}", seconds
+    return "ok", records, last, seconds
+
+
+def score_patient(folder: Path, records: dict[str, dict]) -> dict[str, Any] | str:
+    """Dice of one patient's stacked prediction against its stacked masks, or "failed"."""
+    import numpy as np
+    from PIL import Image
+
+    slices = stack_files_of(folder)
+    preds, truths, seconds = [], [], 0.0
+    for image in slices:
+        record = records.get(str(image.resolve()))
+        if record is None or record.get("status") != "done":
+            return "failed"
+        seconds += float(record.get("seconds") or 0.0)
+        with Image.open(record["output"]) as im:
+            preds.append(np.asarray(im) > 0)
+        with Image.open(image.with_name(f"{image.stem}_mask.tif")) as im:
+            truths.append(np.asarray(im) > 0)
+    pred, truth = np.stack(preds, -1), np.stack(truths, -1)
+    if pred.shape != truth.shape:
+        return "failed"
+    return {"dice": stack_dice(pred, truth), "slices": len(slices), "tumour_pixels": int(truth.sum()),
+            "predicted_pixels": int(pred.sum()), "seconds": seconds}
+
+
+def brain_tumour_2d(args: argparse.Namespace) -> int:
+    """brain-tumour-2d: per-patient Dice of the stacked volume (segtool run --stack), mean and median.
+
+    Each patient folder of the LGG data is segmented with ``segtool run brain-tumour-2d
+    --stack`` (one call per model, in a subprocess; slices in slice-number order, postprocessed
+    in 3D) and its slices' masks stacked likewise; Dice per patient (both empty: 1), then the
+    mean and median over the patients: by default the validation patients recorded in the
+    first model's config.json. "no model" when `segtool run` exits 3.
+    """
+    import shlex
+    import statistics
+
+    data: Path = args.data
+    if not data.is_dir():
+        log(f"brain-tumour-2d: no data at {data} (see ../shared/data/brain-tumour/SOURCE.md); nothing to do")
+        return 0
+    model_dirs: list[Path | None] = list(args.model_dir or [None])
+    names = {m: (f"segtool ({m.name})" if m is not None else "segtool") for m in model_dirs}
+    if args.patients:
+        patients = [p.strip() for p in args.patients.split(",") if p.strip()]
+        source = "--patients"
+    else:
+        patients = validation_patients(model_dirs[0])
+        source = "validation patients of the model"
+        if patients is None:
+            patients = sorted(p.name for p in data.iterdir() if p.is_dir() and p.name.startswith("TCGA_"))
+            source = "all patients (no validation split recorded)"
+    missing = [p for p in patients if not (data / p).is_dir()]
+    if missing:
+        log(f"brain-tumour-2d: patient folder(s) not in {data}: {', '.join(missing[:5])}")
+        return 2
+    folders = [data / p for p in patients]
+    extra = shlex.split(args.run_args or "")
+    scores: dict[str, dict[str, Any]] = {p: {} for p in patients}
+    summary: dict[str, Any] = {}
+    for model_dir in model_dirs:
+        name = names[model_dir]
+        with tempfile.TemporaryDirectory(prefix="segtool-accuracy-") as tmp:
+            status, records, message, seconds = run_stacks(folders, Path(tmp), model_dir, extra)
+            if status == NO_MODEL:
+                log(f"{name}: no model ({message})")
+                summary[name] = NO_MODEL
+                for p in patients:
+                    scores[p][name] = NO_MODEL
+                continue
+            if status == "error":
+                log(f"{name}: {message}")
+            by_input = {str(Path(r["input"]).resolve()): r for r in records}
+            for folder in folders:
+                scores[folder.name][name] = score_patient(folder, by_input)
+        dice = [s[name]["dice"] for s in scores.values() if isinstance(s.get(name), dict)]
+        summary[name] = {"patients": len(dice), "failed": len(patients) - len(dice), "seconds": round(seconds, 1),
+                         "mean_dice": statistics.fmean(dice) if dice else None,
+                         "median_dice": statistics.median(dice) if dice else None}
+        log(f"{name}: {len(patients)} patients in {seconds:.0f} s")
+
+    columns = [names[m] for m in model_dirs]
+    if all(summary[c] == NO_MODEL for c in columns):
+        print(f"brain-tumour-2d: no model ({', '.join(columns)}): train one with `segtool train brain-tumour-2d` "
+              "(scripts/prepare_lgg.py lays out the data), then pass --model-dir")
+        return 0
+    head = ["patient", "slices"] + [f"{c} Dice" for c in columns] + [f"{c} s" for c in columns]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for p in patients:
+        cells = [p, str(len(stack_files_of(data / p)))]
+        cells += [c if isinstance(c := scores[p].get(col), str) else f"{c['dice']:.3f}" for col in columns]
+        cells += ["" if isinstance(c := scores[p].get(col), str) else f"{c['seconds']:.1f}" for col in columns]
+        lines.append("| " + " | ".join(cells) + " |")
+    for label, key in (("mean", "mean_dice"), ("median", "median_dice")):
+        cells = [f"**{label}**", ""]
+        for col in columns:
+            s = summary[col]
+            cells.append(s if isinstance(s, str) else ("—" if s[key] is None else f"**{s[key]:.3f}**"))
+        lines.append("| " + " | ".join(cells + [""] * len(columns)) + " |")
+    print("\n".join(lines))
+    print(f"\nPer-patient Dice of the stacked volume (segtool run --stack{' ' + args.run_args if args.run_args else ''}); "
+          f"patients: {source} ({len(patients)}). Seconds: segtool run's time per patient (model loaded once).")
+    if args.json_out is not None:
+        payload = {"task": "brain-tumour-2d", "data": str(data), "patients": patients, "patients_from": source,
+                   "model_dirs": [str(m) if m else None for m in model_dirs], "run_args": args.run_args,
+                   "summary": summary, "per_patient": scores}
+        args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+def stack_files_of(folder: Path) -> list[Path]:
+    from segtool.stacking import stack_files
+
+    return stack_files(folder)
+
+
+# --------------------------------------------------------------------------- disc
+
+DISC_LABELS = {1: "L5-S1", 2: "L4-L5", 3: "L3-L4", 4: "L2-L3", 5: "L1-L2"}
+
+
+def add_disc_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=ROOT.parent / "shared" / "data" / "disc",
+                        help="the disc data folder with ivd_11.mat, ivd_20.mat, ivd_25.mat (default: ../shared/data/disc)")
+    parser.add_argument("--model-dir", type=Path, action="append", default=None,
+                        help="segtool model folder to score; repeat to compare networks (default: the task's default model)")
+    parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
+
+
+def disc_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """A markdown table: one row per subject and disc (and the subject's mean), Dice / HD95 per model."""
+    head = ["subject", "disc"]
+    for c in columns:
+        head += [f"{c} Dice", f"{c} HD95 (mm)"]
+    head.append("in training set")
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for row in rows:
+        cells = [row["subject"], row["disc"]]
+        for c in columns:
+            value = row["models"].get(c)
+            if isinstance(value, str) or value is None:  # "no model", "failed"
+                cells += [value or "—", ""]
+            else:
+                hd95 = value["hd95"]
+                cells += [f"{value['dice']:.3f}", "inf" if hd95 is None or math.isinf(hd95) else f"{hd95:.2f}"]
+        cells.append(" / ".join(row["in_training_set"].get(c, "—") for c in columns))
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def disc(args: argparse.Namespace) -> int:
+    """disc: per subject and per disc, Dice and HD95 (mm) of each --model-dir."""
+    import nibabel as nib
+    import numpy as np
+    from scipy.io import loadmat
+
+    from segtool import metrics as M
+
+    if str(ROOT / "scripts") not in sys.path:
+        sys.path.insert(0, str(ROOT / "scripts"))
+    import prepare_disc  # the same conversion (affine, orientation) as the training data
+
+    data: Path = args.data
+    subjects = [s for s in prepare_disc.SUBJECTS if (data / f"{s}.mat").is_file()]
+    if not subjects:
+        log(f"disc: no data at {data} (the shared data folder ../shared/data/disc is absent); nothing to do")
+        return 0
+    model_dirs: list[Path | None] = list(args.model_dir or [None])
+    columns = [d.name if d is not None else "default" for d in model_dirs]
+    if len(set(columns)) != len(columns):
+        columns = [str(d) if d is not None else "default" for d in model_dirs]
+    discs = list(DISC_LABELS.values()) + ["mean"]
+    rows = {(s, d): {"subject": s, "disc": d, "models": {}, "in_training_set": {}} for s in subjects for d in discs}
+    spacing = (1.0, 1.0, 1.0)
+    with tempfile.TemporaryDirectory(prefix="segtool-accuracy-disc-") as tmp:
+        images, truths = [], {}
+        for s in subjects:
+            mat = loadmat(str(data / f"{s}.mat"))
+            prepare_disc.save(np.asarray(mat["I"]), Path(tmp) / f"{s}.nii.gz")
+            images.append((Path(tmp) / f"{s}.nii.gz").resolve())
+            truths[s] = np.asarray(mat["GT"])
+        for k, (model_dir, column) in enumerate(zip(model_dirs, columns)):
+            t0 = time.perf_counter()
+            status, outputs, message = run_segtool(images, Path(tmp) / f"out{k}", model_dir, task="disc")
+            if status != "ok":
+                log(f"disc {column}: {status} ({message})")
+            train = training_cases(model_dir, task="disc") if status == "ok" else None
+            for s, image in zip(subjects, images):
+                in_train = "—" if status != "ok" else ("?" if train is None else ("yes" if s in train else "no"))
+                out = outputs.get(str(image)) if status == "ok" else None
+                for d in discs:
+                    rows[(s, d)]["in_training_set"][column] = in_train
+                    if out is None:
+                        rows[(s, d)]["models"][column] = NO_MODEL if status == NO_MODEL else "failed"
+                if out is None:
+                    continue
+                pred = np.asanyarray(nib.load(out).dataobj)
+                if pred.shape != truths[s].shape:
+                    log(f"disc {column} {s}: output shape {pred.shape} != {truths[s].shape}")
+                    for d in discs:
+                        rows[(s, d)]["models"][column] = "failed"
+                    continue
+                scores = []
+                for value, name in DISC_LABELS.items():
+                    p, g = pred == value, truths[s] == value
+                    r = {"dice": M.overlap_metrics(p, g, spacing).dice, "hd95": M.distance_metrics(p, g, spacing).hd95}
+                    rows[(s, name)]["models"][column] = r
+                    scores.append(r)
+                rows[(s, "mean")]["models"][column] = {"dice": float(np.mean([r["dice"] for r in scores])),
+                                                       "hd95": float(np.mean([r["hd95"] for r in scores]))}
+            if status == "ok":
+                log(f"disc {column}: {len(subjects)} subjects in {time.perf_counter() - t0:.0f} s")
+    table = list(rows.values())
+    print(disc_table(table, columns))
+    print("\nPer disc Dice and HD95 (mm, segtool.metrics, voxel surfaces, the 1 mm grid of SOURCE.md); "
+          "mean = over the five discs (HD95 inf when a disc is missed).")
+    if args.json_out is not None:
+        def clean(value):
+            if isinstance(value, dict):
+                return {k: clean(v) for k, v in value.items()}
+            return None if isinstance(value, float) and math.isinf(value) else value
+
+        payload = {"task": "disc", "data": str(data), "columns": columns,
+                   "model_dirs": [str(d) if d is not None else None for d in model_dirs], "rows": clean(table),
+                   "note": "distances in mm; null = infinite (a missed disc)"}
+        args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 # --------------------------------------------------------------------------- registry and CLI
 
 #: task -> the function that benchmarks it (takes the parsed arguments, returns the exit status)
-TASKS: dict[str, Callable[[argparse.Namespace], int]] = {"spinal-gm": spinal_gm}
+TASKS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "spinal-gm": spinal_gm, "brain-tumour-2d": brain_tumour_2d, "disc": disc,
+}
 #: task -> the function that adds its options to its subcommand
-ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {"spinal-gm": add_spinal_gm_arguments}
+ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
+    "spinal-gm": add_spinal_gm_arguments,
+    "brain-tumour-2d": add_brain_tumour_2d_arguments,
+    "disc": add_disc_arguments,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -161,7 +161,7 @@ class Segmenter:
         steps = opts.postprocess or spec.postprocess
         labels = labels_from_probabilities(on_input, steps.threshold)
         voxel_mm3 = float(np.prod(volume.spacing))
-        labels = apply_postprocess(labels, steps, voxel_mm3)
+        labels = apply_postprocess(labels, steps, voxel_mm3, affine=volume.affine, num_labels=len(spec.labels))
         counts = np.bincount(labels.ravel(), minlength=spec.num_classes)
         volumes = {int(k): float(counts[k] * voxel_mm3) for k in spec.labels}
         return Prediction(labels, on_input if keep_probabilities else None, volumes)

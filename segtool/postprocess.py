@@ -61,15 +61,121 @@ def remove_small_objects(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     return out
 
 
-def apply_postprocess(labels: np.ndarray, steps: Postprocess, voxel_volume_mm3: float) -> np.ndarray:
-    """Run the enabled steps in a fixed order: small objects, largest component, holes."""
+def apply_postprocess(
+    labels: np.ndarray,
+    steps: Postprocess,
+    voxel_volume_mm3: float,
+    affine: np.ndarray | None = None,
+    num_labels: int | None = None,
+) -> np.ndarray:
+    """Run the enabled steps in a fixed order: small objects, relabel by position, largest
+    component, holes.
+
+    ``affine`` (voxel to RAS, mm) and ``num_labels`` (the task's N) are needed by
+    ``relabel_by_position`` only.
+    """
     if steps.min_size_mm3 > 0:
         labels = remove_small_objects(labels, int(np.ceil(steps.min_size_mm3 / voxel_volume_mm3)))
+    if steps.relabel_by_position is not None:
+        if affine is None or num_labels is None:
+            raise ValueError("relabel_by_position needs the image's affine and the number of labels")
+        labels = relabel_by_position(labels, affine, steps.relabel_by_position, num_labels)
     if steps.keep_largest:
         labels = keep_largest_component(labels)
     if steps.fill_holes:
         labels = fill_holes(labels)
     return labels
+
+
+#: A group's network vote counts as confident when this share of its voxels agrees.
+CONFIDENT_SHARE = 0.75
+#: Components smaller than this share of the largest are fragments: they never take a position of their own.
+FRAGMENT_SHARE = 0.1
+
+_DIRECTIONS = {"R": (1, 0, 0), "L": (-1, 0, 0), "A": (0, 1, 0), "P": (0, -1, 0), "S": (0, 0, 1), "I": (0, 0, -1)}
+
+
+def relabel_by_position(labels: np.ndarray, affine: np.ndarray, toward: str, num_labels: int) -> np.ndarray:
+    """Name structures by their position in a column, whatever the field of view holds.
+
+    For labels that are levels (discs, vertebrae: 1 = L5-S1 ... 5 = L1-L2, numbers
+    increasing toward ``toward``, an RAS direction code), a network's per-voxel names
+    can be shifted by a partial field of view, or mixed inside one structure. Here:
+
+    1. The connected components (face connectivity) of the foreground (any label) are
+       found. Components smaller than ``FRAGMENT_SHARE`` of the largest are fragments.
+    2. The others are ordered by their centroid's world position (mm) along ``toward``;
+       a component whose centroid lies within the extent of the previous group along
+       that direction joins it (one structure in several pieces side by side).
+    3. Each group's vote is the network's majority label among its voxels. The anchor is
+       the lowest group (first along ``toward``) whose majority holds at least
+       ``CONFIDENT_SHARE`` of its voxels (else the group with the largest share).
+    4. Groups are numbered consecutively from the anchor's vote: the group ``k``
+       positions above the anchor gets ``vote + k``. Numbers outside 1..``num_labels``
+       are removed (background), as are fragments outside every group's extent;
+       a fragment within a group's extent takes that group's label.
+
+    ``affine`` is the image's voxel-to-RAS matrix; the result has ``labels``' shape and
+    dtype. A map without foreground is returned unchanged.
+    """
+    if toward not in _DIRECTIONS:
+        raise ValueError(f"toward must be one of {', '.join(_DIRECTIONS)}, got {toward!r}")
+    labels = np.asarray(labels)
+    structure = ndimage.generate_binary_structure(labels.ndim, 1)
+    components, count = ndimage.label(labels > 0, structure)
+    if count == 0:
+        return labels.copy()
+    index = components.ravel()
+    sizes = np.bincount(index, minlength=count + 1)[1:]
+    # position (mm) of every voxel centre along the direction: linear in the voxel index
+    axis = np.zeros(3)
+    axis[:] = _DIRECTIONS[toward]
+    matrix = np.asarray(affine, dtype=float)
+    per_axis = (matrix[:3, : labels.ndim].T @ axis)  # mm per voxel step along each array axis
+    offset = float(matrix[:3, 3] @ axis)
+    where = np.nonzero(components)
+    ids = components[where] - 1
+    position = offset + sum(c * w for c, w in zip(where, per_axis))
+    centroid = np.bincount(ids, weights=position, minlength=count) / sizes
+    low = np.full(count, np.inf)
+    high = np.full(count, -np.inf)
+    np.minimum.at(low, ids, position)
+    np.maximum.at(high, ids, position)
+
+    major = [i for i in range(count) if sizes[i] >= FRAGMENT_SHARE * sizes.max()]
+    major.sort(key=lambda i: centroid[i])
+    groups: list[list[int]] = []
+    extents: list[list[float]] = []
+    for i in major:
+        if groups and extents[-1][0] <= centroid[i] <= extents[-1][1]:
+            groups[-1].append(i)
+            extents[-1] = [min(extents[-1][0], low[i]), max(extents[-1][1], high[i])]
+        else:
+            groups.append([i])
+            extents.append([low[i], high[i]])
+
+    group_of = np.full(count, -1)
+    for g, members in enumerate(groups):
+        group_of[members] = g
+    votes = np.zeros((len(groups), num_labels + 1))
+    values = labels[where].astype(np.int64)
+    in_group = group_of[ids] >= 0
+    in_range = (values >= 1) & (values <= num_labels)
+    np.add.at(votes, (group_of[ids][in_group & in_range], values[in_group & in_range]), 1)
+    majority = votes.argmax(axis=1)
+    share = votes.max(axis=1) / np.maximum(votes.sum(axis=1), 1)
+    confident = np.nonzero(share >= CONFIDENT_SHARE)[0]
+    anchor = int(confident[0]) if confident.size else int(np.argmax(share))
+    level = majority[anchor] + np.arange(len(groups)) - anchor
+    level[(level < 1) | (level > num_labels)] = 0
+
+    new_of_component = np.zeros(count + 1, dtype=np.int64)  # index 0: background
+    for i in range(count):
+        g = group_of[i]
+        if g < 0:  # a fragment: the level of the group whose extent holds it, else removed
+            g = next((k for k, (lo, hi) in enumerate(extents) if lo <= centroid[i] <= hi), -1)
+        new_of_component[i + 1] = level[g] if g >= 0 else 0
+    return new_of_component[components].astype(labels.dtype)
 
 
 def override(defaults: Postprocess, **changes) -> Postprocess:

@@ -80,17 +80,52 @@ def expand_inputs(raw: Sequence[str], stdin_lines: Callable[[], Iterable[str]]) 
     return paths
 
 
-def group_cases(paths: Sequence[Path], spec: TaskSpec) -> list[Case]:
-    """Consecutive groups of len(spec.channels) paths form a case (photos: one file per case)."""
-    per_case = spec.files_per_case
+def group_cases(
+    paths: Sequence[Path], spec: TaskSpec, channels_of: Callable[[Path], int | None] | None = None
+) -> list[Case]:
+    """Group input paths into cases, in the order given.
+
+    Colour-photo tasks take one file per case. Other multi-channel tasks take, per
+    case, one file holding all the task's channels (a 3-channel TIFF slice) or
+    consecutive files that add up to them (one file per channel, in the task's
+    order): ``channels_of`` (default :func:`segtool.io.channel_count`, header only)
+    says how many each file holds. A file it cannot open starts a case of its own,
+    so that reading it reports the real problem.
+    """
     if not paths:
         raise UsageError("no input images given")
-    if len(paths) % per_case:
-        names = ", ".join(spec.channels)
-        raise UsageError(
-            f"task {spec.name!r} takes {per_case} files per case ({names}), got {len(paths)} paths"
-        )
-    return [Case(tuple(paths[i : i + per_case])) for i in range(0, len(paths), per_case)]
+    if spec.files_per_case == 1:
+        return [Case((p,)) for p in paths]
+    if channels_of is None:
+        from segtool.io import channel_count as channels_of
+    want = spec.in_channels
+    cases: list[Case] = []
+    group: list[Path] = []
+    held = 0
+    for path in paths:
+        count = channels_of(path)
+        if count is None and not group:
+            cases.append(Case((path,)))
+            continue
+        group.append(path)
+        held += 1 if count is None else count
+        if held == want:
+            cases.append(Case(tuple(group)))
+            group, held = [], 0
+        elif held > want:
+            raise UsageError(_channel_message(spec, group, channels_of))
+    if group:
+        raise UsageError(_channel_message(spec, group, channels_of))
+    return cases
+
+
+def _channel_message(spec: TaskSpec, group: Sequence[Path], channels_of) -> str:
+    """One line: the task's channels, the two ways to give them, and what these files hold."""
+    held = ", ".join(f"{p} holds {channels_of(p) or 1}" for p in group)
+    return (
+        f"task {spec.name!r} expects {spec.in_channels} channels per case ({', '.join(spec.channels)}): one file "
+        f"holding all of them, or {spec.in_channels} files per case, one per channel; {held}"
+    )
 
 
 def shard_cases(cases: list[Case], shard: tuple[int, int] | None) -> list[Case]:
@@ -110,17 +145,21 @@ class OutputPlan:
     skip_existing: bool = False
     probabilities: bool = False
     suffix: str = "_seg"  # the task's output suffix (TaskSpec.output_suffix)
+    format: str | None = None  # --format: "nifti" or "dicom-seg"; None: from -o's suffix, else NIfTI
 
     def labels_path(self, case: Case, kind: str) -> Path:
         from segtool.io import default_output_path
 
         if self.output is not None:
             return self.output
-        return default_output_path(case.inputs[0], kind, self.output_dir, suffix=self.suffix)
+        path = default_output_path(case.inputs[0], kind, self.output_dir, suffix=self.suffix)
+        if self.format == "dicom-seg" and path.name.endswith(".nii.gz"):
+            path = path.with_name(path.name[: -len(".nii.gz")] + ".dcm")
+        return path
 
     def probabilities_path(self, labels_path: Path) -> Path:
         name = labels_path.name
-        for suffix in (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".mha", ".nrrd"):
+        for suffix in (".nii.gz", ".nii", ".png", ".tif", ".tiff", ".mha", ".nrrd", ".dcm"):
             if name.endswith(suffix):
                 name = name[: -len(suffix)]
                 break
@@ -172,7 +211,14 @@ def check_plan(cases: Sequence[Case], plan: OutputPlan, spec: TaskSpec) -> None:
     for case in cases:
         targets = plan.targets(case)
         labels = targets[0]
-        _output_format(labels)
+        fmt = _output_format(labels)
+        if plan.format is not None and fmt != plan.format:
+            raise UsageError(f"{labels}: --format {plan.format} does not match the output's suffix {_suffix(labels)}")
+        if fmt == "dicom-seg":
+            from segtool.io.dicom_seg import check_source, require_highdicom
+
+            check_source(case.inputs[0], labels)
+            require_highdicom()
         if spec.ndim == 3 and _suffix(labels) in PHOTO_OUT_SUFFIXES:
             raise UsageError(f"{labels}: a 3D mask cannot be written as {_suffix(labels)}, use .nii.gz")
         for target in targets:
@@ -315,7 +361,10 @@ def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, star
     if target.exists() and not plan.overwrite:
         raise OutputExistsError(f"{target}: output exists (use --overwrite or --skip-existing)")
     prediction = segmenter.predict(volume, keep_probabilities=plan.probabilities, on_batch=on_batch)
-    written = write_labels(prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected)
+    written = write_labels(
+        prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected,
+        label_names=spec.labels, algorithm=f"segtool {spec.name}",
+    )
     prob_path = None
     if plan.probabilities:
         prob_path = str(

@@ -85,12 +85,19 @@ class Postprocess:
     keep_largest: bool = False  # keep the largest connected component of each label
     fill_holes: bool = False
     min_size_mm3: float = 0.0  # remove connected components smaller than this
+    # Labels that name positions in a column (vertebral levels, discs): relabel the
+    # connected components of the foreground by their order along this anatomical
+    # direction (R, L, A, P, S or I), label numbers increasing toward it, anchored on
+    # the network's vote (segtool.postprocess.relabel_by_position). None: off.
+    relabel_by_position: str | None = None
 
     def __post_init__(self) -> None:
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             _fail("postprocess", f"threshold must lie in (0, 1), got {self.threshold}")
         if self.min_size_mm3 < 0:
             _fail("postprocess", "min_size_mm3 must be >= 0")
+        if self.relabel_by_position is not None and self.relabel_by_position not in tuple("RLAPSI"):
+            _fail("postprocess", f"relabel_by_position must be one of R, L, A, P, S, I, got {self.relabel_by_position!r}")
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Brain tumour sub-regions (BraTS) on 3D FLAIR + T1c, and whole tumour on 2D FLAIR slices."""
+"""Brain tumour sub-regions (BraTS) on 3D FLAIR + T1c, and whole tumour on 2D LGG slices (pre-contrast, FLAIR, post-contrast)."""
 
 from segtool.hookspecs import hookimpl
 from segtool.spec import Postprocess, TaskSpec
@@ -29,21 +29,27 @@ BRAIN_TUMOUR = TaskSpec(
     licence="CC-BY-NC-SA-3.0 (training data)",
 )
 
+#: Channels of the LGG slices, in the order each 3-channel TIFF holds them (the dataset's README):
+#: T1 pre-contrast, FLAIR, T1 post-contrast. Where a sequence was missing the dataset repeats FLAIR.
+LGG_CHANNELS = ("pre_contrast", "flair", "post_contrast")
+
 BRAIN_TUMOUR_2D = TaskSpec(
     name="brain-tumour-2d",
-    description="Whole brain tumour on single 2D FLAIR slices (LGG).",
-    modality="MRI FLAIR (2D slice)",
-    channels=("flair",),
+    description="Whole brain tumour (FLAIR abnormality) on 2D axial slices of pre-contrast, FLAIR and "
+                "post-contrast MRI (LGG); --stack segments a patient's slices as one volume.",
+    modality="MRI pre-contrast + FLAIR + post-contrast (2D axial slice; one 3-channel TIFF or one file per channel)",
+    channels=LGG_CHANNELS,
     ndim=2,
     orientation=None,
     target_spacing=None,
-    patch_size=(256, 256),
+    patch_size=(256, 256),  # the whole 256x256 slice: one window per slice at inference
     overlap=0.25,
-    batch_size=8,
-    normalization="zscore",
+    batch_size=16,
+    normalization="zscore-nonzero",  # per channel, inside the head (the slices' background is 0)
     labels={1: "tumour"},
     network="attention_unet",
     model_kwargs={"features": (16, 32, 64, 128, 256)},
+    augmentation="photo",  # torch flips, rotation, scaling, brightness/contrast, noise, blur on 2D slices
     postprocess=Postprocess(threshold=0.5),
     citation=(
         "Buda M, Saha A, Mazurowski MA. Association of genomic subtypes of lower-grade gliomas with "

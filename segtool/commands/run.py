@@ -19,6 +19,9 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
               help="Output file (one case only); its suffix picks the format (.nii.gz, .mha, .nrrd, .png, ...).")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write <input stem>_seg.* here instead of beside each input.")
+@click.option("--format", "output_format", type=click.Choice(["nifti", "dicom-seg"]),
+              help="Output format of default names: dicom-seg writes <series>_seg.dcm, a DICOM SEG referencing "
+                   "the input series (DICOM series inputs only; also chosen by -o NAME.dcm). [default: NIfTI]")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (inputs are never overwritten).")
 @click.option("--skip-existing", is_flag=True, help="Skip cases whose output already exists.")
 @click.option("--model", "variant", help="Model variant of the task (see `segtool models list`).")
@@ -26,6 +29,8 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
               help="Use this .safetensors file (config.json beside it).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Use a model folder written by `segtool train`.")
+@click.option("--locator-model-dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Tasks that localise first (spinal-gm): use this model folder for the localiser task.")
 @click.option("--offline", is_flag=True, help="Never touch the network (also HF_HUB_OFFLINE=1).")
 @click.option("--cache-dir", type=click.Path(file_okay=False, path_type=Path), help="Weights cache directory.")
 @click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
@@ -44,6 +49,10 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
 @click.option("--allow-uneven", is_flag=True,
               help="DICOM series with missing slices or uneven spacing: resample onto an even grid "
                    "(with a warning) instead of refusing.")
+@click.option("--stack", is_flag=True,
+              help="2D tasks: each INPUT folder (or the INPUT files of one folder) is one patient: its slices, "
+                   "in slice-number order, are segmented as one batch and postprocessed as one volume; "
+                   "one mask per slice. Files named *_mask.* or *_seg.* in a folder are left out.")
 @click.option("--shard", help="I/N: process every N-th case starting at case I (0-based), for job arrays.")
 @click.option("--qc", "qc_dir", type=click.Path(file_okay=False, path_type=Path), help="Write QC pictures and an HTML report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per case instead of output paths.")
@@ -55,14 +64,17 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
     Multi-channel tasks take their channel files in order, one case after
     another (`segtool run brain-tumour flair.nii.gz t1c.nii.gz`). An INPUT of
     `-` reads paths from stdin, one per line. Each written output path is
-    printed on stdout; progress and logs go to stderr.
+    printed on stdout; progress and logs go to stderr. A multi-channel 2D
+    task takes one file holding all channels or one file per channel. With
+    --stack, 2D slices are segmented patient by patient as volumes.
 
     Exit status: 0 all cases done, 1 some case failed, 2 usage error,
     3 weights unavailable.
     """
     app = get_app(ctx)
     spec = app.registry.get(task)
-    cases = _plan_cases(spec, inputs, opts)
+    stacks = _plan_stacks(spec, inputs, opts) if opts["stack"] else None
+    cases = _plan_cases(spec, inputs, opts) if stacks is None else [c for s in stacks for c in s.cases]
     if opts["output"] is not None and len(cases) != 1:
         raise UsageError(f"-o/--output takes one case, got {len(cases)}; use --output-dir")
     if opts["weights_path"] is not None and opts["model_dir"] is not None:
@@ -88,7 +100,7 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
     console = make_console(quiet=opts["quiet"])
     with library_output(console, quiet=opts["quiet"]):
         segmenter, model_name = _load_segmenter(spec, app, opts, console)
-        results = _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console)
+        results = _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console, stacks)
     failed = [r for r in results if r.status == "failed"]
     if failed and not opts["as_json"]:
         for r in failed:
@@ -101,6 +113,14 @@ def _plan_cases(spec, inputs, opts):
 
     paths = expand_inputs(inputs, lambda: sys.stdin)
     return shard_cases(group_cases(paths, spec), parse_shard(opts["shard"]))
+
+
+def _plan_stacks(spec, inputs, opts):
+    from segtool.runner import expand_inputs, output_suffix, parse_shard, shard_cases
+    from segtool.stacking import plan_stacks
+
+    paths = expand_inputs(inputs, lambda: sys.stdin)
+    return shard_cases(plan_stacks(paths, spec, output_suffix(spec)), parse_shard(opts["shard"]))
 
 
 def _load_segmenter(spec, app, opts, console):
@@ -131,9 +151,11 @@ def _load_segmenter(spec, app, opts, console):
     )
     warn = lambda m: console.print(f"[yellow]warning:[/yellow] {m}")  # noqa: E731
     locator = None
+    if opts["locator_model_dir"] is not None and spec.locate is None:
+        raise UsageError(f"--locator-model-dir: task {spec.name!r} does not localise first")
     if spec.locate is not None:
         locate_spec = app.registry.get(spec.locate.task)
-        located = resolve_model(locate_spec, None, hub, app.plugin_manager)
+        located = resolve_model(locate_spec, None, hub, app.plugin_manager, model_dir=opts["locator_model_dir"])
         locator = Segmenter(
             located.config.apply_to(locate_spec), build_model(locate_spec, located),
             InferenceOptions(device=options.device, precision=options.precision), warn=warn,
@@ -153,10 +175,11 @@ def _output_plan(spec, opts):
         skip_existing=opts["skip_existing"],
         probabilities=opts["probabilities"],
         suffix=output_suffix(spec),
+        format=opts["output_format"],
     )
 
 
-def _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console):
+def _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console, stacks=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
     from segtool.runner import run_cases
@@ -190,6 +213,11 @@ def _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console):
         def on_batch(done, total):
             progress.update(windows_task, completed=done, total=total)
 
+        if stacks is not None:
+            from segtool.stacking import run_stacks
+
+            return run_stacks(spec, segmenter, model_name, stacks, plan, on_result, on_batch, on_case_start, qc,
+                              allow_uneven=opts["allow_uneven"], warn=warn)
         return run_cases(
             spec, segmenter, model_name, cases, plan, on_result, on_batch, on_case_start, qc,
             allow_uneven=opts["allow_uneven"], warn=warn,

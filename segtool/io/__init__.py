@@ -30,13 +30,14 @@ Layout
 - :mod:`~segtool.io.readers`: ``read_volume``/``read_labels``, dispatch, sniffing, array checks.
 - :mod:`~segtool.io.nifti`, :mod:`~segtool.io.itk`, :mod:`~segtool.io.photos`: one
   module per library (nibabel, SimpleITK, Pillow), reading and writing its formats.
-- :mod:`~segtool.io.channels`: ``read_channels`` (dimensionality, count and grid checks).
+- :mod:`~segtool.io.channels`: ``read_channels`` (dimensionality, count and grid checks),
+  ``channel_count`` (a file's channels from its header).
 - :mod:`~segtool.io.dtypes`: smallest integer storage type for label maps.
 - :mod:`~segtool.io.atomic`: atomic writes and refusals to overwrite.
 - :mod:`~segtool.io.writers`: ``write_labels`` and ``write_probabilities``.
 """
 
-from segtool.io.channels import GRID_ATOL, read_channels
+from segtool.io.channels import GRID_ATOL, channel_count, read_channels
 from segtool.io.formats import (
     ANALYZE_SUFFIXES,
     DICOM_SUFFIXES,
@@ -60,6 +61,7 @@ __all__ = [
     "PHOTO_SUFFIXES",
     "SITK_SUFFIXES",
     "Volume",
+    "channel_count",
     "default_output_path",
     "ras_affine_to_sitk",
     "read_channels",

@@ -48,6 +48,24 @@ def read_channels(
     return _stack(volumes)
 
 
+def channel_count(path: str | os.PathLike) -> int | None:
+    """How many channels :func:`read_volume` will give for ``path``, found cheaply (no pixels read).
+
+    A photo (PNG, JPEG, TIFF, or a file Pillow recognises) gives what its header says
+    (RGB 3, grey 1); every other format holds one channel per file.  None when the file
+    cannot be opened (a missing or unreadable file): reading it will say why.
+    """
+    from segtool.io.formats import ANALYZE_SUFFIXES, DICOM_SUFFIXES, NIFTI_SUFFIXES, SITK_SUFFIXES, _suffix
+    from segtool.io.photos import _photo_channel_count
+
+    p = Path(path).expanduser()
+    if p.is_dir() or _suffix(p) in NIFTI_SUFFIXES + ANALYZE_SUFFIXES + SITK_SUFFIXES + DICOM_SUFFIXES:
+        return 1
+    if not p.is_file():
+        return None
+    return _photo_channel_count(p)
+
+
 def _channels_str(names: Sequence[str]) -> str:
     return f"{len(names)} channel{'s' if len(names) != 1 else ''} ({', '.join(names)})"
 

@@ -41,10 +41,12 @@ def _stem(path: Path) -> str:
 
 
 def _output_format(out: Path) -> str:
-    """nifti | analyze | photo | sitk from the output suffix; refuses JPEG and no suffix."""
+    """nifti | analyze | photo | dicom-seg | sitk from the output suffix; refuses JPEG and no suffix."""
     suffix = _suffix(out)
     if suffix in NIFTI_SUFFIXES:
         return "nifti"
+    if suffix in DICOM_SUFFIXES:
+        return "dicom-seg"
     if suffix in ANALYZE_SUFFIXES:
         return "analyze"
     if suffix in PHOTO_OUT_SUFFIXES:

@@ -40,6 +40,24 @@ def _read_photo(p: Path, labels: bool) -> Volume:
     return Volume(array, np.eye(4), p, "photo", None, meta)
 
 
+def _photo_channel_count(p: Path) -> int | None:
+    """Channels :func:`_read_photo` would give for ``p``, from the header only; None if Pillow cannot open it."""
+    from PIL import Image
+
+    try:
+        with Image.open(p) as im:
+            if im.mode in ("P", "PA"):  # grey or colour depends on the palette
+                im.load()
+                data = _photo_pixels(im)
+                return 1 if data.ndim == 2 else data.shape[-1]
+            bands = len(im.getbands())
+    except Exception:
+        return None
+    if im.mode in ("1", "L", "LA", "La", "I", "F") or im.mode.startswith("I;"):
+        return 1
+    return 3 if bands >= 3 else bands
+
+
 def _photo_pixels(im) -> np.ndarray:
     """Pixels of a Pillow image as (H, W) or (H, W, 3)."""
     mode = im.mode

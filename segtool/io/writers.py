@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -24,6 +24,8 @@ def write_labels(
     out_path: str | os.PathLike,
     overwrite: bool = False,
     protect: Sequence[str | os.PathLike] = (),
+    label_names: Mapping[int, str] | None = None,
+    algorithm: str = "segtool",
 ) -> Path:
     """Write an integer label map on ``reference``'s grid; returns the path written.
 
@@ -38,6 +40,9 @@ def write_labels(
       label fits in 8 bits, else ``I;16``.  JPEG is refused (lossy).  Non-photo
       2D references (e.g. a 2D NIfTI, spatial (x, y)) are written with rows = y,
       as ITK writes 2D images; no geometry is kept.
+    - ``.dcm``/``.dicom``: a DICOM SEG (highdicom, :mod:`segtool.io.dicom_seg`) that
+      references the reference's DICOM series, one segment per entry of
+      ``label_names`` (``algorithm`` names the producer); DICOM series inputs only.
     - anything else (``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``...): SimpleITK, with
       the affine converted to LPS origin/spacing/direction; compressed.
 
@@ -53,7 +58,15 @@ def write_labels(
     if fmt == "photo":
         _check_photo_output(out, data)
     protected = [Path(p) for p in protect]
-    return _atomic_write(out, reference, overwrite, lambda tmp: _LABEL_WRITERS[fmt](data, reference, tmp), protected)
+    if fmt == "dicom-seg":
+        from segtool.io.dicom_seg import write_dicom_seg
+
+        def write(tmp: Path) -> None:
+            write_dicom_seg(data, reference, tmp, label_names, algorithm, shown_as=out)
+    else:
+        def write(tmp: Path) -> None:
+            _LABEL_WRITERS[fmt](data, reference, tmp)
+    return _atomic_write(out, reference, overwrite, write, protected)
 
 
 def write_probabilities(
