@@ -2,6 +2,7 @@
 
     python benchmarks/accuracy.py spinal-gm [--data ../shared/data/spinal-gm] [--model-dir DIR] [--json out.json]
     python benchmarks/accuracy.py brain-tumour-2d [--data DIR] [--model-dir DIR ...] [--patients A,B] [--run-args '...']
+    python benchmarks/accuracy.py brain-tissue [--data ../shared/data/brain-tissue] [--model-dir DIR ...] [--json out.json]
 
 One subcommand per task; `TASKS` maps a task name to the function that benchmarks it
 (and `ARGUMENTS` to the function adding its options), so another task is one more
@@ -38,6 +39,20 @@ scripts/prepare_disc.py does) and per disc, Dice and HD95 (mm) of ``segtool run 
 for each ``--model-dir`` (repeat it to compare networks in one table; none: the task's
 default model); "no model" when ``segtool run`` exits 3:
 ``python benchmarks/accuracy.py disc --model-dir m/unet --model-dir m/res_se_unet --model-dir m/deeplabv3plus``
+
+clothing: on the validation photos recorded in the first model's config.json (or
+``--photos``), per class of the task's 14 (plugins/segtool_clothing), IoU and precision
+with the seed's definition (for each class, the IoU = TP/(TP+FP+FN) and precision =
+TP/(TP+FP) of each photo whose ground truth contains the class, averaged over those
+photos), their 14-class means, and the dataset-level IoU (counts pooled over the
+photos), one column group per ``--model-dir``; "no model" when ``segtool run`` exits 3.
+
+brain-tissue: the vxm T1 of ../shared/data/brain-tissue (real, never trained on) and the same
+T1 contrast-inverted inside the brain (T2-like, to show contrast independence), each run
+through ``segtool run brain-tissue`` for every ``--model-dir``: DSC of CSF, GM and WM and
+their mean on the input grid against the FreeSurfer labels merged as the plugin's
+``TISSUE_OF`` does, plus the mean inside the labelled brain only (the T1 keeps a rim of
+extra-cerebral CSF labelled 0); "no model" when ``segtool run`` exits 3.
 
 Exits with a message (status 0) when the data folder is absent.
 """
@@ -561,17 +576,326 @@ def disc(args: argparse.Namespace) -> int:
     return 0
 
 
+# --------------------------------------------------------------------------- clothing
+
+CLOTHING_DATA = ROOT.parent / "shared" / "data" / "clothing"
+
+
+def add_clothing_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=CLOTHING_DATA,
+                        help="the clothing data folder (photos/, annotations/pixel-level/; default: ../shared/data/clothing)")
+    parser.add_argument("--model-dir", type=Path, action="append", default=None,
+                        help="segtool model folder to score; repeat to compare (e.g. deeplabv3plus and a plain U-Net); "
+                             "default: the task's default model")
+    parser.add_argument("--photos", default=None,
+                        help="comma-separated photo names or @FILE (default: the validation photos recorded in the "
+                             "first model's config.json)")
+    parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
+
+
+def clothing_classes() -> tuple[dict[int, str], dict[int, int]]:
+    """({value: class} for 0..13, {CCP tag: class}) from the task's one table (plugins/segtool_clothing)."""
+    plugins = ROOT / "plugins"
+    if str(plugins) not in sys.path:
+        sys.path.insert(0, str(plugins))
+    from segtool_clothing import CLASSES, ccp_labels_map
+
+    return {value: name for value, name, _, _ in CLASSES}, ccp_labels_map()
+
+
+def clothing_counts(pred: "np.ndarray", truth: "np.ndarray", classes: int) -> "np.ndarray":
+    """(classes, 3) TP, FP, FN per class value 0..classes-1 of one photo."""
+    import numpy as np
+
+    k = classes
+    confusion = np.bincount(truth.astype(np.int64).ravel() * k + pred.astype(np.int64).ravel(),
+                            minlength=k * k).reshape(k, k)  # rows: truth, columns: prediction
+    tp = np.diag(confusion)
+    return np.stack([tp, confusion.sum(0) - tp, confusion.sum(1) - tp], axis=1)
+
+
+def seed_scores(per_photo: "list[np.ndarray]") -> dict[str, Any]:
+    """The seed's per-class IoU and precision, and the dataset-level (pooled) IoU and precision.
+
+    ``per_photo``: (classes, 3) TP/FP/FN of each photo. Seed's definition: for each class,
+    the IoU = TP/(TP+FP+FN) (precision = TP/(TP+FP)) of each photo whose ground truth
+    contains the class, averaged over those photos (None when no photo contains it; a
+    photo with no predicted pixel of the class has precision 0). Dataset level: the
+    counts pooled over all photos, then the same ratios. Means are over the classes
+    with a value (all 14 when each occurs).
+    """
+    import numpy as np
+
+    counts = np.stack(per_photo)  # (photos, classes, 3)
+    classes = counts.shape[1]
+    iou, precision, photos = [], [], []
+    for c in range(classes):
+        tp, fp, fn = counts[:, c, 0].astype(float), counts[:, c, 1].astype(float), counts[:, c, 2].astype(float)
+        present = (tp + fn) > 0
+        photos.append(int(present.sum()))
+        if not present.any():
+            iou.append(None)
+            precision.append(None)
+            continue
+        iou.append(float(np.mean(tp[present] / (tp + fp + fn)[present])))
+        predicted = tp[present] + fp[present]
+        precision.append(float(np.mean(np.where(predicted > 0, tp[present] / np.maximum(predicted, 1), 0.0))))
+    pooled = counts.sum(0).astype(float)
+    tp, fp, fn = pooled[:, 0], pooled[:, 1], pooled[:, 2]
+    ds_iou = [float(t / (t + p + n)) if t + p + n > 0 else None for t, p, n in zip(tp, fp, fn)]
+    ds_precision = [float(t / (t + p)) if t + p > 0 else None for t, p in zip(tp, fp)]
+
+    def mean(values):
+        kept = [v for v in values if v is not None]
+        return float(np.mean(kept)) if kept else None
+
+    return {"iou": iou, "precision": precision, "photos": photos, "mean_iou": mean(iou),
+            "mean_precision": mean(precision), "dataset_iou": ds_iou, "dataset_precision": ds_precision,
+            "mean_dataset_iou": mean(ds_iou), "mean_dataset_precision": mean(ds_precision)}
+
+
+def clothing_photos(args: argparse.Namespace, model_dirs: list[Path | None], data: Path) -> tuple[list[str], str]:
+    if args.photos:
+        text = args.photos
+        if text.startswith("@"):
+            lines = Path(text[1:]).read_text(encoding="utf-8").splitlines()
+            text = ",".join(line.split("#", 1)[0] for line in lines)
+        return [p.strip() for p in text.split(",") if p.strip()], "--photos"
+    try:
+        config = json.loads((Path(model_dirs[0]) / "config.json").read_text(encoding="utf-8"))
+        cases = (config.get("training") or {}).get("data", {}).get("validation_cases")
+        if cases:
+            return [str(c) for c in cases], "validation photos of the model"
+    except Exception:  # no model folder, no config: fall back
+        pass
+    return sorted(p.stem for p in (data / "annotations" / "pixel-level").glob("*.mat")), \
+        "all annotated photos (no validation split recorded)"
+
+
+def clothing_table(names: dict[int, str], summary: dict[str, Any], columns: list[str]) -> str:
+    """The seed's table: one row per class, IoU and precision per model column, then the 14-class means."""
+    def f(v):
+        return "—" if v is None else f"{v:.3f}"
+
+    head = ["value", "class", "photos"]
+    for c in columns:
+        head += [f"{c} IoU", f"{c} precision", f"{c} dataset IoU"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    first = next((summary[c] for c in columns if isinstance(summary[c], dict)), None)
+    for value, name in names.items():
+        cells = [str(value), name, str(first["photos"][value]) if first else ""]
+        for c in columns:
+            s = summary[c]
+            cells += [s, "", ""] if isinstance(s, str) else [f(s["iou"][value]), f(s["precision"][value]),
+                                                             f(s["dataset_iou"][value])]
+        lines.append("| " + " | ".join(cells) + " |")
+    scored = sum(1 for v in (first or {}).get("iou", []) if v is not None)
+    cells = ["", f"**mean ({scored} of {len(names)} classes present)**", ""]
+    for c in columns:
+        s = summary[c]
+        cells += [s, "", ""] if isinstance(s, str) else [f"**{f(s['mean_iou'])}**", f"**{f(s['mean_precision'])}**",
+                                                         f"**{f(s['mean_dataset_iou'])}**"]
+    lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def clothing(args: argparse.Namespace) -> int:
+    """clothing: per-class IoU and precision (the seed's definition) and dataset-level IoU, per --model-dir."""
+    import numpy as np
+    from PIL import Image
+    from scipy.io import loadmat
+
+    data: Path = args.data
+    if not (data / "annotations" / "pixel-level").is_dir():
+        log(f"clothing: no data at {data} (see ../shared/data/clothing/SOURCE.md); nothing to do")
+        return 0
+    names, tag_map = clothing_classes()
+    lookup = np.zeros(256, np.int64)
+    for tag, value in tag_map.items():
+        lookup[tag] = value
+    model_dirs: list[Path | None] = list(args.model_dir or [None])
+    columns = [d.name if d is not None else "default" for d in model_dirs]
+    if len(set(columns)) != len(columns):
+        columns = [str(d) if d is not None else "default" for d in model_dirs]
+    photos, source = clothing_photos(args, model_dirs, data)
+    missing = [p for p in photos if not (data / "photos" / f"{p}.jpg").is_file()]
+    if missing:
+        log(f"clothing: photo(s) not in {data / 'photos'}: {', '.join(missing[:5])}")
+        return 2
+    images = [(data / "photos" / f"{p}.jpg").resolve() for p in photos]
+    summary: dict[str, Any] = {}
+    for k, (model_dir, column) in enumerate(zip(model_dirs, columns)):
+        with tempfile.TemporaryDirectory(prefix="segtool-accuracy-clothing-") as tmp:
+            t0 = time.perf_counter()
+            status, outputs, message = run_segtool(images, Path(tmp), model_dir, task="clothing", timeout=7200)
+            seconds = time.perf_counter() - t0
+            if status == NO_MODEL:
+                log(f"clothing {column}: no model ({message})")
+                summary[column] = NO_MODEL
+                continue
+            if status == "error":
+                log(f"clothing {column}: {message}")
+            counts, failed = [], []
+            for name, image in zip(photos, images):
+                out = outputs.get(str(image))
+                if out is None:
+                    failed.append(name)
+                    continue
+                with Image.open(out) as im:
+                    pred = np.asarray(im).astype(np.int64)
+                truth = lookup[np.asarray(loadmat(str(data / "annotations" / "pixel-level" / f"{name}.mat"))["groundtruth"])]
+                if pred.shape != truth.shape:
+                    log(f"clothing {column} {name}: output shape {pred.shape} != {truth.shape}")
+                    failed.append(name)
+                    continue
+                counts.append(clothing_counts(np.clip(pred, 0, len(names) - 1), truth, len(names)))
+            if not counts:
+                summary[column] = "failed"
+                continue
+            summary[column] = dict(seed_scores(counts), scored=len(counts), failed=failed, seconds=round(seconds, 1))
+            log(f"clothing {column}: {len(counts)} photos in {seconds:.0f} s")
+    if all(summary[c] == NO_MODEL for c in columns):
+        print(f"clothing: no model ({', '.join(columns)}): train one with `segtool train clothing` "
+              "(scripts/prepare_clothing.py lays out the data), then pass --model-dir")
+        return 0
+    print(clothing_table(names, summary, columns))
+    print(f"\nPhotos: {source} ({len(photos)}). IoU and precision: the seed's definition (per class, averaged over "
+          "the photos whose ground truth contains the class); dataset IoU: counts pooled over all photos. "
+          "Ground truth: CCP tags merged by the clothing task's table.")
+    if args.json_out is not None:
+        payload = {"task": "clothing", "data": str(data), "photos": photos, "photos_from": source,
+                   "classes": {str(k): v for k, v in names.items()}, "columns": columns,
+                   "model_dirs": [str(d) if d is not None else None for d in model_dirs], "summary": summary}
+        args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
+# --------------------------------------------------------------------------- brain-tissue
+
+BRAIN_TISSUE_DATA = ROOT.parent / "shared" / "data" / "brain-tissue"
+TISSUES = ("csf", "gray_matter", "white_matter")
+
+
+def add_brain_tissue_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", type=Path, default=BRAIN_TISSUE_DATA,
+                        help="the brain-tissue data folder (vxm_test_scan.npz; default: ../shared/data/brain-tissue)")
+    parser.add_argument("--model-dir", type=Path, action="append", default=None,
+                        help="segtool model folder to score; repeat to compare; default: the task's default model")
+    parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
+
+
+def brain_tissue_cases(data: Path, out: Path) -> list[tuple[str, Path, "np.ndarray"]]:
+    """(case, image file, merged CSF/GM/WM truth) of the real T1 and its T2-like contrast inversion."""
+    scripts = ROOT / "scripts"
+    if str(scripts) not in sys.path:
+        sys.path.insert(0, str(scripts))
+    import prepare_brain_tissue as prep
+
+    t1, seg = prep.load_vxm(data)
+    truth = prep.merge(seg, prep.tissue_table())
+    cases = []
+    for name, image in (("vxm_t1", t1), ("vxm_t1_t2like", prep.t2_like(t1, seg))):
+        path = out / f"{name}.nii.gz"
+        prep.save(image, prep.VXM_AFFINE, path)
+        cases.append((name, path, truth))
+    return cases
+
+
+def tissue_dice(pred: "np.ndarray", truth: "np.ndarray", mask: "np.ndarray | None" = None) -> dict[str, float | None]:
+    """DSC of CSF (1), GM (2), WM (3) and their mean; ``mask`` restricts both to it (None: everywhere)."""
+    import numpy as np
+
+    if mask is not None:
+        pred, truth = pred[mask], truth[mask]
+    scores: dict[str, float | None] = {}
+    for value, name in enumerate(TISSUES, start=1):
+        p, t = pred == value, truth == value
+        total = int(p.sum()) + int(t.sum())
+        scores[name] = 2.0 * float((p & t).sum()) / total if total else None
+    values = [v for v in scores.values() if v is not None]
+    scores["mean"] = float(np.mean(values)) if values else None
+    return scores
+
+
+def brain_tissue(args: argparse.Namespace) -> int:
+    """brain-tissue: DSC per tissue and their mean on the vxm T1 and its T2-like inversion, per model.
+
+    Scored on the input grid against the FreeSurfer labels merged to CSF/GM/WM (the
+    plugin's ``TISSUE_OF``), over the whole image and, because the T1 keeps a dark
+    rim of extra-cerebral CSF labelled 0 (SOURCE.md), also inside the labelled brain only.
+    """
+    import nibabel as nib
+    import numpy as np
+
+    data = args.data
+    if not (data / "vxm_test_scan.npz").is_file():
+        log(f"brain-tissue: no data at {data} (see ../shared/data/brain-tissue/SOURCE.md); nothing to do")
+        return 0
+    model_dirs = args.model_dir or [None]
+    columns = [str(d) if d is not None else "default model" for d in model_dirs]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="segtool-bench-brain-tissue-") as tmp:
+        tmp = Path(tmp)
+        cases = brain_tissue_cases(data, tmp)
+        for model_dir, column in zip(model_dirs, columns):
+            trained_on = training_cases(model_dir, task="brain-tissue")
+            out = tmp / f"out_{len(rows)}"
+            out.mkdir()
+            started = time.monotonic()
+            status, outputs, message = run_segtool([c[1] for c in cases], out, model_dir, task="brain-tissue")
+            seconds = time.monotonic() - started
+            for name, path, truth in cases:
+                row: dict[str, Any] = {"model": column, "case": name, "seconds": round(seconds / len(cases), 1),
+                                       "trained_on": None if trained_on is None
+                                       else any(t.startswith("vxm") for t in trained_on)}
+                output = outputs.get(str(path.resolve()))
+                if status != "ok" or output is None:
+                    row["status"] = status if status != "ok" else "error"
+                    row["message"] = message
+                else:
+                    pred = np.asarray(nib.load(output).dataobj).astype(np.int64)
+                    row["status"] = "ok"
+                    row["dice"] = tissue_dice(pred, truth)
+                    row["dice_in_brain"] = tissue_dice(pred, truth, truth > 0)
+                rows.append(row)
+    print("| model | case | CSF | GM | WM | mean | mean inside the labelled brain | trained on it |")
+    print("|---|---|---|---|---|---|---|---|")
+
+    def fmt(value) -> str:
+        return "-" if value is None else f"{value:.3f}"
+
+    for row in rows:
+        if row["status"] != "ok":
+            print(f"| {row['model']} | {row['case']} | {row['status']} | | | | | |")
+            continue
+        d = row["dice"]
+        trained = "?" if row["trained_on"] is None else ("YES" if row["trained_on"] else "no")
+        print(f"| {row['model']} | {row['case']} | {fmt(d['csf'])} | {fmt(d['gray_matter'])} | "
+              f"{fmt(d['white_matter'])} | {fmt(d['mean'])} | {fmt(row['dice_in_brain']['mean'])} | {trained} |")
+    if all(r["status"] == NO_MODEL for r in rows):
+        print(f"brain-tissue: {NO_MODEL}: train one with `segtool train brain-tissue` "
+              "(scripts/prepare_brain_tissue.py lays out the data) and pass --model-dir")
+    if args.json_out:
+        payload = {"task": "brain-tissue", "data": str(data), "columns": columns, "rows": rows,
+                   "note": "DSC on the input grid; dice_in_brain: restricted to voxels the reference labels as brain"}
+        args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    return 0
+
+
 # --------------------------------------------------------------------------- registry and CLI
 
 #: task -> the function that benchmarks it (takes the parsed arguments, returns the exit status)
 TASKS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "spinal-gm": spinal_gm, "brain-tumour-2d": brain_tumour_2d, "disc": disc,
+    "spinal-gm": spinal_gm, "brain-tumour-2d": brain_tumour_2d, "disc": disc, "clothing": clothing,
+    "brain-tissue": brain_tissue,
 }
 #: task -> the function that adds its options to its subcommand
 ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "spinal-gm": add_spinal_gm_arguments,
     "brain-tumour-2d": add_brain_tumour_2d_arguments,
     "disc": add_disc_arguments,
+    "clothing": add_clothing_arguments,
+    "brain-tissue": add_brain_tissue_arguments,
 }
 
 

@@ -34,6 +34,7 @@ class ModelConfig:
     network: str | None = None  # family in segtool.networks; None: the task's custom model_factory
     slice_axis: int | None = None
     target_spacing: list[float | None] | None = None
+    input_size: list[int] | None = None  # 2D: fixed (rows, cols) the image is resized to for the network
     orientation: str | None = None
     postprocess: dict[str, Any] | None = None
     weights_sha256: str | None = None  # of model.safetensors, checked before loading
@@ -99,6 +100,11 @@ class ModelConfig:
                 for s in self.target_spacing
             ):
                 bad("target_spacing", f"must be positive finite spacings in mm (or null), got {self.target_spacing!r}")
+        if self.input_size is not None and not (
+            isinstance(self.input_size, list) and len(self.input_size) == 2
+            and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in self.input_size)
+        ):
+            bad("input_size", f"must be two whole numbers (rows, cols), got {self.input_size!r}")
         if self.orientation is not None and not (isinstance(self.orientation, str) and ORIENTATION.match(self.orientation)):
             bad("orientation", f"must be three axis codes such as 'RAS', got {self.orientation!r}")
         if self.weights_sha256 is not None and not (
@@ -128,6 +134,8 @@ class ModelConfig:
             changes.update(network=self.network, model_factory=None)
         if self.target_spacing is not None:
             changes["target_spacing"] = tuple(self.target_spacing)
+        if self.input_size is not None:
+            changes["input_size"] = tuple(self.input_size)
         if self.orientation is not None:
             changes["orientation"] = self.orientation
         if self.postprocess is not None:
@@ -159,6 +167,7 @@ class ModelConfig:
             normalization=spec.normalization,
             slice_axis=spec.slice_axis,
             target_spacing=list(spec.target_spacing) if spec.target_spacing else None,
+            input_size=list(spec.input_size) if getattr(spec, "input_size", None) else None,
             orientation=spec.orientation,
             postprocess={f.name: getattr(spec.postprocess, f.name) for f in fields(spec.postprocess)},
         )

@@ -3,7 +3,7 @@
 The same `preprocess` serves `segtool run` and `segtool train`, so training and
 inference cannot drift apart:
 
-    reorient to spec.orientation -> resample to spec.target_spacing -> normalise
+    reorient to spec.orientation -> resample to spec.target_spacing (or spec.input_size) -> normalise
 
 `Segmenter` is built once (model on its device) and predicts many volumes:
 
@@ -51,6 +51,10 @@ def _to_model_grid(spec: TaskSpec, array: np.ndarray, affine: np.ndarray, mode: 
         if target_shape != oriented_shape:
             array = resample(array, target_shape, mode=mode)
         spacing = target
+    if getattr(spec, "input_size", None) is not None and tuple(array.shape[1:]) != tuple(spec.input_size):
+        # a fixed network input (photos of any size): resized here, probabilities resized back
+        spacing = tuple(s * n / m for s, n, m in zip(spacing, array.shape[1:], spec.input_size))
+        array = resample(array, tuple(spec.input_size), mode=mode)
     return array, reorientation, oriented_shape, spacing
 
 

@@ -146,6 +146,7 @@ class OutputPlan:
     probabilities: bool = False
     suffix: str = "_seg"  # the task's output suffix (TaskSpec.output_suffix)
     format: str | None = None  # --format: "nifti" or "dicom-seg"; None: from -o's suffix, else NIfTI
+    overlay: bool = False  # 2D tasks: also write <stem>_overlay.png (the image, classes blended in, a legend)
 
     def labels_path(self, case: Case, kind: str) -> Path:
         from segtool.io import default_output_path
@@ -169,6 +170,12 @@ class OutputPlan:
                 break
         return labels_path.with_name(f"{name}_prob.nii.gz")
 
+    def overlay_path(self, labels_path: Path) -> Path:
+        """``photo_seg.png`` -> ``photo_overlay.png`` (always PNG)."""
+        return self.probabilities_path(labels_path).with_name(
+            self.probabilities_path(labels_path).name[: -len("_prob.nii.gz")] + "_overlay.png"
+        )
+
     def targets(self, case: Case) -> list[Path]:
         """Every file a case may write (labels, Analyze companion, probabilities)."""
         from segtool.io.atomic import _companions
@@ -177,6 +184,8 @@ class OutputPlan:
         out = [labels] + _companions(labels)
         if self.probabilities:
             out.append(self.probabilities_path(labels))
+        if self.overlay:
+            out.append(self.overlay_path(labels))
         return out
 
 
@@ -262,14 +271,17 @@ class _InputIndex:
 
 
 def guess_output_kind(case: Case) -> str:
+    from segtool.io.formats import PHOTO_SUFFIXES
+
     suffix = "".join(case.inputs[0].suffixes[-1:]).lower()
-    return "photo" if suffix in {".png", ".jpg", ".jpeg", ".tif", ".tiff"} else "volume"
+    return "photo" if suffix in PHOTO_SUFFIXES else "volume"
 
 
 def _read(case: Case, spec: TaskSpec, allow_uneven: bool = False):
     from segtool.io import read_channels
 
-    return read_channels(list(case.inputs), spec.ndim, spec.channels, allow_uneven=allow_uneven)
+    return read_channels(list(case.inputs), spec.ndim, spec.channels, allow_uneven=allow_uneven,
+                         grey_as_rgb=spec.normalization == "rgb")
 
 
 def iter_read_ahead(
@@ -361,10 +373,14 @@ def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, star
     if target.exists() and not plan.overwrite:
         raise OutputExistsError(f"{target}: output exists (use --overwrite or --skip-existing)")
     prediction = segmenter.predict(volume, keep_probabilities=plan.probabilities, on_batch=on_batch)
+    colours = spec.label_colours() if volume.ndim == 2 else None
     written = write_labels(
         prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected,
-        label_names=spec.labels, algorithm=f"segtool {spec.name}",
+        label_names=spec.labels, algorithm=f"segtool {spec.name}", palette=colours,
     )
+    if plan.overlay:
+        write_overlay(volume, prediction.labels, colours, dict(spec.labels), plan.overlay_path(target),
+                      overwrite=plan.overwrite, protect=protected)
     prob_path = None
     if plan.probabilities:
         prob_path = str(
@@ -380,3 +396,38 @@ def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, star
     if qc is not None:
         qc(volume, prediction.labels, result)
     return result
+
+
+def display_rgb(volume) -> "np.ndarray":
+    """A 2D image as (rows, cols, 3) uint8 for pictures: 8-bit photos kept, others scaled (1st-99th percentile)."""
+    import numpy as np
+
+    array = np.asarray(volume.array)
+    if volume.kind != "photo":
+        array = np.swapaxes(array, 1, 2)  # (C, x, y) -> (C, rows=y, cols=x), as 2D masks are written
+    if volume.kind == "photo" and volume.meta.get("mode") in ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK",
+                                                            "YCbCr") and array.size and 0 <= array.min() <= array.max() <= 255:
+        array = np.asarray(array, np.float32).round().astype(np.uint8)  # an 8-bit photo: its own values
+    if array.dtype != np.uint8:
+        finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
+        lo, hi = (np.percentile(finite, (1, 99)) if finite.size else (0.0, 1.0))
+        array = np.clip((array.astype(np.float32) - lo) / max(float(hi - lo), 1e-6) * 255.0, 0, 255).astype(np.uint8)
+    if array.shape[0] == 1:
+        array = np.repeat(array, 3, axis=0)
+    return np.moveaxis(array[:3], 0, -1)
+
+
+def write_overlay(volume, labels, colours, names, path: Path, overwrite: bool = False, protect=()) -> Path:
+    """``path`` (PNG): the 2D image with its labels blended in their colours and a legend of those present."""
+    import numpy as np
+    from PIL import Image
+
+    from segtool.io.atomic import _atomic_write
+    from segtool.qc.overlay import photo_overlay
+
+    planes = np.asarray(labels)
+    if volume.kind != "photo":
+        planes = planes.T
+    picture = photo_overlay(display_rgb(volume), planes, colours or {}, names)
+    return _atomic_write(path, volume, overwrite, lambda tmp: Image.fromarray(picture).save(str(tmp), format="PNG"),
+                         [Path(p) for p in protect])

@@ -151,10 +151,19 @@ class TaskSpec:
     slice_axis: int | None = None  # 3D input, 2D network on slices along this axis (after reorientation)
     orientation: str | None = "RAS"
     target_spacing: tuple[float | None, ...] | None = None  # None on an axis keeps the input's spacing
+    # 2D tasks: every image is resized to this (rows, cols) for the network and the
+    # probabilities are resized back to the image's own size (photos of any size). None: native size.
+    input_size: tuple[int, ...] | None = None
     overlap: float = 0.5
     batch_size: int = 2
     normalization: str = "zscore"
     regions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    # The task's own class colours (value -> RGB; 0 may be given for background): mask
+    # palettes, overlays and QC. Values not listed get segtool.qc.colours.label_colour.
+    colours: Mapping[int, tuple[int, int, int]] = field(default_factory=dict)
+    # The default `segtool train --labels-map` (source value -> task value; unlisted sources
+    # become background), for the task's usual training data. Empty: none.
+    labels_map: Mapping[int, int] = field(default_factory=dict)
     models: Mapping[str, WeightsRef] = field(default_factory=dict)
     default_model: str | None = None
     postprocess: Postprocess = field(default_factory=Postprocess)
@@ -189,6 +198,7 @@ class TaskSpec:
             if not members or not set(members) <= set(labels):
                 _fail(what, f"region {region!r} must list known labels, got {members}")
         object.__setattr__(self, "regions", _frozen_mapping(regions))
+        self._check_colours_and_map(what, labels)
         self._check_network(what)
         if self.slice_axis is not None:
             if self.ndim != 3 or self.slice_axis not in (0, 1, 2):
@@ -205,6 +215,11 @@ class TaskSpec:
             if len(spacing) != self.ndim or any(s is not None and not s > 0 for s in spacing):
                 _fail(what, f"target_spacing must have {self.ndim} positive values (None keeps an axis)")
             object.__setattr__(self, "target_spacing", spacing)
+        if self.input_size is not None:
+            size = tuple(int(v) for v in self.input_size)
+            if self.network_dims != 2 or self.ndim != 2 or len(size) != 2 or min(size) < 1:
+                _fail(what, f"input_size must be two positive sizes (rows, cols) of a 2D task, got {self.input_size!r}")
+            object.__setattr__(self, "input_size", size)
         if self.augmentation not in AUGMENTATIONS:
             _fail(what, f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augmentation!r}")
         if self.locate is not None and not isinstance(self.locate, Locate):
@@ -231,6 +246,32 @@ class TaskSpec:
             object.__setattr__(self, "default_model", default)
         elif self.default_model is not None:
             _fail(what, "default_model given but no models declared")
+
+    def _check_colours_and_map(self, what: str, labels: Mapping[int, str]) -> None:
+        colours = {}
+        for value, rgb in dict(self.colours).items():
+            rgb = tuple(rgb)
+            if int(value) not in labels and int(value) != 0:
+                _fail(what, f"colours: {value} is not a label value")
+            if len(rgb) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in rgb):
+                _fail(what, f"colours: {value} must be an (r, g, b) of 0..255, got {rgb!r}")
+            colours[int(value)] = rgb
+        object.__setattr__(self, "colours", _frozen_mapping(colours))
+        mapping = {}
+        for source, target in dict(self.labels_map).items():
+            if int(source) < 0 or not 0 <= int(target) <= len(labels):
+                _fail(what, f"labels_map: {source} -> {target} must map a value >= 0 to 0..{len(labels)}")
+            mapping[int(source)] = int(target)
+        object.__setattr__(self, "labels_map", _frozen_mapping(mapping))
+
+    def label_colours(self) -> dict[int, tuple[int, int, int]]:
+        """RGB of background (0, black unless the task gives it) and of every label value."""
+        from segtool.qc.colours import label_colour
+
+        out = {0: tuple(self.colours.get(0, (0, 0, 0)))}
+        for value in self.labels:
+            out[value] = tuple(self.colours[value]) if value in self.colours else label_colour(value)
+        return out
 
     def _check_network(self, what: str) -> None:
         from segtool.networks import FAMILIES
@@ -304,6 +345,8 @@ class TaskSpec:
                                                     "min_extent_mm": value.min_extent_mm}
             elif f.name == "labels":
                 value = {str(k): v for k, v in value.items()}
+            elif f.name in ("colours", "labels_map"):
+                value = {str(k): list(v) if isinstance(v, tuple) else v for k, v in value.items()}
             elif f.name in ("model_kwargs", "regions"):
                 value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
             elif f.name == "models":

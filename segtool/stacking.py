@@ -245,7 +245,14 @@ def run_stacks(
                     stack_results.append(CaseResult(case.name, str(target), spec.name, model_name, 0.0, "skipped"))
                     continue
                 t0 = time.perf_counter()
-                written = write_labels(prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected)
+                colours = spec.label_colours() if volume.ndim == 2 else None
+                written = write_labels(prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected,
+                                       palette=colours)
+                if plan.overlay:
+                    from segtool.runner import write_overlay
+
+                    write_overlay(volume, prediction.labels, colours, dict(spec.labels), plan.overlay_path(target),
+                                  overwrite=plan.overwrite, protect=protected)
                 prob_path = None
                 if plan.probabilities:
                     prob_path = str(write_probabilities(

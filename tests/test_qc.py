@@ -494,4 +494,4 @@ def test_qc_command_on_a_photo(tmp_path):
     assert pixels.shape == (384, 512, 3)
     assert exact(pixels, qc.label_colour(1)).any() and exact(pixels, qc.label_colour(3)).any()
     text = (tmp_path / "qc" / "index.html").read_text(encoding="utf-8")
-    assert "hair: 100&nbsp;px" in text and "top: 48&nbsp;px" in text
+    assert "hair: 100&nbsp;px" in text and "accessories: 48&nbsp;px" in text  # the task's class names

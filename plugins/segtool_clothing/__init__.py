@@ -1,38 +1,80 @@
-"""Clothing parsing of RGB street-fashion photos."""
+"""Clothing parsing of RGB street-fashion photos: the seed's 14 classes, merged from CCP's 59 tags.
+
+``CLASSES`` is the one table of the task (issue 12): output value, class name, colour and
+the Clothing Co-Parsing (CCP) tags merged into it. The task's labels, its default
+training labels map (CCP tag value -> class value, applied by ``segtool train`` when no
+``--labels-map`` is given), its mask palette, overlay and QC colours all come from it.
+
+CCP tag values are indices into CCP's ``label_list.mat`` (0-based, ``CCP_TAGS``); the
+map is built from the tag *names*, so a name always wins over a mistyped index.
+"""
+
+from __future__ import annotations
 
 from segtool.hookspecs import hookimpl
 from segtool.spec import Postprocess, TaskSpec
 
+#: CCP's label_list.mat, in order: pixel value v of an annotation is CCP_TAGS[v].
+CCP_TAGS: tuple[str, ...] = (
+    "null", "accessories", "bag", "belt", "blazer", "blouse", "bodysuit", "boots", "bra", "bracelet",
+    "cape", "cardigan", "clogs", "coat", "dress", "earrings", "flats", "glasses", "gloves", "hair",
+    "hat", "heels", "hoodie", "intimate", "jacket", "jeans", "jumper", "leggings", "loafers", "necklace",
+    "panties", "pants", "pumps", "purse", "ring", "romper", "sandals", "scarf", "shirt", "shoes",
+    "shorts", "skin", "skirt", "sneakers", "socks", "stockings", "suit", "sunglasses", "sweater", "sweatshirt",
+    "swimwear", "t-shirt", "tie", "tights", "top", "vest", "wallet", "watch", "wedges",
+)
+
+#: (value, class, RGB colour, CCP tags as (index in label_list.mat, name)), exactly the issue's table.
+CLASSES: tuple[tuple[int, str, tuple[int, int, int], tuple[tuple[int, str], ...]], ...] = (
+    (0, "background", (0, 0, 0), ((0, "null"),)),
+    (1, "hair", (128, 64, 0), ((19, "hair"),)),
+    (2, "skin", (255, 200, 150), ((41, "skin"),)),
+    (3, "accessories", (255, 225, 25), (
+        (1, "accessories"), (2, "bag"), (3, "belt"), (9, "bracelet"), (15, "earrings"), (17, "glasses"),
+        (18, "gloves"), (29, "necklace"), (33, "purse"), (34, "ring"), (47, "sunglasses"), (56, "wallet"),
+        (57, "watch"))),
+    (4, "hat", (240, 50, 230), ((20, "hat"),)),
+    (5, "coat", (0, 130, 200), (
+        (4, "blazer"), (10, "cape"), (11, "cardigan"), (13, "coat"), (22, "hoodie"), (24, "jacket"),
+        (26, "jumper"), (46, "suit"), (48, "sweater"), (49, "sweatshirt"), (55, "vest"))),
+    (6, "shirt", (60, 180, 75), ((5, "blouse"), (6, "bodysuit"), (38, "shirt"), (51, "t-shirt"), (54, "top"))),
+    (7, "trousers", (0, 0, 128), ((25, "jeans"), (27, "leggings"), (31, "pants"), (40, "shorts"))),
+    (8, "dress", (230, 25, 75), ((14, "dress"), (35, "romper"))),
+    (9, "skirt", (245, 130, 48), ((42, "skirt"),)),
+    (10, "underwear", (250, 190, 212), ((8, "bra"), (23, "intimate"), (30, "panties"), (50, "swimwear"))),
+    (11, "socks", (70, 240, 240), ((44, "socks"), (45, "stockings"), (53, "tights"))),
+    (12, "scarf/tie", (145, 30, 180), ((37, "scarf"), (52, "tie"))),
+    (13, "shoes", (170, 255, 195), (
+        (7, "boots"), (12, "clogs"), (16, "flats"), (21, "heels"), (28, "loafers"), (32, "pumps"),
+        (36, "sandals"), (39, "shoes"), (43, "sneakers"), (58, "wedges"))),
+)
+
+
+def ccp_labels_map() -> dict[int, int]:
+    """CCP tag value -> class value, from the tag names (every one of the 59 tags is mapped)."""
+    return {CCP_TAGS.index(name): value for value, _, _, tags in CLASSES for _, name in tags}
+
+
 CLOTHING = TaskSpec(
     name="clothing",
-    description="Clothing parsing of RGB photos of people into 14 garment, skin and hair classes.",
+    description="Clothing parsing of RGB photos of people into the seed's 14 classes (background, hair, skin, "
+                "garments, accessories, shoes), merged from Clothing Co-Parsing's 59 tags.",
     modality="photo (RGB)",
     channels=("red", "green", "blue"),
     ndim=2,
     orientation=None,
     target_spacing=None,
-    patch_size=(512, 384),
-    overlap=0.25,
-    batch_size=4,
+    input_size=(320, 208),  # rows, cols: the seed's 320x208; any photo is resized to it and the mask back
+    patch_size=(320, 208),  # one window per photo
+    overlap=0.0,
+    batch_size=8,
     normalization="rgb",
-    labels={
-        1: "hair",
-        2: "skin",
-        3: "top",
-        4: "outerwear",
-        5: "dress",
-        6: "pants",
-        7: "skirt",
-        8: "shorts",
-        9: "legwear",
-        10: "footwear",
-        11: "bag",
-        12: "accessories",
-        13: "headwear",
-        14: "eyewear",
-    },
+    labels={value: name for value, name, _, _ in CLASSES if value},
+    colours={value: colour for value, _, colour, _ in CLASSES},
+    labels_map=ccp_labels_map(),
     network="deeplabv3plus",
     model_kwargs={},
+    augmentation="photo",
     postprocess=Postprocess(),
     citation=(
         "Yang W, Luo P, Lin L. Clothing Co-Parsing by Joint Image Segmentation and Labeling. CVPR 2014."

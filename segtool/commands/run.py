@@ -54,6 +54,8 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
                    "in slice-number order, are segmented as one batch and postprocessed as one volume; "
                    "one mask per slice. Files named *_mask.* or *_seg.* in a folder are left out.")
 @click.option("--shard", help="I/N: process every N-th case starting at case I (0-based), for job arrays.")
+@click.option("--overlay", is_flag=True,
+              help="2D tasks: also write <stem>_overlay.png, the image with the classes blended in and a legend.")
 @click.option("--qc", "qc_dir", type=click.Path(file_okay=False, path_type=Path), help="Write QC pictures and an HTML report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per case instead of output paths.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or logs on stderr.")
@@ -79,6 +81,8 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
         raise UsageError(f"-o/--output takes one case, got {len(cases)}; use --output-dir")
     if opts["weights_path"] is not None and opts["model_dir"] is not None:
         raise UsageError("give --weights or --model-dir, not both")
+    if opts["overlay"] and spec.ndim != 2:
+        raise UsageError(f"--overlay: task {spec.name!r} is {spec.ndim}D; overlays are for 2D tasks (use --qc)")
     for name in ("threshold", "overlap", "min_size_mm3"):  # click's FloatRange lets nan through
         value = opts[name]
         if value is not None and not math.isfinite(value):
@@ -176,6 +180,7 @@ def _output_plan(spec, opts):
         probabilities=opts["probabilities"],
         suffix=output_suffix(spec),
         format=opts["output_format"],
+        overlay=opts["overlay"],
     )
 
 
@@ -236,6 +241,6 @@ def _qc_writer(qc_dir: Path, spec):
             row.pop("volumes")
             QcReport(qc_dir).add_case(row)
             return
-        qc_case(qc_dir, volume, labels, dict(spec.labels), row)
+        qc_case(qc_dir, volume, labels, dict(spec.labels), row, colours=spec.label_colours())
 
     return write

@@ -26,7 +26,23 @@ def _patch_size(ctx, param, value: str | None):
 
 
 def _names(ctx, param, values: tuple[str, ...]):
-    return tuple(n.strip() for value in values for n in value.split(",") if n.strip())
+    """Names, comma-separated or repeated; ``@FILE`` reads them from FILE (one per line or comma-separated, # comments)."""
+    out = []
+    for value in values:
+        if value.startswith("@"):
+            path = Path(value[1:]).expanduser()
+            try:
+                text = path.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise click.BadParameter(f"{value}: cannot read ({exc.__class__.__name__}: {exc})") from None
+            lines = (line.split("#", 1)[0] for line in text.splitlines())
+            names = [n.strip() for line in lines for n in line.split(",") if n.strip()]
+            if not names:
+                raise click.BadParameter(f"{value}: the file names no cases")
+            out.extend(names)
+        else:
+            out.extend(n.strip() for n in value.split(",") if n.strip())
+    return tuple(out)
 
 
 @click.command(context_settings={"show_default": True})
@@ -42,10 +58,12 @@ def _names(ctx, param, values: tuple[str, ...]):
 @click.option("--weight-decay", type=click.FloatRange(min=0), default=1e-4, help="AdamW weight decay.")
 @click.option("--val-fraction", type=click.FloatRange(0.0, 1.0, max_open=True), default=0.2,
               help="Fraction of cases held out for validation (seeded split by case).")
-@click.option("--val-cases", multiple=True, callback=_names, help="Validate on these cases (comma-separated or repeated).")
+@click.option("--val-cases", multiple=True, callback=_names, help="Validate on these cases (comma-separated or repeated; @FILE: "
+              "names from FILE, one per line).")
 @click.option("--val-every", type=click.IntRange(min=1), default=1, help="Validate every N epochs (and after the last).")
 @click.option("--labels-map", help="Merge source labels into the task's: 3:1,42:2 (SRC may be a range 4-7, TARGET a "
-              "label name) or a JSON file. Unlisted source labels become background.")
+              "label name) or a JSON file. Unlisted source labels become background. Default: the task's own map "
+              "(e.g. clothing: CCP's 59 tags to its 14 classes), if it has one; 'none' turns that off.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, help="Seed for the split, initialisation and patches.")
 @click.option("--resume", is_flag=True, help="Continue the stopped run in MODEL_DIR (its split, seed and labels map).")
 @click.option("--overwrite", is_flag=True, help="Start again even if MODEL_DIR holds a model.")

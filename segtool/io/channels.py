@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Sequence
 
@@ -23,10 +24,12 @@ def read_channels(
     ndim: int,
     channel_names: Sequence[str],
     allow_uneven: bool = False,
+    grey_as_rgb: bool = False,
 ) -> Volume:
     """Read a task's input channels and stack them into one Volume.
 
-    Each path gives as many channels as it holds (an RGB photo 3, a grey file 1).
+    Each path gives as many channels as it holds (an RGB photo 3, a grey file 1); a
+    grey photo given alone is repeated as RGB when ``grey_as_rgb`` (colour-photo tasks).
     Raises :class:`GeometryError` when a file's dimensionality does not match
     ``ndim`` ("4D volume for a 3D task"), when the total channel count is not
     ``len(channel_names)``, or when files are on different grids (shape, or affine
@@ -42,6 +45,9 @@ def read_channels(
     volumes = [read_volume(p, allow_uneven=allow_uneven) for p in paths]
     for vol in volumes:
         _check_ndim(vol, ndim)
+    if grey_as_rgb and len(volumes) == 1 and len(channel_names) == 3 and volumes[0].kind == "photo" and volumes[0].channels == 1:
+        # a grey photo for a colour-photo task: grey as RGB (R = G = B), as Pillow's convert("RGB") does
+        volumes = [replace(volumes[0], array=np.repeat(volumes[0].array, 3, axis=0))]
     _check_channel_count(volumes, channel_names)
     for vol in volumes[1:]:
         _check_same_grid(volumes[0], vol)

@@ -12,14 +12,13 @@ NIFTI_SUFFIXES = (".nii.gz", ".nii")
 ANALYZE_SUFFIXES = (".hdr", ".img")
 SITK_SUFFIXES = (".mha", ".mhd", ".nrrd", ".nhdr")
 DICOM_SUFFIXES = (".dcm", ".dicom")
-PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff")
+PHOTO_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".webp")
 #: Suffixes a mask may be written with for photos (lossless only).
 PHOTO_OUT_SUFFIXES = (".png", ".tif", ".tiff")
 _KNOWN_SUFFIXES = NIFTI_SUFFIXES + ANALYZE_SUFFIXES + SITK_SUFFIXES + DICOM_SUFFIXES + PHOTO_SUFFIXES + (
     ".ima",
     ".bmp",
     ".gif",
-    ".webp",
 )
 
 

@@ -94,13 +94,29 @@ def _is_grey(rgb: np.ndarray) -> bool:
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
-def _write_photo_labels(data: np.ndarray, reference: Volume, path: Path) -> None:
-    """PNG/TIFF mask: mode L (8-bit) when labels fit, else I;16."""
+def _write_photo_labels(data: np.ndarray, reference: Volume, path: Path, palette=None) -> None:
+    """PNG/TIFF mask: mode L (8-bit) when labels fit, else I;16.
+
+    With ``palette`` (label value -> RGB) and labels that fit in 8 bits, an indexed
+    (mode P) image whose pixel values are still the label values: viewers show the
+    task's colours, readers get the values (values without a colour are black).
+    """
     from PIL import Image
 
     dtype = _label_dtype(data, _PHOTO_LABEL_TYPES)
     if reference.kind != "photo":
         data = data.T  # (x, y) -> (rows=y, cols=x), as ITK writes 2D images
     img = Image.fromarray(np.ascontiguousarray(data.astype(dtype)))
+    if palette and dtype == np.uint8:
+        img.putpalette(palette_bytes(palette))
     fmt = "PNG" if _suffix(path) == ".png" else "TIFF"
     img.save(str(path), format=fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {}))
+
+
+def palette_bytes(colours) -> list[int]:
+    """A 256-entry RGB palette (flat list) from label value -> (r, g, b); unlisted values are black."""
+    flat = [0] * (256 * 3)
+    for value, rgb in dict(colours).items():
+        if 0 <= int(value) < 256:
+            flat[3 * int(value) : 3 * int(value) + 3] = [int(c) for c in rgb]
+    return flat

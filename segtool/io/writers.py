@@ -26,6 +26,7 @@ def write_labels(
     protect: Sequence[str | os.PathLike] = (),
     label_names: Mapping[int, str] | None = None,
     algorithm: str = "segtool",
+    palette: Mapping[int, tuple[int, int, int]] | None = None,
 ) -> Path:
     """Write an integer label map on ``reference``'s grid; returns the path written.
 
@@ -39,7 +40,9 @@ def write_labels(
     - ``.png``/``.tif``/``.tiff``: Pillow, 2D labels only, mode ``L`` when every
       label fits in 8 bits, else ``I;16``.  JPEG is refused (lossy).  Non-photo
       2D references (e.g. a 2D NIfTI, spatial (x, y)) are written with rows = y,
-      as ITK writes 2D images; no geometry is kept.
+      as ITK writes 2D images; no geometry is kept.  With ``palette`` (label value
+      -> RGB, e.g. the task's class colours) an 8-bit mask is an indexed (mode
+      ``P``) image: pixel values are still the labels, viewers show the colours.
     - ``.dcm``/``.dicom``: a DICOM SEG (highdicom, :mod:`segtool.io.dicom_seg`) that
       references the reference's DICOM series, one segment per entry of
       ``label_names`` (``algorithm`` names the producer); DICOM series inputs only.
@@ -63,6 +66,9 @@ def write_labels(
 
         def write(tmp: Path) -> None:
             write_dicom_seg(data, reference, tmp, label_names, algorithm, shown_as=out)
+    elif fmt == "photo" and palette:
+        def write(tmp: Path) -> None:
+            _write_photo_labels(data, reference, tmp, palette)
     else:
         def write(tmp: Path) -> None:
             _LABEL_WRITERS[fmt](data, reference, tmp)

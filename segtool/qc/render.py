@@ -48,7 +48,8 @@ def _prepare_3d(image: "Volume", label_sets: list[np.ndarray]):
     return arrays[0], arrays[1:], spacing
 
 
-def _render_3d(image: "Volume", label_sets: list[np.ndarray], n_slices: int, size: int) -> dict[str, np.ndarray]:
+def _render_3d(image: "Volume", label_sets: list[np.ndarray], n_slices: int, size: int,
+               colours=None) -> dict[str, np.ndarray]:
     grey, ras_labels, spacing = _prepare_3d(image, label_sets)
     window = intensity_window(np.asarray(image.array[0]))
     views: dict[str, np.ndarray] = {}
@@ -60,19 +61,19 @@ def _render_3d(image: "Volume", label_sets: list[np.ndarray], n_slices: int, siz
             tiles = []
             for k in slices:
                 base = grey_tile(slice_plane(grey, axis, k), hw, window)
-                tiles.append(overlay_labels(base, resize_labels(slice_plane(lab, axis, k), hw)))
+                tiles.append(overlay_labels(base, resize_labels(slice_plane(lab, axis, k), hw), colours))
             rows.append(hstack(tiles))
         views[view] = rows[0] if len(rows) == 1 else vstack(rows)
     return views
 
 
-def _render_2d(image: "Volume", label_sets: list[np.ndarray], size: int) -> np.ndarray:
+def _render_2d(image: "Volume", label_sets: list[np.ndarray], size: int, colours=None) -> np.ndarray:
     rows, cols = image.spatial_shape
     sr, sc = voxel_spacing(image.affine, 2)
     mm_per_px = max(rows * sr, cols * sc) / float(size)
     hw = (max(1, int(round(rows * sr / mm_per_px))), max(1, int(round(cols * sc / mm_per_px))))
     base = photo_rgb(image, hw)
-    panels = [overlay_labels(base, resize_labels(lab, hw)) for lab in label_sets]
+    panels = [overlay_labels(base, resize_labels(lab, hw), colours) for lab in label_sets]
     return panels[0] if len(panels) == 1 else hstack(panels)
 
 
@@ -92,6 +93,7 @@ def _render(
     n_slices: int,
     size: int,
     photo_size: int,
+    colours=None,
 ) -> list[Path]:
     from segtool.errors import GeometryError
 
@@ -101,10 +103,10 @@ def _render(
     out = Path(out_dir)
     stem = safe_id(case_id)
     if image.ndim == 3:
-        views = _render_3d(image, arrays, max(1, int(n_slices)), int(size))
+        views = _render_3d(image, arrays, max(1, int(n_slices)), int(size), colours)
         return [_save(pixels, out / f"{stem}_{view}.png") for view, pixels in views.items()]
     if image.ndim == 2:
-        return [_save(_render_2d(image, arrays, int(photo_size)), out / f"{stem}_photo.png")]
+        return [_save(_render_2d(image, arrays, int(photo_size), colours), out / f"{stem}_photo.png")]
     raise GeometryError(f"QC pictures need a 2D or 3D image, got {image.ndim}D")
 
 
@@ -118,13 +120,15 @@ def render_case(
     n_slices: int = 5,
     size: int = 256,
     photo_size: int = 512,
+    colours: Mapping[int, tuple[int, int, int]] | None = None,
 ) -> list[Path]:
     """Write the QC PNGs of one case to ``out_dir`` and return their paths (see the module doc).
 
     ``labels``: integer array ``spatial`` or ``(1, *spatial)`` on the image's grid (or a Volume).
-    ``label_names`` is accepted for symmetry with the report; colours depend only on values.
+    ``label_names`` is accepted for symmetry with the report; colours depend only on values:
+    ``colours`` (the task's, ``TaskSpec.label_colours()``) or else :func:`label_colour`.
     """
-    return _render(image, [labels], out_dir, case_id, n_slices, size, photo_size)
+    return _render(image, [labels], out_dir, case_id, n_slices, size, photo_size, colours)
 
 
 def render_comparison(
@@ -138,6 +142,7 @@ def render_comparison(
     n_slices: int = 5,
     size: int = 256,
     photo_size: int = 512,
+    colours: Mapping[int, tuple[int, int, int]] | None = None,
 ) -> list[Path]:
     """Prediction and ground truth on the same slices: 3D, prediction row above the
     ground-truth row in each view's PNG; 2D, prediction left, ground truth right.
@@ -146,7 +151,7 @@ def render_comparison(
     """
     if image is None:
         image = blank_like(pred)
-    return _render(image, [pred, gt], out_dir, case_id, n_slices, size, photo_size)
+    return _render(image, [pred, gt], out_dir, case_id, n_slices, size, photo_size, colours)
 
 
 def blank_like(labels: Any) -> "Volume":

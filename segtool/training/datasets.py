@@ -45,6 +45,7 @@ IMAGE_ENDINGS = (
     ".tif",
     ".tiff",
     ".bmp",
+    ".webp",
 )
 LABEL_SUFFIX = "_seg"
 CHANNEL_INDEX = re.compile(r"^(?P<case>.+)_(?P<index>\d{4})$")

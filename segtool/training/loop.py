@@ -233,8 +233,14 @@ class Trainer:
     def _resolve_labels_map(self, dataset: Dataset, saved: dict | None) -> dict[int, int] | None:
         if saved is not None:
             return {int(k): int(v) for k, v in saved.items()} if saved else None
+        if self.opts.labels_map and self.opts.labels_map.strip().lower() == "none":
+            return None  # the data already holds the task's values: no map, not even the task's default
         if self.opts.labels_map:
             return parse_labels_map(self.opts.labels_map, self.spec.labels)
+        if self.spec.labels_map:
+            self.console.print(f"labels merged by the task's default labels map ({len(self.spec.labels_map)} source "
+                               "values; --labels-map none turns it off)")
+            return dict(self.spec.labels_map)
         auto = map_from_dataset_json(dataset.info, self.spec.labels)
         if auto:
             self.console.print(f"labels renumbered by name from dataset.json: {describe_map(auto)}")

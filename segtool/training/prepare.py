@@ -40,7 +40,7 @@ def read_case(spec: TaskSpec, case: Case, labels_map: Mapping[int, int] | None):
     from segtool.io import read_channels, read_labels
 
     try:
-        image = read_channels(list(case.images), spec.ndim, spec.channels)
+        image = read_channels(list(case.images), spec.ndim, spec.channels, grey_as_rgb=spec.normalization == "rgb")
         label = read_labels(case.label)
     except SegtoolError as exc:
         raise CaseError(f"case {case.name!r}: {exc.one_line()}") from None
@@ -91,6 +91,8 @@ class PreparedCase:
     image_path: Path
     label_path: Path
     foreground_path: Path
+    image_files: tuple[Path, ...] = ()  # the source files, for samplers that need more than the cached arrays
+    label_file: Path | None = None
     _arrays: dict = field(default_factory=dict, repr=False, compare=False)
 
     def _load(self, key: str, path: Path):
@@ -172,7 +174,8 @@ def fingerprint(spec: TaskSpec, cases: Sequence[Case], labels_map: Mapping[int, 
 
     payload = {
         "format": CACHE_FORMAT,
-        "task": [spec.name, list(spec.channels), spec.ndim, spec.orientation, spec.target_spacing, spec.normalization],
+        "task": [spec.name, list(spec.channels), spec.ndim, spec.orientation, spec.target_spacing, spec.normalization]
+        + ([list(spec.input_size)] if spec.input_size else []),
         "labels": sorted(spec.labels.items()),
         "labels_map": sorted((labels_map or {}).items()),
         "cases": [[c.name, [file_id(p) for p in c.images], file_id(c.label)] for c in cases],
@@ -202,7 +205,7 @@ def build_cache(
     if manifest_path.is_file():
         try:
             manifest = json.loads(manifest_path.read_text(encoding="utf-8"))
-            if manifest.get("fingerprint") == key:
+            if manifest.get("fingerprint") == key and all("images" in e for e in manifest.get("cases", [])):
                 return manifest
         except ValueError:
             pass
@@ -223,7 +226,8 @@ def build_cache(
         fg = foreground_positions(model_label, case.name)
         np.savez(cache_dir / f"{stem}_fg.npz", **{str(k): v for k, v in fg.items()})
         samples.append(_intensity_sample(np.asarray(image.array), np.asarray(label.array)[0], case.name))
-        entries.append({"name": case.name, "stem": stem, "shape": list(model_label.shape), "labels": sorted(fg)})
+        entries.append({"name": case.name, "stem": stem, "shape": list(model_label.shape), "labels": sorted(fg),
+                        "images": [str(p) for p in case.images], "label": str(case.label)})
         if on_case is not None:
             on_case(i + 1, len(cases))
     manifest = {
@@ -247,6 +251,8 @@ def open_cache(cache_dir: Path) -> tuple[list[PreparedCase], dict]:
             cache_dir / f"{e['stem']}_image.npy",
             cache_dir / f"{e['stem']}_label.npy",
             cache_dir / f"{e['stem']}_fg.npz",
+            tuple(Path(p) for p in e.get("images", ())),
+            Path(e["label"]) if e.get("label") else None,
         )
         for e in manifest["cases"]
     ]
