@@ -405,6 +405,9 @@ class Trainer:
         if sampler is None:
             sampler = PatchSampler(self.prepared, sample_patch, self.batch_size, opts.foreground_fraction)
         batches = StepBatches(sampler, self._augmentation(), self.seed, self.dist.rank, spec.slice_axis)
+        own = getattr(sampler, "description", None)  # a task's own sampler says what it does (model card)
+        if own:
+            self.augment_description = own if self.augment_description == "none" else f"{own}; then {self.augment_description}"
         stopped = None
         start_epoch = self.global_step // spe
         if start_epoch >= opts.epochs:
