@@ -307,3 +307,23 @@ def test_replace_keeps_a_spec_valid():
     assert replace(spec, patch_size=(32, 32)).patch_size == (32, 32)
     with pytest.raises(InvalidSpecError):
         replace(spec, slice_axis=None)  # a 2D patch no longer fits a 3D network
+
+
+def test_train_another_network_family_and_run_it(tmp_path):
+    spec = slice_spec()
+    model_dir = train_folder(spec, tmp_path, "--network", "attention_unet", "--network-args",
+                             '{"features": [4, 8], "strides": [2]}')
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    assert config["network"] == "attention_unet" and config["architecture"] == {"features": [4, 8], "strides": [2]}
+    from safetensors.torch import load_file
+
+    assert any("gate" in key or "attention" in key for key in load_file(str(model_dir / "model.safetensors")))
+    image, _ = disk_case(np.random.default_rng(5))
+    source = tmp_path / "x.nii.gz"
+    nib.save(nib.Nifti1Image(image, AFFINE), source)
+    invoke(spec, "run", spec.name, source, "--model-dir", model_dir, "-o", tmp_path / "x_mask.nii.gz")
+    assert (tmp_path / "x_mask.nii.gz").exists()
+    bad = invoke(spec, "train", spec.name, tmp_path / "data", "-o", tmp_path / "m2", "--network-args", "{nope", ok=False)
+    assert bad.exit_code == 2 and "--network-args" in bad.output
+    wrong = invoke(spec, "train", spec.name, tmp_path / "data", "-o", tmp_path / "m3", "--network", "resnet", ok=False)
+    assert wrong.exit_code == 2 and "unknown network family" in wrong.output

@@ -78,6 +78,10 @@ def _names(ctx, param, values: tuple[str, ...]):
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
               help="auto: fp16 on CUDA, bf16 on CPUs with native bfloat16, else fp32.")
 @click.option("--no-amp", is_flag=True, help="Same as --precision fp32.")
+@click.option("--network", "network_family", help="Train another network family than the task's "
+              "(unet, attention_unet, res_se_unet, deeplabv3plus, dilated_gm); recorded in the model folder.")
+@click.option("--network-args", help='The family\'s own arguments as JSON, e.g. \'{"features": [16, 32, 64]}\' '
+              "(default: the task's when the family is the task's, else the family's defaults).")
 @click.option("--group-by", help="Regex whose first group names a case's subject: the split keeps subjects whole "
                                   "(e.g. '^(sub-[^_]+)').")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0.1), default=5.0,
@@ -102,7 +106,7 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
     (DistributedDataParallel). See docs/training.md.
     """
     app = get_app(ctx)
-    spec = app.registry.get(task)
+    spec = _with_network(app.registry.get(task), opts.pop("network_family"), opts.pop("network_args"))
     if opts["resume"] and opts["overwrite"]:
         raise UsageError("give --resume or --overwrite, not both")
 
@@ -180,3 +184,27 @@ def command_line(ctx: click.Context) -> str:
             launcher += ["--nnodes", str(nodes)]
         words = launcher + ["-m"] + words
     return shlex.join(words)
+
+
+def _with_network(spec, family: str | None, arguments: str | None):
+    """The task with another network family and/or arguments (what `--network`/`--network-args` ask for)."""
+    import json
+    from dataclasses import replace
+
+    from segtool.errors import InvalidSpecError
+
+    if family is None and arguments is None:
+        return spec
+    kwargs = dict(spec.model_kwargs) if family in (None, spec.network) else {}
+    if arguments is not None:
+        try:
+            kwargs = json.loads(arguments)
+        except ValueError as exc:
+            raise UsageError(f"--network-args: not JSON ({exc})") from None
+        if not isinstance(kwargs, dict):
+            raise UsageError("--network-args: expected a JSON object of the family's arguments")
+    try:
+        return replace(spec, network=family or spec.network, model_factory=None if family else spec.model_factory,
+                       model_kwargs=kwargs)
+    except InvalidSpecError as exc:
+        raise UsageError(f"--network: {exc}") from None
