@@ -74,10 +74,18 @@ def needs_locating(volume: "Volume", locate: "Locate") -> bool:
                for (world, _), extent in zip(ornt, extents))
 
 
-def crop_box(
+@dataclass(frozen=True)
+class Located:
+    """What the localiser found: its largest component (input grid) and the box to segment."""
+
+    mask: np.ndarray
+    box: CropBox
+
+
+def locate_structure(
     locator: "Segmenter", volume: "Volume", locate: "Locate", warn: Callable[[str], None] | None = None
-) -> CropBox | None:
-    """The box to segment, from the locator's largest component; None means the whole input."""
+) -> Located | None:
+    """The localiser's largest component and the box around it; None means: segment the whole input."""
     if not needs_locating(volume, locate):
         return None
     found = locator.predict(volume).labels > 0
@@ -85,7 +93,17 @@ def crop_box(
         if warn is not None:
             warn(f"{locate.task} found nothing to crop around; segmenting the whole image (slower)")
         return None
-    return box_around(largest_component(found), margins_in_voxels(volume.affine, locate.margin_mm))
+    mask = largest_component(found)
+    return Located(mask, box_around(mask, margins_in_voxels(volume.affine, locate.margin_mm)))
+
+
+def keep_within(probs: np.ndarray, mask: np.ndarray, spacing: tuple[float, ...], grow_mm: float) -> np.ndarray:
+    """Probabilities with every label outside ``mask`` grown by ``grow_mm`` set to background."""
+    near = ndimage.distance_transform_edt(~mask, sampling=spacing) <= grow_mm
+    out = probs.copy()
+    out[1:, ~near] = 0.0
+    out[0, ~near] = 1.0
+    return out
 
 
 def crop_volume(volume: "Volume", box: CropBox) -> "Volume":

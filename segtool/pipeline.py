@@ -152,16 +152,19 @@ class Segmenter:
         keep_probabilities: bool = False,
         on_batch: Callable[[int, int], None] | None = None,
     ) -> Prediction:
-        from segtool.locate import crop_box, crop_volume, paste_probabilities
+        from segtool.locate import crop_volume, keep_within, locate_structure, paste_probabilities
 
         spec, opts = self.spec, self.options
-        box = None
+        located = None
         if self.locator is not None and spec.locate is not None:
-            box = crop_box(self.locator, volume, spec.locate, self.warn)
-        if box is None:
+            located = locate_structure(self.locator, volume, spec.locate, self.warn)
+        if located is None:
             on_input = self.probabilities(volume, on_batch)
         else:
-            on_input = paste_probabilities(self.probabilities(crop_volume(volume, box), on_batch), box, volume)
+            crop = crop_volume(volume, located.box)
+            on_input = paste_probabilities(self.probabilities(crop, on_batch), located.box, volume)
+            if spec.locate.within_mm is not None:
+                on_input = keep_within(on_input, located.mask, volume.spacing, spec.locate.within_mm)
         steps = opts.postprocess or spec.postprocess
         labels = labels_from_probabilities(on_input, steps.threshold)
         voxel_mm3 = float(np.prod(volume.spacing))

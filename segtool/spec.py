@@ -114,6 +114,11 @@ class Locate:
     task: str
     margin_mm: tuple[float, ...] = (10.0, 10.0, 0.0)
     min_extent_mm: float = 60.0
+    within_mm: float | None = None  # keep labels only within the located structure grown by this much
+
+    def _check_within(self) -> None:
+        if self.within_mm is not None and not self.within_mm >= 0:
+            _fail("locate", "within_mm must be >= 0 (or None)")
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not TASK_NAME.match(self.task):
@@ -122,6 +127,7 @@ class Locate:
         if min(margin) < 0:
             _fail("locate", "margin_mm must be >= 0")
         object.__setattr__(self, "margin_mm", margin)
+        self._check_within()
 
 
 def describe_spacing(spacing) -> str:
@@ -342,7 +348,7 @@ class TaskSpec:
                 value = None if value is None else f"{value.__module__}.{value.__qualname__}"
             elif f.name == "locate":
                 value = None if value is None else {"task": value.task, "margin_mm": list(value.margin_mm),
-                                                    "min_extent_mm": value.min_extent_mm}
+                                                    "min_extent_mm": value.min_extent_mm, "within_mm": value.within_mm}
             elif f.name == "labels":
                 value = {str(k): v for k, v in value.items()}
             elif f.name in ("colours", "labels_map"):

@@ -115,3 +115,24 @@ def test_crop_keeps_world_positions_and_margins_follow_world_axes():
     assert cropped.spatial_shape == (20, 13, 4)
     permuted = AFFINE[:, [1, 0, 2, 3]]  # first voxel axis now runs along A
     assert margins_in_voxels(permuted, (3.0, 1.5, 6.0)) == (3, 6, 2)
+
+
+@pytest.mark.parametrize("within_mm, kept", [(None, True), (1.0, False)])
+def test_labels_far_from_the_located_structure_are_dropped_on_request(tmp_path, monkeypatch, within_mm, kept):
+    package = f"two_stage_within_{next(_counter)}"
+    specs = {}
+    for name, extra in (("coarse", {}), ("fine", {"locate": Locate("coarse", margin_mm=(6.0, 6.0, 0.0),
+                                                                  min_extent_mm=15.0, within_mm=within_mm)})):
+        bare = make_spec(name, target_spacing=(0.5, 0.5, 3.0), **extra)
+        ref = make_bundled_package(tmp_path / "site", f"{package}_{name}", bare)
+        specs[name] = make_spec(name, target_spacing=(0.5, 0.5, 3.0), models={"default": ref}, **extra)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    image, cord = neck()
+    image[66:68, 18:20, :] = 200.0  # a small bright spot 2.5 mm beyond the cord: inside the crop, not the cord
+    source = tmp_path / "neck.nii.gz"
+    nib.save(nib.Nifti1Image(image, AFFINE), source)
+    out = tmp_path / "mask.nii.gz"
+    assert run(specs, "run", "fine", source, "-o", out).exit_code == 0
+    mask = np.asarray(nib.load(str(out)).dataobj) > 0
+    assert np.array_equal(mask & (cord > 0), cord > 0)
+    assert bool(mask[66:68, 18:20].any()) is kept

@@ -1,11 +1,12 @@
 """Spinal cord gray matter on axial T2*-weighted MRI: find the cord, then segment its gray matter.
 
-Two stages, as in SCT: the `spinal-cord` task (plugins/segtool_spinal_cord) finds
-the cord on the whole image at 1 mm; the input is cropped to the cord plus 10 mm
-in-plane; the dilated-convolution network of Perone et al. (2018) segments the gray
-matter slice by slice at 0.25 mm in-plane on the crop; the mask is pasted back on
-the input grid. Inputs whose field of view is already a crop (< 45 mm in-plane)
-go straight to the gray-matter network.
+Two stages, as in SCT: the `spinal-cord` task (plugins/segtool_spinal_cord) finds the
+cord at 1 mm; the input is cropped to the cord plus 10 mm in-plane; the dilated-
+convolution network of Perone et al. (2018) segments the gray matter slice by slice
+at 0.25 mm in-plane on the crop; the mask is pasted back on the input grid, keeping
+only gray matter within 2 mm of the located cord (gray matter lies inside the cord).
+Images that are already a crop go the same way (the localiser finds the cord in
+them too); if it finds no cord, the whole image is segmented, with a warning.
 """
 
 from segtool.hookspecs import hookimpl
@@ -37,7 +38,8 @@ SPINAL_GM = TaskSpec(
     network="dilated_gm",
     model_kwargs={"filters": 32},
     augmentation="mri-strong",
-    locate=Locate(task="spinal-cord", margin_mm=(10.0, 10.0, 0.0), min_extent_mm=45.0),
+    # Gray matter lies inside the cord: labels farther than 2 mm from the located cord are dropped.
+    locate=Locate(task="spinal-cord", margin_mm=(10.0, 10.0, 0.0), min_extent_mm=0.0, within_mm=2.0),
     output_suffix="_gmseg",
     models={"default": DEFAULT_MODEL},
     postprocess=Postprocess(threshold=0.5),
