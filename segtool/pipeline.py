@@ -39,6 +39,10 @@ class Prepared:
     spacing: tuple[float, ...]  # model-space spacing
 
 
+#: The most voxels the model grid may have (per channel): 1 G float32 voxels is 4 GiB already.
+MAX_MODEL_VOXELS = 1_000_000_000
+
+
 def _to_model_grid(spec: TaskSpec, array: np.ndarray, affine: np.ndarray, mode: str):
     reorientation = None
     if spec.orientation is not None:
@@ -48,6 +52,14 @@ def _to_model_grid(spec: TaskSpec, array: np.ndarray, affine: np.ndarray, mode: 
     if spec.target_spacing is not None:
         target = tuple(s if t is None else t for s, t in zip(spacing, spec.target_spacing))
         target_shape = resampled_shape(oriented_shape, spacing, target)
+        if float(np.prod(target_shape, dtype=np.float64)) > MAX_MODEL_VOXELS:
+            from segtool.errors import GeometryError
+
+            raise GeometryError(
+                f"resampling {'x'.join(map(str, oriented_shape))} voxels of {'x'.join(f'{s:g}' for s in spacing)} mm "
+                f"to {'x'.join(f'{t:g}' for t in target)} mm would need {'x'.join(map(str, target_shape))} voxels, "
+                f"more than segtool handles ({MAX_MODEL_VOXELS:,}); is the voxel size in the header right?"
+            )
         if target_shape != oriented_shape:
             array = resample(array, target_shape, mode=mode)
         spacing = target
@@ -122,6 +134,18 @@ class Segmenter:
         self.warn = warn
         self.locator = locator  # segments spec.locate.task first; None segments the whole input
 
+    def _empty(self, volume: "Volume", keep_probabilities: bool) -> "Prediction":
+        """A constant image holds nothing to segment: an empty mask, and a warning (never a random mask)."""
+        if self.warn is not None:
+            self.warn(f"{volume.path or 'input'}: the image is constant (every voxel the same value); "
+                      "writing an empty mask")
+        labels = np.zeros(volume.spatial_shape, dtype=np.uint8)
+        probs = None
+        if keep_probabilities:
+            probs = np.zeros((self.spec.num_classes, *volume.spatial_shape), dtype=np.float32)
+            probs[0] = 1.0
+        return Prediction(labels, probs, {int(k): 0.0 for k in self.spec.labels})
+
     def probabilities(self, volume: "Volume", on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Class probabilities (K, *input spatial) on the input grid."""
         import torch
@@ -155,6 +179,8 @@ class Segmenter:
         from segtool.locate import crop_volume, keep_within, locate_structure, paste_probabilities
 
         spec, opts = self.spec, self.options
+        if _is_constant(volume.array):
+            return self._empty(volume, keep_probabilities)
         located = None
         if self.locator is not None and spec.locate is not None:
             located = locate_structure(self.locator, volume, spec.locate, self.warn)
@@ -172,3 +198,9 @@ class Segmenter:
         counts = np.bincount(labels.ravel(), minlength=spec.num_classes)
         volumes = {int(k): float(counts[k] * voxel_mm3) for k in spec.labels}
         return Prediction(labels, on_input if keep_probabilities else None, volumes)
+
+
+def _is_constant(array: np.ndarray) -> bool:
+    """Every channel holds one value everywhere (an all-zero or blank image)."""
+    flat = np.asarray(array).reshape(array.shape[0], -1)
+    return bool(flat.size) and bool((flat.min(axis=1) == flat.max(axis=1)).all())

@@ -327,3 +327,53 @@ def test_train_another_network_family_and_run_it(tmp_path):
     assert bad.exit_code == 2 and "--network-args" in bad.output
     wrong = invoke(spec, "train", spec.name, tmp_path / "data", "-o", tmp_path / "m3", "--network", "resnet", ok=False)
     assert wrong.exit_code == 2 and "unknown network family" in wrong.output
+
+
+def biased_folder(tmp_path: Path, spec: TaskSpec) -> Path:
+    """A one-conv model that calls everything label 1 unless the image says otherwise (bias +1)."""
+    from safetensors.torch import save_file
+
+    from segtool.model_config import ModelConfig
+
+    folder = tmp_path / "biased"
+    folder.mkdir()
+    weight = torch.zeros(2, 1, 1, 1)
+    save_file({"weight": weight, "bias": torch.tensor([0.0, 1.0])}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
+    return folder
+
+
+def conv_factory(spatial_dims, in_channels, out_channels):
+    return torch.nn.Conv2d(in_channels, out_channels, 1)
+
+
+@pytest.mark.parametrize("value", [0.0, 417.0])
+def test_a_constant_image_gives_an_empty_mask_and_a_warning(tmp_path, value):
+    spec = slice_spec(network=None, model_factory=conv_factory, model_kwargs={})
+    folder = biased_folder(tmp_path, spec)
+    source = tmp_path / "blank.nii.gz"
+    nib.save(nib.Nifti1Image(np.full((20, 18, 3), value, np.float32), AFFINE), source)
+    out = tmp_path / "blank_mask.nii.gz"
+    result = invoke(spec, "run", spec.name, source, "--model-dir", folder, "-o", out)
+    assert not np.asarray(nib.load(str(out)).dataobj).any()  # the model alone would label every voxel
+    assert "constant" in result.stderr
+
+
+def test_an_absurd_voxel_size_is_one_line_not_a_huge_allocation(tmp_path, trained_slices):
+    spec, model_dir, _ = trained_slices
+    image, _ = disk_case(np.random.default_rng(1))
+    source = tmp_path / "huge.nii.gz"
+    nib.save(nib.Nifti1Image(image, np.diag([-1e6, 1e6, 3.0, 1.0])), source)
+    out = tmp_path / "huge_mask.nii.gz"
+    result = invoke(spec, "run", spec.name, source, "--model-dir", model_dir, "-o", out, ok=False)
+    assert result.exit_code == 1 and "more than segtool handles" in result.output and not out.exists()
+
+
+def test_a_config_asking_for_a_huge_network_is_refused_with_exit_3(trained_slices, tmp_path):
+    spec, model_dir, source = trained_slices
+    folder = copy_folder(model_dir, tmp_path / "m")
+    config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    config["architecture"] = {"features": [100000, 200000], "strides": [2]}
+    (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    result = invoke(spec, "run", spec.name, source, "--model-dir", folder, "-o", tmp_path / "o.nii.gz", ok=False)
+    assert result.exit_code == 3 and "500 million" in result.output
