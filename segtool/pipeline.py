@@ -150,13 +150,19 @@ class Segmenter:
         """Class probabilities (K, *input spatial) on the input grid."""
         import torch
 
+        prepared = preprocess(self.spec, volume)
+        probs = self.model_probabilities(torch.from_numpy(prepared.array), self.spec.slice_axis, on_batch)
+        return probabilities_to_input_grid(self.spec, probs, prepared)
+
+    def model_probabilities(self, image: "torch.Tensor", slice_axis: int | None,
+                            on_batch: Callable[[int, int], None] | None = None) -> "torch.Tensor":
+        """Sliding-window probabilities (K, *spatial) of a preprocessed (C, *spatial) image, with this run's options."""
         from segtool.inference import sliding_window_inference
 
         spec, opts = self.spec, self.options
-        prepared = preprocess(spec, volume)
-        probs = sliding_window_inference(
+        return sliding_window_inference(
             self.model,
-            torch.from_numpy(prepared.array),
+            image,
             spec.patch_size,
             num_classes=spec.num_classes,
             overlap=spec.overlap if opts.overlap is None else opts.overlap,
@@ -166,9 +172,8 @@ class Segmenter:
             tta=opts.tta,
             on_batch=on_batch,
             warn=self.warn,
-            slice_axis=spec.slice_axis,
+            slice_axis=slice_axis,
         )
-        return probabilities_to_input_grid(spec, probs, prepared)
 
     def predict(
         self,

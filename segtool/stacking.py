@@ -123,7 +123,6 @@ def predict_stack(segmenter, volumes: Sequence, keep_probabilities: bool = False
     import torch
 
     from segtool.geometry import resample
-    from segtool.inference import sliding_window_inference
     from segtool.pipeline import Prediction, preprocess
     from segtool.postprocess import apply_postprocess, labels_from_probabilities
 
@@ -132,20 +131,7 @@ def predict_stack(segmenter, volumes: Sequence, keep_probabilities: bool = False
     grid = tuple(prepared[0].array.shape[1:])
     arrays = [p.array if tuple(p.array.shape[1:]) == grid else resample(p.array, grid, mode="linear") for p in prepared]
     image = torch.from_numpy(np.ascontiguousarray(np.stack(arrays, axis=-1)))  # (C, rows, cols, slices)
-    probs = sliding_window_inference(
-        segmenter.model,
-        image,
-        spec.patch_size,
-        num_classes=spec.num_classes,
-        overlap=spec.overlap if opts.overlap is None else opts.overlap,
-        batch_size=opts.batch_size or spec.batch_size,
-        device=segmenter.device,
-        precision=segmenter.precision,
-        tta=opts.tta,
-        on_batch=on_batch,
-        warn=segmenter.warn,
-        slice_axis=2,
-    )
+    probs = segmenter.model_probabilities(image, slice_axis=2, on_batch=on_batch)
     probs = probs.float().cpu().numpy()  # (K, rows, cols, slices)
     steps = opts.postprocess or spec.postprocess
     labels = labels_from_probabilities(probs, steps.threshold)

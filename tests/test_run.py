@@ -252,10 +252,10 @@ def test_multichannel_task_groups_files_per_case(tmp_path, duo):
 
 def test_task_without_weights_exits_3_and_writes_nothing(tmp_path):
     src = save_nifti(tmp_path / "x.nii.gz", cube_image())
-    result = CliRunner().invoke(cli, ["run", "spinal-gm", str(src), "-q"])
+    result = invoke(app_with(make_spec("untrained")), ["run", "untrained", str(src), "-q"])
     assert result.exit_code == 3
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "spinal-gm" in lines[0] and "weights" in lines[0]
+    assert len(lines) == 1 and "untrained" in lines[0] and "weights" in lines[0]
     assert not (tmp_path / "x_seg.nii.gz").exists()
 
 
