@@ -119,7 +119,8 @@ def spinal_gm_delta_dice(data: Path) -> float | None:
             for precision in ("fp32", "bf16"):
                 out = Path(tmp) / f"{case.name}_{precision}.nii.gz"
                 subprocess.run([sys.executable, "-m", "segtool", "run", "spinal-gm", str(data / case.image),
-                                "-o", str(out), "--precision", precision, "-q", "--offline"], check=True)
+                                "-o", str(out), "--precision", precision, "-q", "--offline"], check=True,
+                               stdout=subprocess.DEVNULL)
                 pred = np.asarray(nib.load(str(out)).dataobj) > 0
                 dice[precision] = ref.score(pred, gt, spacing, case.slices)["dice"]
             deltas.append(abs(dice["bf16"] - dice["fp32"]))
