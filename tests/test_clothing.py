@@ -106,7 +106,7 @@ def model(tmp_path_factory):
     from segtool.model_config import ModelConfig
 
     spec = replace(CLOTHING, network=None, model_factory=one_conv, model_kwargs={}, input_size=(32, 24),
-                   patch_size=(32, 24), models={})
+                   patch_size=(32, 24), models={}, default_model=None)
     folder = tmp_path_factory.mktemp("clothing-model")
     save_file(skin_state(), str(folder / "model.safetensors"))
     (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
@@ -215,7 +215,8 @@ def test_val_cases_from_a_file(tmp_path):
 def test_train_applies_the_tasks_labels_map_and_val_cases_file(tmp_path):
     """CCP tag values on disk, the task's map merges them: no --labels-map needed."""
     spec = replace(CLOTHING, network=None, model_factory=one_conv, model_kwargs={}, input_size=(16, 12),
-                   patch_size=(16, 12), batch_size=2, augmentation="none", models={})
+                   patch_size=(16, 12), batch_size=2, augmentation="none", models={},
+                   default_model=None)
     data = tmp_path / "data"
     data.mkdir()
     rng = np.random.default_rng(0)
@@ -269,3 +270,25 @@ def test_prepare_split_is_seeded_and_holds_out_the_count():
     assert len(val) == 100 and len(train) == 800 and not set(train) & set(val)
     assert split(list(reversed(names)), 100, 0) == (train, val)
     assert split(names, 100, 1)[1] != val
+
+
+def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeypatch):
+    """The shipped clothing model: pinned files hash right, and a photo gets a mask at its own size."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from segtool.app import App
+    from segtool.cli import cli
+    from segtool.weights import HubSettings, resolve_model
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    app = App()
+    spec = app.registry.get("clothing")
+    resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True, cache_dir=tmp_path), app.plugin_manager)
+    assert resolved.pinned and resolved.config.network == "deeplabv3plus"
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (123, 77, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg")
+    result = CliRunner().invoke(cli, ["run", "clothing", str(tmp_path / "photo.jpg"), "--offline", "-q"])
+    assert result.exit_code == 0, result.output
+    mask = Image.open(tmp_path / "photo_seg.png")
+    assert mask.size == (77, 123) and mask.mode == "P" and max(np.asarray(mask).ravel()) <= 13
