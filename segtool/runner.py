@@ -284,19 +284,35 @@ def _read(case: Case, spec: TaskSpec, allow_uneven: bool = False):
                          grey_as_rgb=spec.normalization == "rgb")
 
 
+def read_ahead(items: Sequence, read: Callable) -> Iterator[tuple[object, Future]]:
+    """Yield (item, future ``read(item)``), reading the next item while the caller works on this one."""
+    if not items:
+        return
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segtool-read") as pool:
+        pending = pool.submit(read, items[0])
+        for i, item in enumerate(items):
+            current = pending
+            if i + 1 < len(items):
+                pending = pool.submit(read, items[i + 1])
+            yield item, current
+
+
 def iter_read_ahead(
     cases: Sequence[Case], spec: TaskSpec, allow_uneven: bool = False
 ) -> Iterator[tuple[Case, Future]]:
     """Yield (case, future volume), reading the next case while the caller works on this one."""
-    if not cases:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segtool-read") as pool:
-        pending = pool.submit(_read, cases[0], spec, allow_uneven)
-        for i, case in enumerate(cases):
-            current = pending
-            if i + 1 < len(cases):
-                pending = pool.submit(_read, cases[i + 1], spec, allow_uneven)
-            yield case, current
+    yield from read_ahead(cases, lambda case: _read(case, spec, allow_uneven))
+
+
+def failure_message(exc: Exception, name: str) -> str:
+    """One line for a failed case (or stack); the traceback goes to stderr under SEGTOOL_DEBUG=1."""
+    if isinstance(exc, SegtoolError):
+        return exc.one_line()
+    message = f"{name}: {describe_unexpected(exc)}"
+    if os.environ.get(DEBUG_ENV):
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+        return message
+    return message + f" (set {DEBUG_ENV}=1 for the traceback)"
 
 
 def run_cases(
@@ -342,14 +358,7 @@ def run_cases(
                     warn(message)
             result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected)
         except Exception as exc:  # noqa: BLE001 - one failing case must not stop the others
-            if isinstance(exc, SegtoolError):
-                message = exc.one_line()
-            else:
-                message = f"{case.name}: {describe_unexpected(exc)}"
-                if os.environ.get(DEBUG_ENV):
-                    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-                else:
-                    message += f" (set {DEBUG_ENV}=1 for the traceback)"
+            message = failure_message(exc, case.name)
             result = CaseResult(case.name, None, spec.name, model_name, time.perf_counter() - start, "failed", message)
             if qc is not None:
                 _qc_failed(qc, result)

@@ -20,19 +20,15 @@ A stack fails as a whole: one unreadable slice fails every slice of its patient.
 
 from __future__ import annotations
 
-import os
 import re
-import sys
 import time
-import traceback
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterator, Sequence
 
 import numpy as np
 
-from segtool.errors import DEBUG_ENV, OutputExistsError, SegtoolError, UsageError, describe_unexpected
+from segtool.errors import OutputExistsError, UsageError
 from segtool.spec import TaskSpec
 
 #: Name endings (before the format suffix) of files a folder stack leaves out: masks and outputs.
@@ -161,15 +157,9 @@ def _read_stack(stack: Stack, spec: TaskSpec, allow_uneven: bool):
 
 def _iter_read_ahead(stacks: Sequence[Stack], spec: TaskSpec, allow_uneven: bool) -> Iterator:
     """(stack, future slices), reading the next stack while this one is segmented."""
-    if not stacks:
-        return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segtool-read") as pool:
-        pending = pool.submit(_read_stack, stacks[0], spec, allow_uneven)
-        for i, stack in enumerate(stacks):
-            current = pending
-            if i + 1 < len(stacks):
-                pending = pool.submit(_read_stack, stacks[i + 1], spec, allow_uneven)
-            yield stack, current
+    from segtool.runner import read_ahead
+
+    yield from read_ahead(stacks, lambda stack: _read_stack(stack, spec, allow_uneven))
 
 
 def run_stacks(
@@ -194,7 +184,7 @@ def run_stacks(
     its share of its stack's time.
     """
     from segtool.io import write_labels, write_probabilities
-    from segtool.runner import CaseResult, _qc_failed, case_inputs, check_plan, guess_output_kind
+    from segtool.runner import CaseResult, _qc_failed, case_inputs, check_plan, failure_message, guess_output_kind
 
     cases = [case for stack in stacks for case in stack.cases]
     check_plan(cases, plan, spec)
@@ -252,14 +242,7 @@ def run_stacks(
                     qc(volume, prediction.labels, result)
                 stack_results.append(result)
         except Exception as exc:  # noqa: BLE001 - one failing stack must not stop the others
-            if isinstance(exc, SegtoolError):
-                message = exc.one_line()
-            else:
-                message = f"{stack.name}: {describe_unexpected(exc)}"
-                if os.environ.get(DEBUG_ENV):
-                    traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
-                else:
-                    message += f" (set {DEBUG_ENV}=1 for the traceback)"
+            message = failure_message(exc, stack.name)
             seconds = time.perf_counter() - start
             done = {r.input for r in stack_results}
             for case in stack.cases:
