@@ -473,7 +473,37 @@ def add_disc_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the disc data folder with ivd_11.mat, ivd_20.mat, ivd_25.mat (default: ../shared/data/disc)")
     parser.add_argument("--model-dir", type=Path, action="append", default=None,
                         help="segtool model folder to score; repeat to compare networks (default: the task's default model)")
+    parser.add_argument("--loso", action="append", default=[], metavar="NAME=DIR,DIR,DIR",
+                        help="leave-one-subject-out column NAME: each subject is scored by the fold (model folder) "
+                             "whose config.json does not list it among its training cases; repeatable")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
+
+
+def disc_columns(args: argparse.Namespace) -> list[tuple[str, list[Path | None]]]:
+    """(column name, model folders) for every --model-dir (one folder) and --loso (its folds)."""
+    columns: list[tuple[str, list[Path | None]]] = []
+    if args.model_dir or not args.loso:
+        dirs = list(args.model_dir or [None])
+        names = [d.name if d is not None else "default" for d in dirs]
+        if len(set(names)) != len(names):
+            names = [str(d) if d is not None else "default" for d in dirs]
+        columns += [(n, [d]) for n, d in zip(names, dirs)]
+    for item in args.loso:
+        name, _, folds = item.partition("=")
+        if not name or not folds:
+            raise SystemExit(f"--loso {item!r}: expected NAME=DIR,DIR,...")
+        columns.append((f"{name} (LOSO)", [Path(f) for f in folds.split(",")]))
+    return columns
+
+
+def disc_fold_subjects(model_dir: Path | None, subjects: list[str], loso: bool) -> tuple[list[str], list[str] | None]:
+    """The subjects a folder scores (a LOSO fold: those it did not train on) and its training cases."""
+    train = training_cases(model_dir, task="disc")
+    if not loso:
+        return subjects, train
+    if train is None:
+        raise SystemExit(f"--loso: {model_dir}/config.json records no training cases")
+    return [s for s in subjects if s not in train], train
 
 
 def disc_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
@@ -497,6 +527,20 @@ def disc_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
     return "\n".join(lines)
 
 
+def disc_summary(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    """Mean over subjects of each column's five-disc mean Dice (and of every disc's Dice)."""
+    lines = ["| model | mean Dice over subjects (five discs) | per subject |", "|---|---|---|"]
+    for c in columns:
+        values = {r["subject"]: r["models"].get(c) for r in rows if r["disc"] == "mean"}
+        dice = {s: v["dice"] for s, v in values.items() if isinstance(v, dict)}
+        if len(dice) != len(values):
+            lines.append(f"| {c} | incomplete | {', '.join(sorted(set(values) - set(dice)))} missing |")
+            continue
+        per = ", ".join(f"{s} {d:.3f}" for s, d in dice.items())
+        lines.append(f"| {c} | {sum(dice.values()) / len(dice):.3f} | {per} |")
+    return "\n".join(lines)
+
+
 def disc(args: argparse.Namespace) -> int:
     """disc: per subject and per disc, Dice and HD95 (mm) of each --model-dir."""
     import nibabel as nib
@@ -514,10 +558,8 @@ def disc(args: argparse.Namespace) -> int:
     if not subjects:
         log(f"disc: no data at {data} (the shared data folder ../shared/data/disc is absent); nothing to do")
         return 0
-    model_dirs: list[Path | None] = list(args.model_dir or [None])
-    columns = [d.name if d is not None else "default" for d in model_dirs]
-    if len(set(columns)) != len(columns):
-        columns = [str(d) if d is not None else "default" for d in model_dirs]
+    plan = disc_columns(args)
+    columns = [name for name, _ in plan]
     discs = list(DISC_LABELS.values()) + ["mean"]
     rows = {(s, d): {"subject": s, "disc": d, "models": {}, "in_training_set": {}} for s in subjects for d in discs}
     spacing = (1.0, 1.0, 1.0)
@@ -528,13 +570,20 @@ def disc(args: argparse.Namespace) -> int:
             prepare_disc.save(np.asarray(mat["I"]), Path(tmp) / f"{s}.nii.gz")
             images.append((Path(tmp) / f"{s}.nii.gz").resolve())
             truths[s] = np.asarray(mat["GT"])
-        for k, (model_dir, column) in enumerate(zip(model_dirs, columns)):
+        image_of = dict(zip(subjects, images))
+        runs = [(column, model_dir, len(dirs) > 1 or column.endswith("(LOSO)"))
+                for column, dirs in plan for model_dir in dirs]
+        for k, (column, model_dir, loso) in enumerate(runs):
             t0 = time.perf_counter()
-            status, outputs, message = run_segtool(images, Path(tmp) / f"out{k}", model_dir, task="disc")
+            scored, train = disc_fold_subjects(model_dir, subjects, loso)
+            if not scored:
+                continue
+            status, outputs, message = run_segtool([image_of[s] for s in scored], Path(tmp) / f"out{k}", model_dir,
+                                                   task="disc")
             if status != "ok":
                 log(f"disc {column}: {status} ({message})")
-            train = training_cases(model_dir, task="disc") if status == "ok" else None
-            for s, image in zip(subjects, images):
+            for s in scored:
+                image = image_of[s]
                 in_train = "—" if status != "ok" else ("?" if train is None else ("yes" if s in train else "no"))
                 out = outputs.get(str(image)) if status == "ok" else None
                 for d in discs:
@@ -558,9 +607,10 @@ def disc(args: argparse.Namespace) -> int:
                 rows[(s, "mean")]["models"][column] = {"dice": float(np.mean([r["dice"] for r in scores])),
                                                        "hd95": float(np.mean([r["hd95"] for r in scores]))}
             if status == "ok":
-                log(f"disc {column}: {len(subjects)} subjects in {time.perf_counter() - t0:.0f} s")
+                log(f"disc {column} ({model_dir}): {len(scored)} subject(s) in {time.perf_counter() - t0:.0f} s")
     table = list(rows.values())
     print(disc_table(table, columns))
+    print("\n" + disc_summary(table, columns))
     print("\nPer disc Dice and HD95 (mm, segtool.metrics, voxel surfaces, the 1 mm grid of SOURCE.md); "
           "mean = over the five discs (HD95 inf when a disc is missed).")
     if args.json_out is not None:
@@ -570,7 +620,8 @@ def disc(args: argparse.Namespace) -> int:
             return None if isinstance(value, float) and math.isinf(value) else value
 
         payload = {"task": "disc", "data": str(data), "columns": columns,
-                   "model_dirs": [str(d) if d is not None else None for d in model_dirs], "rows": clean(table),
+                   "model_dirs": {c: [str(d) if d is not None else None for d in dirs] for c, dirs in plan},
+                   "rows": clean(table),
                    "note": "distances in mm; null = infinite (a missed disc)"}
         args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0

@@ -1,53 +1,62 @@
-"""Benchmark `segtool.metrics` against established peers, in one process.
+"""Benchmark the whole `segtool evaluate` command against its peers, each in its own process.
 
-    python benchmarks/evaluate.py            # both cases
-    python benchmarks/evaluate.py --small    # only the 256x256x144 case
-    python benchmarks/evaluate.py --peers MONAI,surface-distance --repeat 3
+    python benchmarks/evaluate.py                # both cases, 5 repeats
+    python benchmarks/evaluate.py --small        # only the 256x256x144 case
+    python benchmarks/evaluate.py --repeat 7 --peers surface-distance
 
-Cases (synthetic, generated here; no data needed):
+Cases (synthetic, generated here; no data needed), written as gzipped NIfTI (uint8):
   * brain: 256x256x144, three nested classes (CSF / GM / WM-like shells), spacing
     0.8 x 0.8 x 1.25 mm; the prediction is the ground truth with its boundaries moved
     by a smooth random field plus a few spurious blobs.
   * large: 512x512x300, an organ with two lesion classes inside, spacing 0.78 x 0.78 x
     1.0 mm, perturbed the same way.
 
-Peers (benchmark-only dependencies: `pip install monai surface-distance seg-metrics`;
-missing ones are skipped): MONAI's metric functions (one call per metric, as
-documented), DeepMind's surface-distance (one compute_surface_distances per label,
-then its summaries), and seg-metrics' write_metrics. Each computes what it offers of
-Dice, IoU, HD, HD95, ASSD and NSD@1mm for every label; segtool computes all of its
-metrics (overlap, volumes, HD, HD95, ASSD, directed means, MHD, NSD).
+What is timed, per repeat, interleaved (tool after tool, then the next repeat):
+  * segtool: the whole command `python -m segtool evaluate PRED GT --json` as its own
+    process, wall clock from start to exit: interpreter start-up, imports, reading
+    and gunzipping both files, every metric of every label (overlap, volumes, HD, HD95,
+    ASSD, directed means, MHD, NSD), the JSON. Once with voxel surfaces (the default)
+    and once with `--surface surfel`.
+  * each peer in its own process, from the label arrays already in memory (read from
+    .npy, not timed) to its HD, HD95 and ASSD of every label: the compute alone.
+    DeepMind's surface-distance: masks, compute_surface_distances, then
+    compute_robust_hausdorff (100 and 95) and compute_average_surface_distance per label.
+    MONAI: one-hot tensors, compute_hausdorff_distance (plain and percentile=95) and
+    compute_average_surface_distance(symmetric=True).
 
-For each tool: wall time, peak resident memory above the starting point (Linux
-VmHWM, reset before each run) and the time ratio to segtool. Then, per peer and
-metric, the largest absolute disagreement with segtool under the matching surface
-definition: MONAI <-> segtool voxel, surface-distance <-> segtool surfel,
-seg-metrics <-> segtool voxel (seg-metrics' definitions differ: fully connected
-contours, a signed Maurer distance map, HD95 as a percentile of the pooled distances).
+It prints, per tool, the median, min and max over the repeats of its wall-clock and
+CPU time (every thread; CPU time depends less on the machine's load) and its peak
+resident memory, and the ratio of each segtool command to DeepMind's compute in the
+same repeat (median, min, max), for wall and CPU time. Values: the largest difference from segtool per
+metric under the same surface definition (MONAI <-> segtool voxel, surface-distance
+<-> segtool surfel), flagged when it exceeds 1e-3 mm.
+
+Peers are optional, benchmark-only dependencies (`pip install monai surface-distance`);
+a missing one is skipped. Timings depend on the machine's load: the script prints the
+load average before and after.
 """
 
 from __future__ import annotations
 
 import argparse
-import gc
-import importlib
 import importlib.metadata as md
+import json
 import math
+import os
 import platform
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import warnings
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 from scipy import ndimage
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from segtool import metrics as M  # noqa: E402
-
-TOLERANCE = 1.0
+ROOT = Path(__file__).resolve().parents[1]
+TOLERANCE_MM = 1e-3  # largest accepted difference from a peer with the same definitions
 
 
 # ------------------------------------------------------------------ synthetic cases
@@ -113,45 +122,28 @@ def large_case(seed: int = 1):
     return "large 512x512x300, 3 labels, 0.78x0.78x1.0 mm", gt, pred, spacing
 
 
-# ------------------------------------------------------------------ the tools
-# each returns {label: {metric: value}}
+def write_case(folder: Path, gt: np.ndarray, pred: np.ndarray, spacing) -> None:
+    """gt/pred as .nii.gz (for segtool) and .npy (for the peers), spacing in case.json.
+
+    The peers get the spacing as stored in the NIfTI header (float32), the one
+    segtool reads, so that differences in values come from definitions only.
+    """
+    import nibabel as nib
+
+    affine = np.diag([*map(float, spacing), 1.0])
+    for name, array in (("gt", gt), ("pred", pred)):
+        nib.save(nib.Nifti1Image(array.astype(np.uint8), affine), str(folder / f"{name}.nii.gz"))
+        np.save(folder / f"{name}.npy", array)
+    stored = [float(z) for z in nib.load(str(folder / "gt.nii.gz")).header.get_zooms()[:3]]
+    labels = sorted(int(v) for v in np.union1d(np.unique(gt), np.unique(pred)) if v != 0)
+    (folder / "case.json").write_text(json.dumps({"spacing": stored, "labels": labels}))
 
 
-def run_segtool(gt, pred, spacing, labels, surface="voxel"):
-    rows = M.evaluate(pred, gt, spacing, labels=labels, tolerance=TOLERANCE, surface=surface)
-    return {r.labels[0]: r.as_dict() for r in rows}
+# ------------------------------------------------------------------ the peers (run in a child process)
+# each computes HD, HD95 and ASSD of every label from arrays in memory: {label: {metric: value}}
 
 
-def run_segtool_surfel(gt, pred, spacing, labels):
-    return run_segtool(gt, pred, spacing, labels, surface="surfel")
-
-
-def run_monai(gt, pred, spacing, labels):
-    import torch
-    from monai.metrics import (
-        compute_average_surface_distance,
-        compute_dice,
-        compute_hausdorff_distance,
-        compute_iou,
-        compute_surface_dice,
-    )
-
-    def one_hot(a):
-        return torch.from_numpy(np.stack([a == v for v in [0, *labels]])[None])
-
-    p, g = one_hot(pred), one_hot(gt)
-    res = {
-        "dice": compute_dice(p.float(), g.float(), include_background=False),
-        "iou": compute_iou(p.float(), g.float(), include_background=False),
-        "hd": compute_hausdorff_distance(p, g, include_background=False, spacing=spacing),
-        "hd95": compute_hausdorff_distance(p, g, include_background=False, percentile=95, spacing=spacing),
-        "assd": compute_average_surface_distance(p, g, include_background=False, symmetric=True, spacing=spacing),
-        "nsd": compute_surface_dice(p, g, [TOLERANCE] * len(labels), include_background=False, spacing=spacing),
-    }
-    return {lab: {k: float(v[0, i]) for k, v in res.items()} for i, lab in enumerate(labels)}
-
-
-def run_surface_distance(gt, pred, spacing, labels):
+def peer_surface_distance(gt, pred, spacing, labels):
     import surface_distance as sd
 
     out = {}
@@ -160,69 +152,78 @@ def run_surface_distance(gt, pred, spacing, labels):
         dist = sd.compute_surface_distances(g, p, spacing)
         g2p, p2g = sd.compute_average_surface_distance(dist)
         out[lab] = {
-            "dice": sd.compute_dice_coefficient(g, p),
             "hd": sd.compute_robust_hausdorff(dist, 100),
             "hd95": sd.compute_robust_hausdorff(dist, 95),
             "msd_gt_to_pred": g2p,
             "msd_pred_to_gt": p2g,
-            "nsd": sd.compute_surface_dice_at_tolerance(dist, TOLERANCE),
         }
     return out
 
 
-def run_seg_metrics(gt, pred, spacing, labels):
-    import logging
+def peer_monai(gt, pred, spacing, labels):
+    import torch
+    from monai.metrics import compute_average_surface_distance, compute_hausdorff_distance
 
-    from seg_metrics import seg_metrics as sg
+    def one_hot(a):
+        return torch.from_numpy(np.stack([a == v for v in [0, *labels]])[None])
 
-    logging.disable(logging.WARNING)
-    res = sg.write_metrics(
-        labels=list(labels), gdth_img=gt, pred_img=pred, spacing=list(spacing),
-        metrics=["dice", "jaccard", "precision", "recall", "hd", "hd95", "msd"],
-    )
-    res = res[0] if isinstance(res, list) else res
-    out = {}
-    for i, lab in enumerate(res["label"]):
-        out[int(lab)] = {
-            "dice": res["dice"][i], "iou": res["jaccard"][i], "precision": res["precision"][i],
-            "recall": res["recall"][i], "hd": res["hd"][i], "hd95": res["hd95"][i], "assd": res["msd"][i],
-        }
-    return out
+    p, g = one_hot(pred), one_hot(gt)
+    res = {
+        "hd": compute_hausdorff_distance(p, g, include_background=False, spacing=spacing),
+        "hd95": compute_hausdorff_distance(p, g, include_background=False, percentile=95, spacing=spacing),
+        "assd": compute_average_surface_distance(p, g, include_background=False, symmetric=True, spacing=spacing),
+    }
+    return {lab: {k: float(v[0, i]) for k, v in res.items()} for i, lab in enumerate(labels)}
 
 
-# name, distribution, module, function, segtool surface mode it is compared with, same definitions?
-PEERS = [
-    ("MONAI", "monai", "monai.metrics", run_monai, "voxel", True),
-    ("surface-distance", "surface-distance", "surface_distance", run_surface_distance, "surfel", True),
-    ("seg-metrics", "seg-metrics", "seg_metrics.seg_metrics", run_seg_metrics, "voxel", False),
-]
+# name: (distribution, module, function, segtool surface mode with the same definitions)
+PEERS = {
+    "surface-distance": ("surface-distance", "surface_distance", peer_surface_distance, "surfel"),
+    "MONAI": ("monai", "monai.metrics", peer_monai, "voxel"),
+}
 
 
-# ------------------------------------------------------------------ measuring
+def run_peer_here(name: str, folder: Path) -> None:
+    """The child's side: import the peer, load the arrays, time its compute, print JSON."""
+    _, module, fn, _ = PEERS[name]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        __import__(module)
+        meta = json.loads((folder / "case.json").read_text())
+        gt, pred = np.load(folder / "gt.npy"), np.load(folder / "pred.npy")
+        t0, c0 = time.perf_counter(), time.process_time()
+        values = fn(gt, pred, tuple(meta["spacing"]), meta["labels"])
+        seconds, cpu = time.perf_counter() - t0, time.process_time() - c0
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "values": {str(k): v for k, v in values.items()}}))
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    return 0
+# ------------------------------------------------------------------ measuring (the parent)
 
 
-def measure(fn: Callable, *args):
-    """(result, seconds, peak MiB above the starting RSS) of fn(*args)."""
-    gc.collect()
-    try:
-        with open("/proc/self/clear_refs", "w") as fh:
-            fh.write("5")  # reset VmHWM to the current RSS
-        start = _status_kib("VmRSS")
-    except OSError:
-        start = None
-    t0 = time.perf_counter()
-    result = fn(*args)
-    seconds = time.perf_counter() - t0
-    peak = (_status_kib("VmHWM") - start) / 1024 if start is not None else math.nan
-    return result, seconds, peak
+def run_process(command: list[str]) -> tuple[float, float, float, str]:
+    """(wall seconds, CPU seconds, peak RSS MiB, stdout) of one child process; raises when it fails."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        t0 = time.perf_counter()
+        proc = subprocess.Popen(command, stdout=out, stderr=err, cwd=ROOT)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)
+        out.seek(0)
+        err.seek(0)
+        if proc.returncode != 0:
+            raise RuntimeError(f"{' '.join(command)} failed ({proc.returncode}): {err.read().decode()[-2000:]}")
+        cpu = usage.ru_utime + usage.ru_stime  # every thread of the child
+        return seconds, cpu, usage.ru_maxrss / 1024, out.read().decode()
+
+
+def segtool_command(folder: Path, surface: str) -> list[str]:
+    return [sys.executable, "-m", "segtool", "evaluate", str(folder / "pred.nii.gz"), str(folder / "gt.nii.gz"),
+            "--json", "--surface", surface]
+
+
+def segtool_values(stdout: str) -> dict[str, dict]:
+    doc = json.loads(stdout)
+    return {str(m["labels"][0]): m for m in doc["metrics"] if not m["region"]}
 
 
 def _version(dist: str) -> str:
@@ -232,95 +233,113 @@ def _version(dist: str) -> str:
         return "?"
 
 
-def available_peers(only: set[str] | None):
+def available_peers(only: set[str] | None) -> list[str]:
     out = []
-    for name, dist, module, fn, mode, same in PEERS:
+    for name, (dist, module, _, _) in PEERS.items():
         if only and name not in only:
             continue
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                importlib.import_module(module)
-        except Exception as exc:  # noqa: BLE001 - a peer that does not import is skipped
-            print(f"  (skipping {name}: {type(exc).__name__}: {exc})")
+        probe = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True)
+        if probe.returncode != 0:
+            print(f"  (skipping {name}: `import {module}` fails; pip install {dist})")
             continue
-        out.append((f"{name} {_version(dist)}", fn, mode, same))
+        out.append(name)
     return out
 
 
-def disagreement(ours: dict, theirs: dict) -> dict[str, float]:
+def _spread(values: list[float], fmt: str) -> str:
+    return f"{format(statistics.median(values), fmt)} [{format(min(values), fmt)}–{format(max(values), fmt)}]"
+
+
+def largest_differences(ours: dict, theirs: dict) -> dict[str, float]:
     worst: dict[str, float] = {}
     for lab, row in theirs.items():
         for key, value in row.items():
-            mine = ours[lab][key]
-            value = float(value)
-            if math.isinf(mine) and math.isinf(value):
-                diff = 0.0
-            else:
-                diff = abs(mine - value)
+            mine, value = ours[lab][key], float(value)
+            mine = math.inf if mine is None else float(mine)
+            diff = 0.0 if math.isinf(mine) and math.isinf(value) else abs(mine - value)
             worst[key] = max(worst.get(key, 0.0), diff)
     return worst
 
 
-def bench_case(title, gt, pred, spacing, peers, repeat: int):
-    labels = [int(v) for v in np.unique(gt) if v != 0]
-    print(f"\n== {title}: {gt.size / 1e6:.1f} M voxels ==")
-    tiny = (gt[::16, ::16, ::16].copy(), pred[::16, ::16, ::16].copy())
-    tools = [
-        ("segtool (voxel)", run_segtool, "voxel", True),
-        ("segtool (surfel)", run_segtool_surfel, "surfel", True),
-    ]
-    tools += peers
-    results, times = {}, {}
-    print(f"{'tool':28s} {'time s':>9s} {'peak MiB':>9s} {'× segtool':>10s} {'× segtool same def.':>20s}")
-    for name, fn, mode, _ in tools:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            fn(*tiny, spacing, [v for v in labels if v in tiny[0]] or labels)  # warm-up: imports, caches
-            best = None
-            for _ in range(repeat):
-                res, seconds, peak = measure(fn, gt, pred, spacing, labels)
-                if best is None or seconds < best[1]:
-                    best = (res, seconds, peak)
-                if seconds > 60:
-                    break  # slow tools run once
-        results[name], times[name] = best[0], best[1]
-        base = times["segtool (voxel)"]
-        same = times.get(f"segtool ({mode})", base)
-        print(f"{name:28s} {best[1]:9.2f} {best[2]:9.0f} {best[1] / base:9.1f}× {best[1] / same:19.1f}×")
-    print("largest |difference| from segtool per metric (distances in mm):")
-    for name, fn, mode, same_def in peers:
-        ours = results[f"segtool ({mode})"]
-        worst = disagreement(ours, results[name])
+def _ratios(ours: list[float], theirs: list[float]) -> list[float]:
+    return [a / b for a, b in zip(ours, theirs)]
+
+
+def bench_case(title: str, folder: Path, peers: list[str], repeat: int) -> None:
+    print(f"\n== {title} ==")
+    tools = ["segtool voxel", "segtool surfel"] + peers
+    wall: dict[str, list[float]] = {t: [] for t in tools}
+    cpu: dict[str, list[float]] = {t: [] for t in tools}
+    peaks: dict[str, list[float]] = {t: [] for t in tools}
+    values: dict[str, dict] = {}
+    for r in range(repeat):
+        for tool in tools:
+            if tool.startswith("segtool"):
+                seconds, cpu_s, peak, stdout = run_process(segtool_command(folder, tool.split()[1]))
+                result = segtool_values(stdout)
+            else:
+                _, _, peak, stdout = run_process([sys.executable, __file__, "--peer", tool, str(folder)])
+                doc = json.loads(stdout.strip().splitlines()[-1])
+                seconds, cpu_s, result = doc["seconds"], doc["cpu"], doc["values"]
+            if tool in values and result != values[tool]:
+                raise RuntimeError(f"{tool}: values differ between repeats")
+            values[tool] = result
+            wall[tool].append(seconds)
+            cpu[tool].append(cpu_s)
+            peaks[tool].append(peak)
+        print(f"  repeat {r + 1}/{repeat}: " + ", ".join(f"{t} {wall[t][-1]:.2f} s" for t in tools), flush=True)
+
+    print(f"{'tool':17s} {'timed':15s} {'wall s: median [min–max]':>26s} {'CPU s: median [min–max]':>26s} "
+          f"{'peak MiB':>9s}")
+    for tool in tools:
+        what = "whole command" if tool.startswith("segtool") else "compute alone"
+        print(f"{tool:17s} {what:15s} {_spread(wall[tool], '.2f'):>26s} {_spread(cpu[tool], '.2f'):>26s} "
+              f"{statistics.median(peaks[tool]):9.0f}")
+    if "surface-distance" in peers:
+        print("  ratio per repeat, segtool's whole command / surface-distance's compute: median [min–max]")
+        for tool in ("segtool voxel", "segtool surfel"):
+            print(f"    {tool:15s} wall {_spread(_ratios(wall[tool], wall['surface-distance']), '.3f')}   "
+                  f"CPU {_spread(_ratios(cpu[tool], cpu['surface-distance']), '.3f')}")
+    if "MONAI" in peers:
+        print("  ratio per repeat, MONAI's compute / segtool voxel's whole command: "
+              f"wall {_spread(_ratios(wall['MONAI'], wall['segtool voxel']), '.2f')}   "
+              f"CPU {_spread(_ratios(cpu['MONAI'], cpu['segtool voxel']), '.2f')}")
+    print("largest |difference| from segtool per metric (mm), same surface definition:")
+    for peer in peers:
+        mode = PEERS[peer][3]
+        worst = largest_differences(values[f"segtool {mode}"], values[peer])
+        flag = "ok" if all(v <= TOLERANCE_MM for v in worst.values()) else f"EXCEEDS {TOLERANCE_MM:g} mm"
         cells = ", ".join(f"{k} {v:.2g}" for k, v in worst.items())
-        note = f"vs segtool {mode}" + ("" if same_def else "; definitions differ")
-        print(f"  {name:26s} {cells}   ({note})")
-    return times
+        print(f"  {peer} {_version(PEERS[peer][0])} vs segtool {mode}: {cells}  ({flag})")
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--small", action="store_true", help="only the 256x256x144 case")
-    parser.add_argument("--peers", help="comma-separated subset of: MONAI,surface-distance,seg-metrics")
-    parser.add_argument("--repeat", type=int, default=3,
-                        help="runs per tool on the small case, best time kept (tools over 60 s run once)")
-    parser.add_argument("--seg-metrics-large", action="store_true",
-                        help="also run seg-metrics on the large case (it takes minutes on the small one)")
+    parser.add_argument("--peers", help=f"comma-separated subset of: {','.join(PEERS)}")
+    parser.add_argument("--repeat", type=int, default=5, help="repeats, each tool once per repeat (default 5)")
+    parser.add_argument("--peer", help=argparse.SUPPRESS)  # child mode: --peer NAME FOLDER
+    parser.add_argument("folder", nargs="?", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.peer:
+        run_peer_here(args.peer, args.folder)
+        return 0
+    if args.repeat < 1:
+        parser.error("--repeat must be >= 1")
     print(f"segtool {_version('segtool')} | numpy {np.__version__} | python {platform.python_version()} | "
-          f"{platform.machine()} | cores available: {len(__import__('os').sched_getaffinity(0))}")
+          f"{platform.machine()} | cores available: {len(os.sched_getaffinity(0))} | "
+          f"load average {os.getloadavg()[0]:.2f}")
     peers = available_peers(set(args.peers.split(",")) if args.peers else None)
-    cases = [(brain_case, args.repeat)] + ([] if args.small else [(large_case, 1)])
-    for make, repeat in cases:
-        title, gt, pred, spacing = make()
-        these = peers
-        if make is large_case and not args.seg_metrics_large:
-            these = [p for p in peers if not p[0].startswith("seg-metrics")]
-            if len(these) < len(peers):
-                print("\n  (seg-metrics left out of the large case: pass --seg-metrics-large to include it)")
-        bench_case(title, gt, pred, spacing, these, repeat)
-        del gt, pred
-        gc.collect()
+    cases = [brain_case] + ([] if args.small else [large_case])
+    with tempfile.TemporaryDirectory(prefix="segtool-bench-") as tmp:
+        for make in cases:
+            title, gt, pred, spacing = make()
+            folder = Path(tmp) / make.__name__
+            folder.mkdir()
+            write_case(folder, gt, pred, spacing)
+            del gt, pred
+            bench_case(title, folder, peers, args.repeat)
+    print(f"\nload average at the end: {os.getloadavg()[0]:.2f}")
     return 0
 
 

@@ -44,12 +44,10 @@ def bare_forward_seconds(spec, model_dir: Path, volume_path: Path) -> tuple[floa
     """Time only the model's forward passes over exactly the windows `segtool run` uses."""
     from segtool.inference import plan_windows
     from segtool.io import read_channels
-    from segtool.pipeline import preprocess
-    from segtool.weights import HubSettings, build_model, resolve_model
-    from segtool.plugins import make_plugin_manager
+    from segtool.pipeline import Segmenter, preprocess
 
-    resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True), make_plugin_manager(), model_dir=model_dir)
-    model = build_model(spec, resolved)
+    # the model exactly as `segtool run --model-dir` loads it; fp32 keeps the plain memory layout of the bare forward
+    model = Segmenter.from_task(spec.name, model_dir, offline=True, device="cpu", precision="fp32").model
     prepared = preprocess(spec, read_channels([volume_path], spec.ndim, spec.channels))
     plan = plan_windows(prepared.array.shape[1:], spec.patch_size, spec.overlap)
     windows = len(plan.starts)

@@ -10,6 +10,9 @@ SOURCE.md: voxel axes run inferior (axis 0), posterior (axis 1) and left (axis 2
     [[0, 0, -1, 0], [0, -1, 0, 0], [-1, 0, 0, 0], [0, 0, 0, 1]]   (axis codes I, P, L)
 
 and reorienting to RAS puts the sagittal slices on axis 0 (the disc task's slice_axis).
+With ``--dicom`` each subject is also written as a DICOM MR series of sagittal slices,
+OUT_DIR/ivd_NN_dicom/ (as the scanner wrote it: one file per slice), the input of
+``segtool run disc OUT_DIR/ivd_NN_dicom/ --format dicom-seg`` and of the speed benchmark.
 The data stays outside the repository: OUT_DIR should be a scratch folder.
 """
 
@@ -35,6 +38,34 @@ def save(array: np.ndarray, path: Path, label: bool = False) -> None:
     img.set_sform(AFFINE, code=1)
     img.header.set_xyzt_units("mm")
     nib.save(img, str(path))
+
+
+def save_dicom_series(image_path: Path, directory: Path, name: str) -> None:
+    """``image_path`` (NIfTI) as a DICOM MR series, one sagittal slice per file (uint16 pixels)."""
+    import SimpleITK as sitk
+
+    image = sitk.Cast(sitk.ReadImage(str(image_path)), sitk.sitkUInt16)
+    directory.mkdir(parents=True, exist_ok=True)
+    # identifiers derived from the subject's name, so a series written twice is the same series
+    digits = "".join(str(ord(c)) for c in name)[:20]
+    study, series = f"1.2.826.0.1.3680043.10.1234.1.{digits}", f"1.2.826.0.1.3680043.10.1234.2.{digits}"
+    direction = image.GetDirection()  # 3x3, row-major, LPS: columns are the voxel axes' directions
+    row, col = direction[0::3], direction[1::3]
+    writer = sitk.ImageFileWriter()
+    writer.KeepOriginalImageUIDOn()
+    for k in range(image.GetSize()[2]):
+        slice_ = image[:, :, k]
+        tags = {
+            "0008|0060": "MR", "0008|103e": f"{name} sagittal T2", "0010|0010": name, "0010|0020": name,
+            "0020|000d": study, "0020|000e": series, "0008|0018": f"{series}.{k + 1}",
+            "0020|0032": "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
+            "0020|0037": "\\".join(f"{v:.6f}" for v in (*row, *col)),
+            "0020|0013": str(k + 1), "0018|0050": f"{image.GetSpacing()[2]:.4f}",
+        }
+        for tag, value in tags.items():
+            slice_.SetMetaData(tag, value)
+        writer.SetFileName(str(directory / f"IM{k + 1:04d}.dcm"))
+        writer.Execute(slice_)
 
 
 def describe(image: Path, labels: Path) -> str:
@@ -63,6 +94,7 @@ def main() -> int:
     parser.add_argument("out", type=Path, help="the folder to write (outside the repository)")
     parser.add_argument("--data", type=Path, default=HERE.parent / "shared" / "data" / "disc",
                         help="the folder holding ivd_11.mat, ivd_20.mat, ivd_25.mat")
+    parser.add_argument("--dicom", action="store_true", help="also write OUT_DIR/ivd_NN_dicom/, a DICOM series")
     args = parser.parse_args()
     if not args.data.is_dir():
         print(f"no data at {args.data}", file=sys.stderr)
@@ -84,6 +116,9 @@ def main() -> int:
         save(image, out / f"{name}.nii.gz")
         save(labels, out / f"{name}_seg.nii.gz", label=True)
         print(describe(out / f"{name}.nii.gz", out / f"{name}_seg.nii.gz"))
+        if args.dicom:
+            save_dicom_series(out / f"{name}.nii.gz", out / f"{name}_dicom", name)
+            print(f"  DICOM series: {out / f'{name}_dicom'}/")
     return 0
 
 

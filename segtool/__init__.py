@@ -1,3 +1,17 @@
-"""segtool: a plugin-based command-line toolkit for image segmentation."""
+"""segtool: a plugin-based command-line toolkit for image segmentation.
+
+Python API: ``from segtool import Segmenter`` (loaded on first use, so ``import segtool``
+and ``segtool --help`` stay free of torch); see README.md, "Python API".
+"""
 
 __version__ = "0.1.0"
+
+__all__ = ["Segmenter", "__version__"]
+
+
+def __getattr__(name: str):
+    if name == "Segmenter":
+        from segtool.pipeline import Segmenter
+
+        return Segmenter
+    raise AttributeError(f"module 'segtool' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from segtool.errors import DEBUG_ENV, EXIT_CASE_FAILED, EXIT_INTERRUPTED, Segtoo
 COMMANDS = {
     "run": "segtool.commands.run:run",
     "evaluate": "segtool.commands.evaluate:evaluate",
+    "example": "segtool.commands.example:example",
     "train": "segtool.commands.train:train",
     "tasks": "segtool.commands.tasks:tasks",
     "models": "segtool.commands.models:models",
@@ -111,6 +112,7 @@ def cli(ctx: click.Context) -> None:
     \b
     Examples:
       segtool tasks                          list the tasks and their models
+      segtool example spinal-gm              write a bundled example image (t2s.nii.gz)
       segtool run spinal-gm t2s.nii.gz       segment one image
       segtool evaluate pred.nii.gz gt.nii.gz Dice, HD95, ... per label
     """

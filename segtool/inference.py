@@ -92,6 +92,136 @@ def _pad(image: torch.Tensor, pads: Sequence[tuple[int, int]]) -> torch.Tensor:
     return F.pad(image, flat, mode="constant", value=0.0)
 
 
+def _window_order(count: int, plan: WindowPlan, patch: Sequence[int], chunk: int) -> list[tuple[int, tuple[slice, ...]]]:
+    """(image, window) pairs in the order they go through the model: position-major within chunks of ``chunk`` images."""
+    positions = list(plan.slices(patch))
+    order = []
+    for first in range(0, count, chunk):
+        order.extend((n, s) for s in positions for n in range(first, min(count, first + chunk)))
+    return order
+
+
+class _Rows:
+    """Accumulates rows of a (rows, K, *rest) output, each row its own tensor; finished rows pop off the front.
+
+    Rows are images of a stack (slice-wise) or planes along the first spatial axis (one
+    volume). Every voxel sums its windows in the order they ran, so the values are those
+    of one whole-image accumulator, without holding the whole image.
+    """
+
+    def __init__(self, rest: tuple[int, ...], num_classes: int, device: torch.device):
+        self.rest, self.num_classes, self.device = rest, num_classes, device
+        self.base = 0
+        self.rows: dict[int, torch.Tensor] = {}
+
+    def add(self, rows: tuple[int, int], where: tuple[slice, ...], value: torch.Tensor) -> None:
+        """Add ``value`` (rows, K, *window) at rows [rows[0], rows[1]) and ``where`` in the rest."""
+        for r in range(*rows):
+            row = self.rows.get(r)
+            if row is None:
+                row = self.rows[r] = torch.zeros((self.num_classes, *self.rest), dtype=torch.float32, device=self.device)
+            row[(slice(None), *where)] += value[r - rows[0]]
+
+    def pop(self, stop: int) -> tuple[int, torch.Tensor | None]:
+        """(first row, rows [first, stop) stacked), removed; None when no row is finished."""
+        first = self.base
+        if stop <= first:
+            return first, None
+        done = [self.rows.pop(r, None) for r in range(first, stop)]
+        self.base = stop
+        zeros = torch.zeros((self.num_classes, *self.rest), dtype=torch.float32, device=self.device)
+        return first, torch.stack([zeros if row is None else row for row in done])
+
+
+def _stream_windows(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    patch: Sequence[int],
+    overlap: float,
+    batch_size: int,
+    device: torch.device,
+    stitch_device: torch.device,
+    num_classes: int,
+    precision: str,
+    on_batch: Callable[[int, int], None] | None,
+    by_image: bool,
+    chunk: int,
+) -> Iterator[tuple[int, torch.Tensor]]:
+    """Probabilities of a stack of images (N, C, *spatial) sharing one window plan, as finished rows, in order.
+
+    Yields ``(first row, probabilities (rows, K, *rest))``: with ``by_image`` a row is one
+    image of the stack (rest: its spatial shape), else (N is 1) a plane along the first
+    spatial axis (rest: the other spatial axes). Windows of ``chunk`` images at a time
+    go through the model together, ``batch_size`` windows per forward pass.
+    """
+    from segtool.precision import autocast, memory_format
+
+    spatial = tuple(images.shape[2:])
+    plan = plan_windows(spatial, patch, overlap)
+    padded = _pad(images, plan.pads)
+    importance = gaussian_importance(patch).to(device)
+    importance_stitch = importance.to(stitch_device)
+    count = images.shape[0]
+    windows = _window_order(count, plan, patch, chunk if by_image else count)
+    crop = tuple(slice(a, a + n) for (a, _), n in zip(plan.pads, spatial))
+    if by_image:
+        rows_of = [(n, n + 1) for n, _ in windows]
+        weight = torch.zeros(plan.padded_shape, dtype=torch.float32, device=stitch_device)
+        for s in plan.slices(patch):
+            weight[s] += importance_stitch
+        weight, first_real, real_rows = weight[crop], 0, count
+        buffer = _Rows(plan.padded_shape, num_classes, stitch_device)
+    else:
+        rows_of = [(s[0].start, s[0].stop) for _, s in windows]
+        first_real, real_rows = plan.pads[0][0], spatial[0]
+        buffer = _Rows(plan.padded_shape[1:], num_classes, stitch_device)
+    later_start = [r for r, _ in rows_of][1:] + [count if by_image else plan.padded_shape[0]]
+    for i in range(len(later_start) - 2, -1, -1):  # the first row any later window touches
+        later_start[i] = min(later_start[i], later_start[i + 1])
+
+    def finished(stop: int) -> Iterator[tuple[int, torch.Tensor]]:
+        first, done = buffer.pop(stop)
+        if done is None:
+            return
+        lo, hi = max(first, first_real), min(first + done.shape[0], first_real + real_rows)
+        if hi <= lo:
+            return
+        part = done[lo - first : hi - first]
+        if by_image:
+            yield lo, part[(slice(None), slice(None), *crop)] / weight
+        else:
+            weight_rows = _plane_weight(plan, patch, importance_stitch, lo, hi)[(slice(None), *crop[1:])]
+            yield lo - first_real, part[(slice(None), slice(None), *crop[1:])] / weight_rows[:, None]
+
+    layout = memory_format(device, precision, len(spatial))
+    for first in range(0, len(windows), batch_size):
+        chosen = windows[first : first + batch_size]
+        batch = torch.stack([padded[(n, slice(None), *s)] for n, s in chosen]).to(device, non_blocking=True)
+        batch = batch.contiguous(memory_format=layout)
+        with torch.inference_mode(), autocast(device, precision):
+            logits = model(batch)
+        probs = (torch.softmax(logits.float(), dim=1) * importance).to(stitch_device)
+        for window, (n, s), rows in zip(probs, chosen, rows_of[first : first + batch_size]):
+            if by_image:
+                buffer.add(rows, s, window[None])
+            else:
+                buffer.add(rows, s[1:], window.movedim(1, 0))
+        done = first + len(chosen)
+        if on_batch is not None:
+            on_batch(done, len(windows))
+        yield from finished(later_start[done - 1])
+
+
+def _plane_weight(plan: WindowPlan, patch: Sequence[int], importance: torch.Tensor, lo: int, hi: int) -> torch.Tensor:
+    """The summed importance of the padded planes [lo, hi) along the first axis, added in window order."""
+    weight = torch.zeros((hi - lo, *plan.padded_shape[1:]), dtype=torch.float32, device=importance.device)
+    for s in plan.slices(patch):
+        a, b = max(lo, s[0].start), min(hi, s[0].stop)
+        if a < b:
+            weight[(slice(a - lo, b - lo), *s[1:])] += importance[a - s[0].start : b - s[0].start]
+    return weight
+
+
 def _run_windows(
     model: torch.nn.Module,
     images: torch.Tensor,
@@ -109,41 +239,23 @@ def _run_windows(
     Windows of all N images go through the model together, ``batch_size`` at a time
     (N is 1 for a volume, the number of slices for a slice-wise 2D network).
     """
-    from segtool.precision import autocast, memory_format
-
-    spatial = tuple(images.shape[2:])
-    plan = plan_windows(spatial, patch, overlap)
-    padded = _pad(images, plan.pads)
-    importance = gaussian_importance(patch).to(device)
-    count = images.shape[0]
-    output = torch.zeros((count, num_classes, *plan.padded_shape), dtype=torch.float32, device=stitch_device)
-    weight = torch.zeros(plan.padded_shape, dtype=torch.float32, device=stitch_device)
-    importance_stitch = importance.to(stitch_device)
-    for s in plan.slices(patch):
-        weight[s] += importance_stitch
-    windows = [(n, s) for s in plan.slices(patch) for n in range(count)]
-    layout = memory_format(device, precision, len(spatial))
-    done = 0
-    for first in range(0, len(windows), batch_size):
-        chosen = windows[first : first + batch_size]
-        batch = torch.stack([padded[(n, slice(None), *s)] for n, s in chosen]).to(device, non_blocking=True)
-        batch = batch.contiguous(memory_format=layout)
-        with torch.inference_mode(), autocast(device, precision):
-            logits = model(batch)
-        probs = (torch.softmax(logits.float(), dim=1) * importance).to(stitch_device)
-        for window, (n, s) in zip(probs, chosen):
-            output[(n, slice(None), *s)] += window
-        done += len(chosen)
-        if on_batch is not None:
-            on_batch(done, len(windows))
-    output /= weight
-    crop = tuple(slice(a, a + n) for (a, _), n in zip(plan.pads, spatial))
-    return output[(slice(None), slice(None), *crop)]
+    count, spatial = images.shape[0], tuple(images.shape[2:])
+    output = torch.empty((count, num_classes, *spatial), dtype=torch.float32, device=stitch_device)
+    by_image = count > 1
+    rows = _stream_windows(model, images, patch, overlap, batch_size, device, stitch_device, num_classes, precision,
+                           on_batch, by_image=by_image, chunk=count)
+    for first, part in rows:
+        if by_image:
+            output[first : first + part.shape[0]] = part
+        else:
+            output[0, :, first : first + part.shape[0]] = part.movedim(0, 1)
+    return output
 
 
-def _flip_sets(ndim: int) -> list[tuple[int, ...]]:
-    axes = range(1, ndim + 1)  # spatial axes of a (C, *spatial) tensor
-    return [combo for r in range(ndim + 1) for combo in itertools.combinations(axes, r)]
+def _flip_sets(ndim: int, axes: Sequence[int] | None = None) -> list[tuple[int, ...]]:
+    """Every combination of flips of ``axes`` (0-based spatial axes; None: all ``ndim``), as (C, *spatial) dims."""
+    dims = [a + 1 for a in (range(ndim) if axes is None else axes)]
+    return [combo for r in range(len(dims) + 1) for combo in itertools.combinations(dims, r)]
 
 
 def sliding_window_inference(
@@ -157,26 +269,39 @@ def sliding_window_inference(
     stitch_device: torch.device | str | None = None,
     precision: str = "fp32",
     tta: bool = False,
+    tta_axes: Sequence[int] | None = None,
     on_batch: Callable[[int, int], None] | None = None,
     warn: Callable[[str], None] | None = None,
     slice_axis: int | None = None,
-) -> torch.Tensor:
+    make_sink: Callable[[], Callable[[int, torch.Tensor], None]] | None = None,
+) -> torch.Tensor | None:
     """Class probabilities (num_classes, *spatial) for a (C, *spatial) image.
 
     ``precision`` is a resolved `segtool.precision` name (fp32, bf16 or fp16).
     With ``slice_axis`` the image is 3D and the model 2D: the slices along that
     spatial axis go through the model in batches (windows of many slices per
     forward pass) and are stacked back. With ``tta``, predictions over every
-    combination of (in-plane) axis flips are averaged. On CUDA out-of-memory,
+    combination of flips of ``tta_axes`` (the network's spatial axes, in-plane for
+    slices; None: all) are averaged. On CUDA out-of-memory,
     retries with CPU stitching and a halved batch.
+
+    With ``make_sink`` (not with ``tta``) nothing is returned: finished planes go to the
+    sink as they come, and the whole image's probabilities are never held
+    (see `_stream_to_sink`).
     """
+    if make_sink is not None:
+        if tta:
+            raise ValueError("tta needs every probability at once; it cannot stream to a sink")
+        _stream_to_sink(model, image, patch_size, num_classes, make_sink, overlap, batch_size, device, precision,
+                        on_batch, warn, slice_axis)
+        return None
     device = torch.device(device)
     stitch = torch.device(stitch_device) if stitch_device is not None else device
     if slice_axis is not None:
         stack = image.movedim(slice_axis + 1, 0)  # (S, C, *in-plane)
     else:
         stack = image[None]
-    flips = _flip_sets(stack.dim() - 2) if tta else [()]
+    flips = _flip_sets(stack.dim() - 2, tta_axes) if tta else [()]
     while True:
         try:
             total = None
@@ -193,10 +318,65 @@ def sliding_window_inference(
                 return total.movedim(0, slice_axis + 1)  # (K, *spatial) with the slices back in place
             return total[0]
         except torch.cuda.OutOfMemoryError:
-            if device.type != "cuda" or (stitch.type == "cpu" and batch_size == 1):
-                raise
-            torch.cuda.empty_cache()
-            stitch = torch.device("cpu")
-            batch_size = max(1, batch_size // 2)
-            if warn is not None:
-                warn(f"CUDA out of memory: retrying with stitching on the CPU and batch size {batch_size}")
+            stitch, batch_size = _after_out_of_memory(device, stitch, batch_size, warn)
+
+
+#: Slice-wise streaming: the slices whose windows go through the network together hold at most this many
+#: bytes of probabilities (at least one slice).
+STREAM_CHUNK_BYTES = 64 * 1024 * 1024
+
+
+def _stream_to_sink(
+    model: torch.nn.Module,
+    image: torch.Tensor,
+    patch_size: Sequence[int],
+    num_classes: int,
+    make_sink: Callable[[], Callable[[int, torch.Tensor], None]],
+    overlap: float = 0.5,
+    batch_size: int = 2,
+    device: torch.device | str = "cpu",
+    precision: str = "fp32",
+    on_batch: Callable[[int, int], None] | None = None,
+    warn: Callable[[str], None] | None = None,
+    slice_axis: int | None = None,
+    chunk_bytes: int = STREAM_CHUNK_BYTES,
+) -> None:
+    """Class probabilities of a (C, *spatial) image, handed to a sink as they are finished, never all at once.
+
+    The sink gets ``(first, rows)``: ``rows`` is (r, K, *rest), the probabilities of the
+    planes [first, first + r) along spatial axis ``slice_axis`` (0 without it), ``rest``
+    the other spatial axes in order; planes come in order. The values are exactly those
+    of :func:`sliding_window_inference` (the same windows, summed in the same order);
+    slice-wise, slices go through the network in groups of ``chunk_bytes`` of
+    probabilities. On CUDA out-of-memory, a fresh sink (``make_sink()``) gets the
+    retry, stitched on the CPU with half the batch.
+    """
+    device = torch.device(device)
+    stitch = device
+    by_image = slice_axis is not None
+    stack = image.movedim(slice_axis + 1, 0) if by_image else image[None]
+    while True:
+        sink = make_sink()
+        try:
+            padded = plan_windows(tuple(stack.shape[2:]), patch_size, overlap).padded_shape
+            per_image = num_classes * math.prod(padded) * 4
+            chunk = max(1, chunk_bytes // per_image) if by_image else 1
+            rows = _stream_windows(model, stack, patch_size, overlap, batch_size, device, stitch, num_classes,
+                                   precision, on_batch, by_image=by_image, chunk=chunk)
+            for first, part in rows:
+                sink(first, part)
+            return
+        except torch.cuda.OutOfMemoryError:
+            stitch, batch_size = _after_out_of_memory(device, stitch, batch_size, warn)
+
+
+def _after_out_of_memory(device: torch.device, stitch: torch.device, batch_size: int,
+                         warn: Callable[[str], None] | None) -> tuple[torch.device, int]:
+    """CPU stitching and half the batch for the retry; re-raises when there is nothing left to give."""
+    if device.type != "cuda" or (stitch.type == "cpu" and batch_size == 1):
+        raise
+    torch.cuda.empty_cache()
+    batch_size = max(1, batch_size // 2)
+    if warn is not None:
+        warn(f"CUDA out of memory: retrying with stitching on the CPU and batch size {batch_size}")
+    return torch.device("cpu"), batch_size

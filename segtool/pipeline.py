@@ -24,9 +24,12 @@ from segtool.postprocess import apply_postprocess, labels_from_probabilities
 from segtool.spec import Postprocess, TaskSpec
 
 if TYPE_CHECKING:
+    import os
+
     import torch
 
     from segtool.io import Volume
+    from segtool.weights import ResolvedModel
 
 
 @dataclass(frozen=True)
@@ -114,6 +117,27 @@ class Prediction:
 class Segmenter:
     """A task's model, built and put on its device once, predicting many volumes."""
 
+    #: The weights' files, hashes and source (`from_task` sets it; None for a model given directly).
+    resolved: "ResolvedModel | None" = None
+
+    @classmethod
+    def from_task(cls, name: str, model_dir: "str | os.PathLike | None" = None, **options) -> "Segmenter":
+        """The ready Segmenter of task ``name``: the one way in for `segtool run`, benchmarks and Python users.
+
+        Resolves the task's pinned model (bundled, Hub cache or download) or the folder written by
+        `segtool train` (``model_dir``), verifies its sha256, builds the network, loads the weights,
+        picks the device and precision, and does the same for the task's localiser (spinal-gm's
+        `locate`). Keyword options, all optional: ``variant``, ``weights_path``, ``locator_model_dir``,
+        ``offline``, ``cache_dir``, ``device`` ("auto", "cpu", "cuda:N", "mps"), ``precision``
+        ("auto", "fp32", "bf16", "fp16"), ``batch_size``, ``overlap``, ``tta``, ``threshold``,
+        ``keep_largest``, ``fill_holes``, ``min_size_mm3``, ``warn`` (a callable taking one message;
+        default: Python warnings) and ``app`` (the plugins and tasks; default: the installed ones).
+        Raises WeightsUnavailableError when the task has no usable model, UsageError for unknown names.
+        """
+        from segtool.segmenter_factory import load_segmenter
+
+        return load_segmenter(cls, name, model_dir, **options)
+
     def __init__(
         self,
         spec: TaskSpec,
@@ -154,6 +178,41 @@ class Segmenter:
         probs = self.model_probabilities(torch.from_numpy(prepared.array), self.spec.slice_axis, on_batch)
         return probabilities_to_input_grid(self.spec, probs, prepared)
 
+    def labels(self, volume: "Volume", on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """uint8 labels (argmax or threshold) on the input grid, as from `probabilities`, a few planes at a time.
+
+        The class probabilities of the whole input are never held at once
+        (`segtool.label_assembly`): peak memory stays a small multiple of the input's.
+        """
+        import torch
+
+        from segtool.inference import sliding_window_inference
+        from segtool.label_assembly import LabelAssembler
+
+        spec, opts = self.spec, self.options
+        prepared = preprocess(spec, volume)
+        image = torch.from_numpy(prepared.array)
+        steps = opts.postprocess or spec.postprocess
+        axis = spec.slice_axis if spec.slice_axis is not None else 0
+        assembler: list[LabelAssembler] = []
+
+        def make_sink():
+            assembler[:] = [LabelAssembler(tuple(image.shape[1:]), prepared.oriented_shape, axis, steps.threshold)]
+            return assembler[0].add
+
+        sliding_window_inference(self.model, image, spec.patch_size, num_classes=spec.num_classes, on_batch=on_batch,
+                                 slice_axis=spec.slice_axis, make_sink=make_sink, **self._window_options())
+        labels = assembler[0].finish()
+        if prepared.reorientation is not None:
+            labels = prepared.reorientation.undo(labels[None])[0]
+        return labels
+
+    def _window_options(self) -> dict:
+        opts = self.options
+        return dict(overlap=self.spec.overlap if opts.overlap is None else opts.overlap,
+                    batch_size=opts.batch_size or self.spec.batch_size, device=self.device,
+                    precision=self.precision, warn=self.warn)
+
     def model_probabilities(self, image: "torch.Tensor", slice_axis: int | None,
                             on_batch: Callable[[int, int], None] | None = None) -> "torch.Tensor":
         """Sliding-window probabilities (K, *spatial) of a preprocessed (C, *spatial) image, with this run's options."""
@@ -170,6 +229,7 @@ class Segmenter:
             device=self.device,
             precision=self.precision,
             tta=opts.tta,
+            tta_axes=spec.flip_axes,
             on_batch=on_batch,
             warn=self.warn,
             slice_axis=slice_axis,
@@ -189,20 +249,49 @@ class Segmenter:
         located = None
         if self.locator is not None and spec.locate is not None:
             located = locate_structure(self.locator, volume, spec.locate, self.warn)
-        if located is None:
-            on_input = self.probabilities(volume, on_batch)
-        else:
-            crop = crop_volume(volume, located.box)
-            on_input = paste_probabilities(self.probabilities(crop, on_batch), located.box, volume)
-            if spec.locate.within_mm is not None:
-                on_input = keep_within(on_input, located.mask, volume.spacing, spec.locate.within_mm)
         steps = opts.postprocess or spec.postprocess
-        labels = labels_from_probabilities(on_input, steps.threshold)
+        on_input = None
+        if keep_probabilities or opts.tta:  # every class probability on the input grid, held at once
+            if located is None:
+                on_input = self.probabilities(volume, on_batch)
+            else:
+                crop = crop_volume(volume, located.box)
+                on_input = paste_probabilities(self.probabilities(crop, on_batch), located.box, volume)
+                if spec.locate.within_mm is not None:
+                    on_input = keep_within(on_input, located.mask, volume.spacing, spec.locate.within_mm)
+            labels = labels_from_probabilities(on_input, steps.threshold)
+        elif located is None:
+            labels = self.labels(volume, on_batch)
+        else:  # the same labels as pasted probabilities give: background outside the box and beyond within_mm
+            box = located.box.slices
+            labels = np.zeros(volume.spatial_shape, dtype=np.uint8)
+            labels[box] = self.labels(crop_volume(volume, located.box), on_batch)
+            if spec.locate.within_mm is not None:
+                labels[box][~_near(located.mask[box], volume.spacing, spec.locate.within_mm)] = 0
         voxel_mm3 = float(np.prod(volume.spacing))
         labels = apply_postprocess(labels, steps, voxel_mm3, affine=volume.affine, num_labels=len(spec.labels))
-        counts = np.bincount(labels.ravel(), minlength=spec.num_classes)
+        counts = label_counts(labels, spec.num_classes)
         volumes = {int(k): float(counts[k] * voxel_mm3) for k in spec.labels}
         return Prediction(labels, on_input if keep_probabilities else None, volumes)
+
+
+def label_counts(labels: np.ndarray, minlength: int) -> np.ndarray:
+    """Voxels per label value, counted a few million at a time (bincount makes an int64 copy of what it counts)."""
+    flat = labels.reshape(-1)
+    counts = np.zeros(minlength, dtype=np.int64)
+    for start in range(0, flat.size, 1 << 22):
+        part = np.bincount(flat[start : start + (1 << 22)], minlength=minlength)
+        if part.size > counts.size:
+            counts = np.concatenate([counts, np.zeros(part.size - counts.size, dtype=np.int64)])
+        counts[: part.size] += part
+    return counts
+
+
+def _near(mask: np.ndarray, spacing: tuple[float, ...], grow_mm: float) -> np.ndarray:
+    """Voxels within ``grow_mm`` of ``mask`` (`segtool.locate.keep_within`'s rule, on a box holding the mask)."""
+    from scipy import ndimage
+
+    return ndimage.distance_transform_edt(~mask, sampling=spacing) <= grow_mm
 
 
 def _is_constant(array: np.ndarray) -> bool:

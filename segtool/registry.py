@@ -55,11 +55,15 @@ def collect_tasks(pm: pluggy.PluginManager, warn: Callable[[str], None]) -> Task
     duplicate task name is an error naming both plugins.
     """
     registry = TaskRegistry()
-    for impl in reversed(pm.hook.segtool_register_tasks.get_hookimpls()):
+    impls = list(reversed(pm.hook.segtool_register_tasks.get_hookimpls()))  # pluggy's calling order
+    for impl in impls:
         plugin_name = impl.plugin_name
         pending: list[TaskSpec] = []
+        # Through pluggy's hook calling (so SEGTOOL_TRACE_PLUGINS shows it), one plugin at a
+        # time: each task is credited to its plugin, and a plugin that raises skips only itself.
+        others = [other.plugin for other in impls if other is not impl]
         try:
-            impl.function(register=pending.append)
+            pm.subset_hook_caller("segtool_register_tasks", remove_plugins=others)(register=pending.append)
         except SegtoolError as exc:
             warn(f"plugin {plugin_name!r} registered an invalid task: {exc.one_line()}")
             continue

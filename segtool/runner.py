@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Callable, Iterable, Iterator, Sequence
 
 from segtool.errors import DEBUG_ENV, OutputExistsError, SegtoolError, UsageError, describe_unexpected
+from segtool.output_checks import check_plan  # noqa: F401 - part of the runner's API
 from segtool.spec import TaskSpec
 
 
@@ -205,71 +206,6 @@ def case_inputs(case: Case) -> list[Path]:
     return out
 
 
-def check_plan(cases: Sequence[Case], plan: OutputPlan, spec: TaskSpec) -> None:
-    """Usage errors in the outputs, found before any work (exit 2).
-
-    Refuses an output name without a format suffix, JPEG masks, a photo format for a
-    3D task, two cases writing one file (same stem, e.g. ``a.nii`` and ``a.nii.gz``)
-    and any output that is an input of this call (even through links, even with
-    ``--overwrite``).
-    """
-    from segtool.io.formats import PHOTO_OUT_SUFFIXES, _output_format, _suffix
-
-    protected = _InputIndex(p for case in cases for p in case_inputs(case))
-    seen: dict[str, Case] = {}
-    for case in cases:
-        targets = plan.targets(case)
-        labels = targets[0]
-        fmt = _output_format(labels)
-        if plan.format is not None and fmt != plan.format:
-            raise UsageError(f"{labels}: --format {plan.format} does not match the output's suffix {_suffix(labels)}")
-        if fmt == "dicom-seg":
-            from segtool.io.dicom_seg import check_source, require_highdicom
-
-            check_source(case.inputs[0], labels)
-            require_highdicom()
-        if spec.ndim == 3 and _suffix(labels) in PHOTO_OUT_SUFFIXES:
-            raise UsageError(f"{labels}: a 3D mask cannot be written as {_suffix(labels)}, use .nii.gz")
-        for target in targets:
-            key = os.path.normcase(os.path.realpath(target))
-            if key in seen and seen[key] != case:
-                raise UsageError(
-                    f"{target}: both {seen[key].name} and {case.name} would be written here; "
-                    "rename one input or use --output-dir per batch"
-                )
-            seen[key] = case
-            hit = protected.find(target, key)
-            if hit is not None:
-                raise UsageError(
-                    f"{target}: the output of {case.name} would overwrite an input of this call ({hit}); "
-                    "choose another --output-dir"
-                )
-
-
-class _InputIndex:
-    """The inputs of a call by real path and by (device, inode), so links and hard links are caught."""
-
-    def __init__(self, paths: Iterable[Path]) -> None:
-        self.by_path: dict[str, Path] = {}
-        self.by_inode: dict[tuple[int, int], Path] = {}
-        for path in paths:
-            self.by_path.setdefault(os.path.normcase(os.path.realpath(path)), path)
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            self.by_inode.setdefault((st.st_dev, st.st_ino), path)
-
-    def find(self, target: Path, real: str) -> Path | None:
-        if real in self.by_path:
-            return self.by_path[real]
-        try:
-            st = os.stat(target)
-        except OSError:
-            return None
-        return self.by_inode.get((st.st_dev, st.st_ino))
-
-
 def guess_output_kind(case: Case) -> str:
     from segtool.io.formats import PHOTO_SUFFIXES
 
@@ -347,8 +283,16 @@ def run_cases(
             on_result(result)
         else:
             todo.append(case)
-    for case, future in iter_read_ahead(todo, spec, allow_uneven):
-        start = time.perf_counter()
+    from segtool.photo_batch import batchable, batched_predictions
+
+    reads = iter_read_ahead(todo, spec, allow_uneven)
+    if batchable(spec, segmenter):  # photos resized to one size: several per forward pass
+        size = segmenter.options.batch_size or spec.batch_size
+        items = batched_predictions(reads, segmenter, size, plan.probabilities, on_batch)
+    else:
+        items = ((case, future, None, 0.0) for case, future in reads)
+    for case, future, prediction, share in items:
+        start = time.perf_counter() - share
         if on_case_start is not None:
             on_case_start(case)
         try:
@@ -356,7 +300,8 @@ def run_cases(
             for message in volume.meta.get("warnings", []):
                 if warn is not None:
                     warn(message)
-            result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected)
+            result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected,
+                                  prediction)
         except Exception as exc:  # noqa: BLE001 - one failing case must not stop the others
             message = failure_message(exc, case.name)
             result = CaseResult(case.name, None, spec.name, model_name, time.perf_counter() - start, "failed", message)
@@ -375,19 +320,23 @@ def _qc_failed(qc: Callable[..., None], result: CaseResult) -> None:
         pass
 
 
-def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected=()) -> CaseResult:
+def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected=(),
+                 prediction=None) -> CaseResult:
     from segtool.io import write_labels, write_probabilities
 
     target = plan.labels_path(case, volume.kind)
     if target.exists() and not plan.overwrite:
         raise OutputExistsError(f"{target}: output exists (use --overwrite or --skip-existing)")
-    prediction = segmenter.predict(volume, keep_probabilities=plan.probabilities, on_batch=on_batch)
+    if prediction is None:
+        prediction = segmenter.predict(volume, keep_probabilities=plan.probabilities, on_batch=on_batch)
     colours = spec.label_colours() if volume.ndim == 2 else None
     written = write_labels(
         prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected,
         label_names=spec.labels, algorithm=f"segtool {spec.name}", palette=colours,
     )
     if plan.overlay:
+        from segtool.overlays import write_overlay
+
         write_overlay(volume, prediction.labels, colours, dict(spec.labels), plan.overlay_path(target),
                       overwrite=plan.overwrite, protect=protected)
     prob_path = None
@@ -405,38 +354,3 @@ def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, star
     if qc is not None:
         qc(volume, prediction.labels, result)
     return result
-
-
-def display_rgb(volume) -> "np.ndarray":
-    """A 2D image as (rows, cols, 3) uint8 for pictures: 8-bit photos kept, others scaled (1st-99th percentile)."""
-    import numpy as np
-
-    array = np.asarray(volume.array)
-    if volume.kind != "photo":
-        array = np.swapaxes(array, 1, 2)  # (C, x, y) -> (C, rows=y, cols=x), as 2D masks are written
-    if volume.kind == "photo" and volume.meta.get("mode") in ("RGB", "RGBA", "RGBX", "L", "LA", "P", "PA", "1", "CMYK",
-                                                            "YCbCr") and array.size and 0 <= array.min() <= array.max() <= 255:
-        array = np.asarray(array, np.float32).round().astype(np.uint8)  # an 8-bit photo: its own values
-    if array.dtype != np.uint8:
-        finite = array[np.isfinite(array)] if array.dtype.kind == "f" else array
-        lo, hi = (np.percentile(finite, (1, 99)) if finite.size else (0.0, 1.0))
-        array = np.clip((array.astype(np.float32) - lo) / max(float(hi - lo), 1e-6) * 255.0, 0, 255).astype(np.uint8)
-    if array.shape[0] == 1:
-        array = np.repeat(array, 3, axis=0)
-    return np.moveaxis(array[:3], 0, -1)
-
-
-def write_overlay(volume, labels, colours, names, path: Path, overwrite: bool = False, protect=()) -> Path:
-    """``path`` (PNG): the 2D image with its labels blended in their colours and a legend of those present."""
-    import numpy as np
-    from PIL import Image
-
-    from segtool.io.atomic import _atomic_write
-    from segtool.qc.overlay import photo_overlay
-
-    planes = np.asarray(labels)
-    if volume.kind != "photo":
-        planes = planes.T
-    picture = photo_overlay(display_rgb(volume), planes, colours or {}, names)
-    return _atomic_write(path, volume, overwrite, lambda tmp: Image.fromarray(picture).save(str(tmp), format="PNG"),
-                         [Path(p) for p in protect])

@@ -303,6 +303,24 @@ class TaskSpec:
         """Spatial dimensions of the network: 2 for 2D tasks and slice-wise 3D tasks, else 3."""
         return 2 if self.ndim == 2 or self.slice_axis is not None else 3
 
+    @property
+    def flip_axes(self) -> tuple[int, ...]:
+        """Network axes (0-based, in-plane for slice tasks) that training flips and ``--tta`` may flip.
+
+        Photos flip left-right only (people are not upside down); ``mri-strong`` flips its
+        first axis only (left-right of axial slices, anterior-posterior of sagittal ones:
+        never superior-inferior, which would swap the levels of a spine); every other recipe
+        flips every axis. Predictions averaged over flips the network never saw in training
+        are worse, so --tta flips these axes only.
+        """
+        from segtool.io.formats import is_photo_task
+
+        if is_photo_task(self):
+            return (self.network_dims - 1,)
+        if self.augmentation == "mri-strong":
+            return (0,)
+        return tuple(range(self.network_dims))
+
     def build_network(self, network: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
                       in_channels: int | None = None, out_channels: int | None = None):
         """A fresh network (imports torch): the family (or factory) with the core's arguments."""

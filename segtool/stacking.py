@@ -225,7 +225,7 @@ def run_stacks(
                 written = write_labels(prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected,
                                        palette=colours)
                 if plan.overlay:
-                    from segtool.runner import write_overlay
+                    from segtool.overlays import write_overlay
 
                     write_overlay(volume, prediction.labels, colours, dict(spec.labels), plan.overlay_path(target),
                                   overwrite=plan.overwrite, protect=protected)

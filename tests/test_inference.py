@@ -55,15 +55,31 @@ def test_voxelwise_model_gives_exact_probabilities(shape, patch, batch_size):
     assert torch.allclose(probs.sum(0), torch.ones(shape), atol=1e-5)
 
 
+class LooksAhead(torch.nn.Module):
+    """Not flip-symmetric: p(1) at voxel i along the first spatial axis is sigmoid(10 x[i + 1]) (0 past the end)."""
+
+    def forward(self, x):
+        ahead = torch.zeros_like(x[:, :1])
+        ahead[:, :, :-1] = x[:, :1, 1:]
+        return torch.cat([torch.zeros_like(ahead), 10 * ahead], dim=1)
+
+
 def test_tta_averages_flips_and_reports_progress():
     image = torch.randn(1, 12, 12, 6)
-    calls = []
-    probs = sliding_window_inference(
-        Threshold(), image, (8, 8, 4), num_classes=2, tta=True, on_batch=lambda d, t: calls.append((d, t))
+    plain_calls, tta_calls = [], []
+    plain = sliding_window_inference(
+        LooksAhead(), image, (12, 12, 6), num_classes=2, on_batch=lambda d, t: plain_calls.append((d, t))
     )
-    assert torch.allclose(probs[1], torch.sigmoid(10 * image[0]), atol=1e-5)
-    assert len({t for _, t in calls}) == 1 and calls[-1][0] == calls[-1][1]
-    assert len(calls) == 8 * len([c for c in calls[: len(calls) // 8]])
+    probs = sliding_window_inference(
+        LooksAhead(), image, (12, 12, 6), num_classes=2, tta=True, on_batch=lambda d, t: tta_calls.append((d, t))
+    )
+    ahead, behind = torch.zeros_like(image[0]), torch.zeros_like(image[0])
+    ahead[:-1], behind[1:] = image[0, 1:], image[0, :-1]
+    assert torch.allclose(plain[1], torch.sigmoid(10 * ahead), atol=1e-5)
+    # flipping the first axis turns "ahead" into "behind"; the other flips change nothing: the mean of both
+    assert torch.allclose(probs[1], (torch.sigmoid(10 * ahead) + torch.sigmoid(10 * behind)) / 2, atol=1e-5)
+    assert (probs[1] - plain[1]).abs().max() > 0.2
+    assert len(tta_calls) == 8 * len(plain_calls) and tta_calls[-1][0] == tta_calls[-1][1]
 
 
 def test_pick_device():

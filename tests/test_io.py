@@ -748,3 +748,35 @@ def test_reading_dicom_keeps_the_process_locale(tmp_path):
     read_volume(tmp_path / "s")
     read_volume(sorted((tmp_path / "s").iterdir())[0])
     assert locale.setlocale(locale.LC_ALL) == before
+
+
+# --------------------------------------------------------------------------- naming and atomic writes
+
+
+def test_file_naming():
+    from segtool.io.formats import TRAINING_SUFFIXES, is_photo_path, split_suffix
+
+    assert split_suffix("Case.NII.GZ") == ("Case", ".NII.GZ")
+    assert split_suffix("scan.v2.nrrd") == ("scan.v2", ".nrrd")
+    assert split_suffix("notes.txt") == ("notes.txt", "")
+    assert split_suffix(".nii.gz") == (".nii.gz", "")  # nothing but the suffix: no stem to give
+    assert split_suffix("pair.hdr", TRAINING_SUFFIXES) == ("pair.hdr", "")  # an Analyze pair counts once, by .img
+    assert [is_photo_path(n) for n in ("a.JPG", "b.tiff", "c.nii.gz", "d.dcm")] == [True, True, False, False]
+
+
+def test_replacing_moves_the_file_into_place_only_on_success(tmp_path):
+    from segtool.io.atomic import replacing, write_text_atomic
+
+    target = tmp_path / "out.txt"
+    write_text_atomic(target, "old", mode=0o640)
+    assert target.read_text() == "old" and target.stat().st_mode & 0o777 == 0o640
+    with pytest.raises(RuntimeError):
+        with replacing(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("writer failed")
+    assert target.read_text() == "old"
+    with replacing(target, suffix=".npy") as tmp:
+        assert tmp.parent == tmp_path and tmp.name.startswith(".out.txt.") and tmp.name.endswith(".npy")
+        np.save(tmp, np.arange(3))
+    assert np.array_equal(np.load(target), np.arange(3))
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.txt"]  # no temporary file left

@@ -53,13 +53,16 @@ def test_fine_task_segments_only_a_crop_around_the_located_structure(tmp_path, t
     from segtool.pipeline import Segmenter
 
     shapes = {}
-    real = Segmenter.probabilities
 
-    def recording(self, volume, on_batch=None):
-        shapes.setdefault(self.spec.name, []).append(volume.spatial_shape)
-        return real(self, volume, on_batch)
+    def recording(real):
+        def record(self, volume, on_batch=None):
+            shapes.setdefault(self.spec.name, []).append(volume.spatial_shape)
+            return real(self, volume, on_batch)
+        return record
 
-    monkeypatch.setattr(Segmenter, "probabilities", recording)
+    # the volumes the networks see: labels (the lean path) or probabilities (--prob, --tta)
+    monkeypatch.setattr(Segmenter, "probabilities", recording(Segmenter.probabilities))
+    monkeypatch.setattr(Segmenter, "labels", recording(Segmenter.labels))
     image, cord = neck()
     source = tmp_path / "neck.nii.gz"
     nib.save(nib.Nifti1Image(image, AFFINE), source)
@@ -78,8 +81,10 @@ def test_a_small_field_of_view_is_segmented_whole(tmp_path, two_stage, monkeypat
     from segtool.pipeline import Segmenter
 
     names = []
-    real = Segmenter.probabilities
-    monkeypatch.setattr(Segmenter, "probabilities", lambda self, v, on_batch=None: names.append(self.spec.name) or real(self, v, on_batch))
+    for method in ("probabilities", "labels"):
+        real = getattr(Segmenter, method)
+        monkeypatch.setattr(Segmenter, method,
+                            lambda self, v, on_batch=None, real=real: names.append(self.spec.name) or real(self, v, on_batch))
     image, cord = neck()
     small, small_cord = image[50:70, 4:22], cord[50:70, 4:22]  # 10 x 9 mm: already a crop
     source = tmp_path / "crop.nii.gz"

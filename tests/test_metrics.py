@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import string
 import subprocess
 import sys
 
@@ -15,6 +16,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from segtool import metrics as M
+from segtool.metrics.nearest import _ring
 
 # ---------------------------------------------------------------- a brute-force reference
 
@@ -221,30 +223,86 @@ def test_evaluate_handles_unusual_label_values():
         M.evaluate(pred[:1], gt)
 
 
-def test_surfel_table_matches_deepmind_when_installed():
-    lookup = pytest.importorskip("surface_distance.lookup_tables")
-    for spacing in [(1, 1, 1), (0.8, 0.9, 1.7)]:
-        expected = lookup.create_table_neighbour_code_to_surface_area(spacing)
-        assert M.surfel_area_table(spacing) == pytest.approx(expected)
+# DeepMind surface-distance 0.1's create_table_neighbour_code_to_surface_area((0.8, 0.9, 1.7)),
+# written down here so that the comparison runs without the package: the 27 distinct
+# areas (mm²), then for each code 0..127 the letter of its area (a = the first value);
+# code c and its complement 255 - c carry the same surface.
+DEEPMIND_AREAS_SPACING = (0.8, 0.9, 1.7)
+DEEPMIND_AREAS = (
+    0.0, 0.27125, 0.5425, 0.7200000000000001, 0.7694153624668538, 0.81375, 0.8454732402625171,
+    1.023535539197345, 1.0406653624668538, 1.085, 1.1167232402625171, 1.17375, 1.294785539197345, 1.36,
+    1.445, 1.4937500000000001, 1.53, 1.5388307249337076, 1.57875, 1.6275, 1.6909464805250343, 1.765,
+    1.8499999999999999, 1.8924443013646854, 1.9814754508320993, 2.019504389729931, 2.04707107839469,
+)
+DEEPMIND_AREA_OF_CODE = (
+    "abbhbgcsbcgshssqbecpclftcikxmywsbcepckixcfltmwyshppnmzvpmvzpAmmh"
+    "bccmeliycfkwptxsglkzldolkoukzlkgcfiviorifjofvficstxpyliewfkcmccb"
+)
+
+
+def test_surfel_table_matches_deepmind():
+    s0, s1, s2 = DEEPMIND_AREAS_SPACING
+    table = M.surfel_area_table(DEEPMIND_AREAS_SPACING)
+    expected = [DEEPMIND_AREAS[string.ascii_letters.index(ch)] for ch in DEEPMIND_AREA_OF_CODE]
+    assert table[:128] == pytest.approx(expected, rel=1e-12, abs=1e-15)
+    assert table[128:] == pytest.approx(table[:128][::-1], rel=1e-12, abs=1e-15)  # complements
+    # by hand: a corner cut off (one triangle), a face (a rectangle), an edge (a bevel)
+    assert table[0b00000001] == pytest.approx(math.sqrt((s1 * s2) ** 2 + (s0 * s2) ** 2 + (s0 * s1) ** 2) / 8)
+    assert table[0b00001111] == pytest.approx(s1 * s2)  # voxels (1, *, *): the plane x = 1/2
+    assert table[0b00000011] == pytest.approx(s2 * math.hypot(s0, s1) / 2)  # voxels (1, 1, *)
+    # 2D: a corner is a diagonal half-segment, a row or column a segment, a saddle two halves
+    c0, c1 = 0.8, 1.7
+    half = math.hypot(c0, c1) / 2
+    assert M.surfel_area_table((c0, c1)) == pytest.approx(
+        [0, half, half, c1, half, c0, 2 * half, half, half, 2 * half, c0, half, c1, half, half, 0]
+    )
+    try:  # and against the package itself, at more spacings, when it is installed
+        from surface_distance import lookup_tables
+    except ImportError:
+        return
+    for spacing in [(1, 1, 1), (0.8, 0.9, 1.7), (2.5, 0.3, 1.1)]:
+        assert M.surfel_area_table(spacing) == pytest.approx(
+            lookup_tables.create_table_neighbour_code_to_surface_area(spacing)
+        )
     for spacing in [(1, 1), (0.8, 1.7)]:
-        expected = lookup.create_table_neighbour_code_to_contour_length(spacing)
-        assert M.surfel_area_table(spacing) == pytest.approx(expected)
+        assert M.surfel_area_table(spacing) == pytest.approx(
+            lookup_tables.create_table_neighbour_code_to_contour_length(spacing)
+        )
 
 
-def test_surfel_metrics_match_deepmind_when_installed():
-    sd_mod = pytest.importorskip("surface_distance")
-    rng = np.random.default_rng(0)
-    for shape in [(24, 20, 16), (40, 36)]:
-        spacing = tuple(rng.uniform(0.5, 2.0, len(shape)))
-        a = ndimage.gaussian_filter(rng.standard_normal(shape), 2) > 0.05
-        b = ndimage.gaussian_filter(rng.standard_normal(shape), 2) > 0.05
-        ref = sd_mod.compute_surface_distances(b, a, spacing)  # (gt, pred)
+def ellipsoid(shape, centre, radii):
+    grids = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij", sparse=True)
+    return sum(((g - c) / r) ** 2 for g, c, r in zip(grids, centre, radii)) <= 1.0
+
+
+def deepmind_cases():
+    """(pred, gt, spacing, DeepMind surface-distance 0.1's (hd, hd95, msd pred->gt, msd gt->pred, nsd@1.5))."""
+    a = ellipsoid((24, 20, 16), (9, 9, 7), (6, 5, 4))
+    b = ellipsoid((24, 20, 16), (11, 10, 8), (7, 4.5, 4))
+    b[19:22, 2:4, 11:14] = True  # a far island
+    yield a, b, (0.7, 1.3, 1.9), (10.697195894251914, 7.688953114696433, 0.9390067983977709,
+                                  1.619606539344937, 0.7315352644139683)
+    a = ellipsoid((40, 36), (18, 17), (11, 8))
+    b = ellipsoid((40, 36), (20, 16), (9, 10))
+    b[34:37, 3:6] = True
+    yield a, b, (0.6, 1.4), (12.52517464948094, 11.462983904725679, 1.1255214068912511,
+                             2.551454711177489, 0.5509793824899545)
+
+
+def test_surfel_metrics_match_deepmind():
+    try:
+        import surface_distance as sd_mod
+    except ImportError:
+        sd_mod = None
+    for a, b, spacing, expected in deepmind_cases():
         d = M.distance_metrics(a, b, spacing, surface="surfel", tolerance=1.5)
-        g2p, p2g = sd_mod.compute_average_surface_distance(ref)
-        assert d.hd == pytest.approx(sd_mod.compute_robust_hausdorff(ref, 100), abs=1e-9)
-        assert d.hd95 == pytest.approx(sd_mod.compute_robust_hausdorff(ref, 95), abs=1e-9)
-        assert (d.msd_pred_to_gt, d.msd_gt_to_pred) == pytest.approx((p2g, g2p), abs=1e-9)
-        assert d.nsd == pytest.approx(sd_mod.compute_surface_dice_at_tolerance(ref, 1.5), abs=1e-9)
+        assert (d.hd, d.hd95, d.msd_pred_to_gt, d.msd_gt_to_pred, d.nsd) == pytest.approx(expected, abs=1e-9)
+        if sd_mod is not None:  # the package itself, when installed, gives the values written above
+            ref = sd_mod.compute_surface_distances(b, a, spacing)  # (gt, pred)
+            g2p, p2g = sd_mod.compute_average_surface_distance(ref)
+            live = (sd_mod.compute_robust_hausdorff(ref, 100), sd_mod.compute_robust_hausdorff(ref, 95), p2g, g2p,
+                    sd_mod.compute_surface_dice_at_tolerance(ref, 1.5))
+            assert live == pytest.approx(expected, abs=1e-12)
 
 
 def test_metrics_never_import_torch():
@@ -347,4 +405,4 @@ def test_distances_equal_a_distance_transform_of_the_bounding_box():
     edt_a = ndimage.distance_transform_edt(~sa, sampling=spacing)
     assert np.sort(sd.pred_to_gt) == pytest.approx(np.sort(edt_b[sa]), abs=1e-12)
     assert np.sort(sd.gt_to_pred) == pytest.approx(np.sort(edt_a[sb]), abs=1e-12)
-    assert sd.gt_to_pred.max() > M._ring(spacing)[1][-1]  # beyond the ring: the k-d tree found it
+    assert sd.gt_to_pred.max() > _ring(spacing)[1][-1]  # beyond the ring: the k-d tree found it

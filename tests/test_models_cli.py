@@ -296,3 +296,10 @@ def test_push_refuses_incomplete_folders(hub, tmp_path):
     assert result.exit_code == 2 and "config.json is missing" in result.output
     assert invoke([tiny_spec()], "push", str(folder), "not-a-repo-id").exit_code == 2
     assert hub.log == []
+
+
+def test_human_size_uses_decimal_units():
+    from segtool.weights.inventory import human_size
+
+    sizes = [None, 0, 999, 1000, 1_500, 20_300_000, 1_234_000_000]
+    assert [human_size(s) for s in sizes] == ["-", "0 B", "999 B", "1.0 kB", "1.5 kB", "20.3 MB", "1.2 GB"]

@@ -1,16 +1,16 @@
 """`segtool plugin new`: the generated package installs, lists, trains, runs and evaluates.
 
-The package is pip-installed (a real build through its pyproject.toml) into a
-folder of the test's own with ``--target`` and put on PYTHONPATH for the segtool
-subprocesses, so entry-point discovery is exercised exactly as after
-``pip install``, while the shared virtualenv is never modified (other tests
-running at the same time see no extra task).
+The package is pip-installed once (a real build through its pyproject.toml) into a
+folder of the test's own with ``--target``; that folder goes on ``sys.path`` for the
+test only, so segtool finds the task through the package's entry point exactly as
+after ``pip install``, in this process (no virtualenv and no segtool subprocess),
+while the shared virtualenv is never modified.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
-import os
 import subprocess
 import sys
 import uuid
@@ -22,22 +22,24 @@ from segtool.cli import cli
 from test_train import write_3d_simple
 
 
-def _env(site) -> dict:
-    env = {k: v for k, v in os.environ.items() if k not in ("SEGTOOL_LOAD_PLUGINS", "PYTHONPATH")}
-    env["PYTHONPATH"] = str(site)
-    env["OMP_NUM_THREADS"] = "2"
-    return env
+def _segtool(*args) -> str:
+    result = CliRunner().invoke(cli, [str(a) for a in args])
+    assert result.exit_code == 0, f"segtool {' '.join(map(str, args))}:\n{result.output}"
+    return result.stdout
 
 
-def _segtool(env, *args, timeout=120) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        [sys.executable, "-m", "segtool", *map(str, args)], env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, f"segtool {' '.join(map(str, args))}:\n{result.stdout}\n{result.stderr}"
-    return result
+def _run_own_tests(path) -> list[str]:
+    """Every ``test_*`` function of the generated test file, called; their names."""
+    spec = importlib.util.spec_from_file_location(f"generated_{uuid.uuid4().hex[:8]}", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    names = sorted(n for n in vars(module) if n.startswith("test_") and callable(getattr(module, n)))
+    for name in names:
+        getattr(module, name)()
+    return names
 
 
-def test_generated_plugin_installs_lists_trains_runs_and_evaluates(tmp_path):
+def test_generated_plugin_installs_lists_trains_runs_and_evaluates(tmp_path, monkeypatch):
     name = f"tmpl-{uuid.uuid4().hex[:8]}"
     module = "segtool_" + name.replace("-", "_")
     pkg = tmp_path / "pkg"
@@ -45,8 +47,9 @@ def test_generated_plugin_installs_lists_trains_runs_and_evaluates(tmp_path):
                                       "--description", 'Bright "balls" in noise'])
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(pkg)
+    own_test = f"tests/test_{name.replace('-', '_')}.py"
     assert {str(p.relative_to(pkg)) for p in pkg.rglob("*") if p.is_file()} == {
-        "pyproject.toml", "README.md", f"{module}/__init__.py", f"tests/test_{name.replace('-', '_')}.py",
+        "pyproject.toml", "README.md", f"{module}/__init__.py", own_test,
     }
     pyproject = (pkg / "pyproject.toml").read_text(encoding="utf-8")
     assert f'[project.entry-points.segtool]\n{name} = "{module}"' in pyproject
@@ -57,28 +60,26 @@ def test_generated_plugin_installs_lists_trains_runs_and_evaluates(tmp_path):
         [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation", "--target", str(site), str(pkg)],
         check=True, capture_output=True, timeout=120,
     )
-    env = _env(site)
-    tasks = {t["name"]: t for t in json.loads(_segtool(env, "tasks", "--json").stdout)}
+    monkeypatch.syspath_prepend(str(site))
+    monkeypatch.delenv("SEGTOOL_LOAD_PLUGINS", raising=False)
+    tasks = {t["name"]: t for t in json.loads(_segtool("tasks", "--json"))}
     assert tasks[name]["plugin"] == name and tasks[name]["labels"] == {"1": "ball"}
     assert tasks[name]["network"] == "unet" and tasks[name]["model_factory"] is None
+    assert sys.modules[module].__file__.startswith(str(site))  # imported from the installed copy
 
-    own_tests = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(pkg / "tests")],
-        env=env, capture_output=True, text=True, timeout=120, cwd=tmp_path,
-    )
-    assert own_tests.returncode == 0, own_tests.stdout + own_tests.stderr
+    assert _run_own_tests(pkg / own_test) == ["test_model_output_matches_the_patch", "test_task_registers"]
 
     data = write_3d_simple(tmp_path / "data", n=3)
     model = tmp_path / "model"
-    _segtool(env, "train", name, data, "-o", model, "--epochs", "1", "--steps-per-epoch", "2",
+    _segtool("train", name, data, "-o", model, "--epochs", "1", "--steps-per-epoch", "2",
              "--patch-size", "16,16,16", "--batch-size", "1", "--device", "cpu", "-q")
     assert (model / "model.safetensors").is_file() and (model / "README.md").is_file()
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))
     assert config["task"] == name and config["architecture"]["features"] == [16, 32, 64, 128]
 
     pred = tmp_path / "pred.nii.gz"
-    _segtool(env, "run", name, "--model-dir", model, data / "case0.nii.gz", "-o", pred, "--device", "cpu", "-q")
-    scores = json.loads(_segtool(env, "evaluate", pred, data / "case0_seg.nii.gz", "--task", name, "--json").stdout)
+    _segtool("run", name, "--model-dir", model, data / "case0.nii.gz", "-o", pred, "--device", "cpu", "-q")
+    scores = json.loads(_segtool("evaluate", pred, data / "case0_seg.nii.gz", "--task", name, "--json"))
     assert [m["name"] for m in scores["metrics"]][:1] == ["ball"]
     assert 0.0 <= scores["metrics"][0]["dice"] <= 1.0
 

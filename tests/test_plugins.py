@@ -202,14 +202,17 @@ def test_describe_plugins_reports_version_and_hooks():
     assert "segtool_resolve_weights" in rows["segtool.builtin"]["hooks"]
 
 
-def test_trace_plugins_prints_hook_calls(monkeypatch, capsys):
+def test_trace_plugins_shows_task_registration(monkeypatch):
+    import json
+
     monkeypatch.setenv("SEGTOOL_TRACE_PLUGINS", "1")
-    monkeypatch.setenv("SEGTOOL_LOAD_PLUGINS", "disc")
-    collect(make_plugin_manager())
-    # collect_tasks calls implementations one by one; the monitor sees hook-level calls
-    pm = make_plugin_manager()
-    pm.hook.segtool_register_tasks(register=lambda spec: None)
-    assert "segtool trace: segtool_register_tasks" in capsys.readouterr().err
+    monkeypatch.setenv("SEGTOOL_LOAD_PLUGINS", "clothing")
+    result = CliRunner().invoke(cli, ["tasks", "--json"])
+    assert result.exit_code == 0, result.output
+    assert [t["name"] for t in json.loads(result.stdout)] == ["clothing"]
+    trace = [line for line in result.stderr.splitlines() if line.startswith("segtool trace: segtool_register_tasks")]
+    assert trace[0].startswith("segtool trace: segtool_register_tasks -> ['clothing'] {'register': ")
+    assert trace[1] == "segtool trace: segtool_register_tasks returned []"
 
 
 def write_plugin_project(root, module_body: str, name: str = "segtool-extra-test"):

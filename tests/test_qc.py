@@ -412,15 +412,23 @@ def test_qc_command_errors_are_one_line(nifti_pair):
     assert not (d / "q" / "index.html").exists()
 
 
-def test_parse_label_names():
-    from segtool.commands.qc import parse_label_names
+def test_parse_labels_option():
+    from segtool.commands.common import parse_labels_option
     from segtool.errors import UsageError
 
-    assert parse_label_names("gm, wm") == {1: "gm", 2: "wm"}
-    assert parse_label_names("2=wm,1=gm") == {2: "wm", 1: "gm"}
-    for bad in ("", "a=b", "1=x,1=y"):
-        with pytest.raises(UsageError):
-            parse_label_names(bad)
+    assert parse_labels_option("gm, wm", bare_names=True) == {1: "gm", 2: "wm"}
+    assert parse_labels_option("2=wm,1=gm", bare_names=True) == {2: "wm", 1: "gm"}
+    assert parse_labels_option("1=core,4") == {1: "core", 4: "4"}
+    assert parse_labels_option("2:edema, 3 = grey matter,") == {2: "edema", 3: "grey matter"}
+    assert parse_labels_option("gm,3=wm", bare_names=True) == {1: "gm", 3: "wm"}
+    bad_cases = {
+        ("", False): "no labels", ("a=b", True): "not a label number", ("1=x,1=y", True): "named twice",
+        ("gm", False): "not a label number", ("0=bg", True): "background", ("-2", False): "negative",
+    }
+    for (bad, bare_names), message in bad_cases.items():
+        with pytest.raises(UsageError, match=message) as info:
+            parse_labels_option(bad, bare_names=bare_names)
+        assert str(info.value).startswith("--labels: ")
 
 
 # --------------------------------------------------------------------------- browser

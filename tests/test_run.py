@@ -362,15 +362,40 @@ def test_next_input_is_read_while_the_current_one_is_segmented(tmp_path, tiny3d,
     assert events.count("predict r0.nii.gz") == 1 and len([e for e in events if e.startswith("read")]) == 3
 
 
-def test_tta_and_threshold_options(tmp_path, tiny3d):
-    spec, _ = tiny3d
-    src = save_nifti(tmp_path / "f.nii.gz", cube_image())
-    result = invoke(app_with(spec), ["run", "tiny", str(src), "--tta", "--threshold", "0.3", "-q", "--json"])
+def _run_probabilities(spec, src: Path, out: Path, *options: str) -> tuple[np.ndarray, np.ndarray]:
+    """Labels and class probabilities (last axis) of one `segtool run --prob`."""
+    result = invoke(app_with(spec), ["run", spec.name, str(src), "-o", str(out), "--prob", "-q", "--json", *options])
     assert result.exit_code == 0, result.output
     row = json.loads(result.stdout)
-    assert row["volumes_mm3"] == {"bright": float((cube_image() > 0).sum() * 2.0)}  # 1 x 1 x 2 mm voxels
-    labels = np.asarray(nib.load(row["output"]).dataobj)
+    return np.asarray(nib.load(row["output"]).dataobj), np.asarray(nib.load(row["probabilities"]).dataobj)
+
+
+def test_tta_changes_the_probabilities_of_an_asymmetric_model(tmp_path, monkeypatch):
+    package = f"tiny_ahead_{next(_counter)}"
+    ref = make_bundled_package(tmp_path / "site", package, make_spec("ahead", model_kwargs={"kernel": 3}))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    spec = make_spec("ahead", model_kwargs={"kernel": 3}, models={"default": ref})
+    src = save_nifti(tmp_path / "f.nii.gz", cube_image())
+    labels, probs = _run_probabilities(spec, src, tmp_path / "plain.nii.gz")
+    tta_labels, tta_probs = _run_probabilities(spec, src, tmp_path / "tta.nii.gz", "--tta")
+    # the model looks one voxel ahead along x; with its flips, TTA also looks one voxel behind
+    assert np.abs(tta_probs - probs).max() > 0.2
+    assert not np.array_equal(tta_labels, labels)
+    bright = cube_image() > 0
+    assert tta_labels[bright].all() and not labels[bright].all()
+
+
+def test_threshold_decides_the_binary_mask(tmp_path, tiny3d):
+    spec, _ = tiny3d
+    src = save_nifti(tmp_path / "f.nii.gz", cube_image())
+    labels, probs = _run_probabilities(spec, src, tmp_path / "argmax.nii.gz")
     assert np.array_equal(labels, (cube_image() > 0).astype(np.uint8))
+    background = probs[..., 1][cube_image() == 0]
+    threshold = float(background.min()) / 2  # below every background probability: all foreground
+    assert 0 < threshold < 0.5
+    thresholded, _ = _run_probabilities(spec, src, tmp_path / "low.nii.gz", "--threshold", str(threshold))
+    assert np.array_equal(thresholded, (probs[..., 1] >= threshold).astype(np.uint8))
+    assert thresholded.all() and not labels.all()
     bad = invoke(app_with(spec), ["run", "tiny", str(src), "--threshold", "1.5"])
     assert bad.exit_code == 2
 

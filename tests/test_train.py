@@ -142,9 +142,12 @@ def test_train_3d_writes_the_model_folder_and_run_uses_it(tmp_path):
     assert config.training["data"]["validation_cases"] and len(config.training["data"]["train_cases"]) == 3
 
     card = (out / "README.md").read_text(encoding="utf-8")
-    front = card.split("---")[1]
-    assert "library_name: segtool" in front and "license: other" in front and '"3d"' in front
-    assert '"someone/balls"' in front
+    from huggingface_hub import ModelCard
+
+    meta = ModelCard(card).data
+    assert meta.library_name == "segtool" and meta.license == "other" and meta.pipeline_tag == "image-segmentation"
+    assert meta.tags == ["segtool", "image-segmentation", "medical-imaging", "3d", spec.name]
+    assert meta.datasets == ["someone/balls"] and meta.metrics == ["dice"]
     assert "| ball |" in card and config.training["command"] in card
 
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text(encoding="utf-8").splitlines()]

@@ -16,20 +16,24 @@ from segtool.hookspecs import hookimpl
 from segtool.spec import Postprocess, TaskSpec, WeightsFile, WeightsRef
 
 
-def one_conv(spatial_dims: int, in_channels: int, out_channels: int):
+def one_conv(spatial_dims: int, in_channels: int, out_channels: int, kernel: int = 1):
     import torch
 
     conv_cls = torch.nn.Conv3d if spatial_dims == 3 else torch.nn.Conv2d
-    return conv_cls(in_channels, out_channels, kernel_size=1)
+    return conv_cls(in_channels, out_channels, kernel_size=kernel, padding=kernel // 2)
 
 
-def one_conv_state(spatial_dims: int, in_channels: int) -> dict:
-    """Weights: logit(class 1) - logit(class 0) = 8 * mean(channels)."""
+def one_conv_state(spatial_dims: int, in_channels: int, kernel: int = 1) -> dict:
+    """Weights: logit(class 1) - logit(class 0) = 8 * mean(channels), of the voxel itself (``kernel`` 1)
+    or, with ``kernel`` 3, of the next voxel along the first axis (not flip-symmetric, so TTA shows)."""
     import torch
 
-    shape = (2, in_channels) + (1,) * spatial_dims
+    shape = (2, in_channels) + (kernel,) * spatial_dims
     weight = torch.zeros(shape)
-    weight[1] = 8.0 / in_channels
+    if kernel == 1:
+        weight[1] = 8.0 / in_channels
+    else:
+        weight[(1, slice(None), kernel - 1) + (kernel // 2,) * (spatial_dims - 1)] = 8.0 / in_channels
     return {"weight": weight, "bias": torch.zeros(2)}
 
 
@@ -44,7 +48,8 @@ def write_model_folder(folder: Path, spec: TaskSpec) -> tuple[WeightsFile, Weigh
     from segtool.model_config import ModelConfig
 
     folder.mkdir(parents=True, exist_ok=True)
-    save_file(one_conv_state(spec.network_dims, spec.in_channels), str(folder / "model.safetensors"))
+    state = one_conv_state(spec.network_dims, spec.in_channels, spec.model_kwargs.get("kernel", 1))
+    save_file(state, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
     return (
         WeightsFile("model.safetensors", sha256(folder / "model.safetensors")),

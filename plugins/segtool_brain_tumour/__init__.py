@@ -50,7 +50,9 @@ BRAIN_TUMOUR_2D = TaskSpec(
     network="attention_unet",
     model_kwargs={"features": (16, 32, 64, 128, 256)},
     augmentation="photo",  # torch flips, rotation, scaling, brightness/contrast, noise, blur on 2D slices
-    postprocess=Postprocess(threshold=0.5),
+    # the largest tumour component: in 3D with --stack (a patient's slices, as Buda et al. measure),
+    # else per slice; on the validation patients it raised the mean per-patient Dice by ~0.035
+    postprocess=Postprocess(threshold=0.5, keep_largest=True),
     citation=(
         "Buda M, Saha A, Mazurowski MA. Association of genomic subtypes of lower-grade gliomas with "
         "shape features automatically extracted by a deep learning algorithm. Comput Biol Med 109 (2019)."

@@ -19,6 +19,10 @@ DISC = TaskSpec(
     overlap=0.5,
     batch_size=8,
     normalization="zscore",
+    # three training subjects: TorchIO's strong MRI recipe (affine, elastic, low resolution, bias
+    # field, gamma, noise, blur); its only flip is anterior-posterior (axis 0 of a sagittal slice),
+    # never superior-inferior, which would swap the levels
+    augmentation="mri-strong",
     labels={1: "L5-S1", 2: "L4-L5", 3: "L3-L4", 4: "L2-L3", 5: "L1-L2"},
     regions={"disc": (1, 2, 3, 4, 5)},
     network="unet",

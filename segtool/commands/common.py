@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 import sys
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 from click.shell_completion import CompletionItem
 
 from segtool.app import App
+from segtool.errors import UsageError
 
 
 def get_app(ctx: click.Context) -> App:
@@ -45,3 +47,42 @@ def echo_json(obj: Any) -> None:
     """One line of strict JSON on stdout: undefined numbers (NaN, inf) are written as null."""
     sys.stdout.write(json.dumps(json_safe(obj), default=str, allow_nan=False) + "\n")
     sys.stdout.flush()
+
+
+_LABEL_ITEM = re.compile(r"([+-]?\d+)\s*[=:]\s*(.*)")
+_LABELS_EXAMPLE = "use e.g. 1,2,3 or 1=csf,2=gm"
+
+
+def parse_labels_option(text: str, bare_names: bool = False) -> dict[int, str]:
+    """A ``--labels`` value as {label value: name}: the one parser of every command's ``--labels``.
+
+    Comma-separated items: ``VALUE=NAME`` (or ``VALUE:NAME``), or a bare ``VALUE`` (named
+    after itself): ``'1,2,3'``, ``'1=csf,2=gm'``. With ``bare_names`` a bare name is also
+    accepted and takes its position as value: ``'gm,wm'`` -> {1: 'gm', 2: 'wm'}.
+    Values are whole numbers >= 1 (0 is the background), each named once; anything
+    else is a UsageError that starts with ``--labels:``.
+    """
+    items = [item.strip() for item in text.split(",") if item.strip()]
+    if not items:
+        raise UsageError(f"--labels: no labels given ({_LABELS_EXAMPLE})")
+    out: dict[int, str] = {}
+    for position, item in enumerate(items, 1):
+        match = _LABEL_ITEM.fullmatch(item)
+        if match:
+            value = int(match.group(1))
+            name = match.group(2).strip() or str(value)
+        elif re.fullmatch(r"[+-]?\d+", item):
+            value = int(item)
+            name = str(value)
+        elif bare_names and not re.search(r"[=:]", item):
+            value, name = position, item
+        else:
+            raise UsageError(f"--labels: {item!r} is not a label number ({_LABELS_EXAMPLE})")
+        if value == 0:
+            raise UsageError("--labels: 0 is the background, not a label")
+        if value < 0:
+            raise UsageError(f"--labels: {value} is negative; labels are positive integers")
+        if value in out:
+            raise UsageError(f"--labels: label {value} is named twice")
+        out[value] = name
+    return out

@@ -7,30 +7,8 @@ from pathlib import Path
 
 import click
 
-from segtool.commands.common import complete_task, echo_json, get_app
+from segtool.commands.common import complete_task, echo_json, get_app, parse_labels_option
 from segtool.errors import EXIT_CASE_FAILED, UsageError
-
-
-def parse_labels(text: str) -> dict[int, str]:
-    """'1,2,3' -> {1: '1', ...}; '1=csf,2=gm' (or '1:csf') -> {1: 'csf', 2: 'gm'}."""
-    out: dict[int, str] = {}
-    for item in text.split(","):
-        item = item.strip()
-        if not item:
-            continue
-        value, sep, name = item.replace(":", "=").partition("=")
-        try:
-            label = int(value)
-        except ValueError:
-            raise UsageError(f"--labels: {item!r} is not a label number (use e.g. 1,2,3 or 1=csf,2=gm)") from None
-        if label == 0:
-            raise UsageError("--labels: 0 is the background, not a label")
-        if label < 0:
-            raise UsageError(f"--labels: {label} is negative; labels are positive integers")
-        out[label] = name.strip() if sep and name.strip() else str(label)
-    if not out:
-        raise UsageError("--labels: no labels given (use e.g. 1,2,3 or 1=csf,2=gm)")
-    return out
 
 
 @click.command()
@@ -99,7 +77,7 @@ def evaluate(
     if csv_path is not None:
         _check_csv_path(csv_path, pred, gt, qc_image)
 
-    labels = parse_labels(labels_text) if labels_text else None
+    labels = parse_labels_option(labels_text) if labels_text else None
     regions: dict[str, tuple[int, ...]] = {}
     strict, source = False, "--labels"
     if task_name:

@@ -4,7 +4,7 @@ All commands take ``--cache-dir`` (default: ``SEGTOOL_CACHE``, ``HF_HUB_CACHE``,
 ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``); the Hub endpoint is ``HF_ENDPOINT``.
 Only ``pull`` and ``push`` use the network, and ``pull --offline`` (or
 ``HF_HUB_OFFLINE=1``) does not. This module parses options, calls the core
-(``segtool.weights_inventory``, ``weights_pull``, ``weights_archive``, ``weights_publish``)
+(``segtool.weights.inventory``, ``.pull``, ``.archive``, ``.publish``)
 and prints. Torch is never imported here.
 """
 
@@ -18,11 +18,12 @@ import click
 from segtool.commands.common import complete_task, echo_json, get_app
 from segtool.console import make_console, stdout_console
 from segtool.errors import UsageError, WeightsIntegrityError, WeightsUnavailableError
-from segtool.weights import HubSettings
-from segtool.weights_archive import export_weights, import_weights
-from segtool.weights_inventory import human_size, inventory, local_model_paths, verify_models
-from segtool.weights_publish import check_model_folder, push_folder, weights_ref_text
-from segtool.weights_pull import pull_models
+from segtool.weights.archive import export_weights, import_weights
+from segtool.weights.inventory import human_size, inventory, local_model_paths, verify_models
+from segtool.weights.publish import check_model_folder, push_folder, weights_ref_text
+from segtool.weights.pull import pull_models
+from segtool.weights.results import FileCheck, ImportResult
+from segtool.weights.settings import HubSettings
 
 _cache_option = click.option(
     "--cache-dir",
@@ -34,10 +35,10 @@ _offline_option = click.option("--offline", is_flag=True, help="Never touch the 
 _json_option = click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout instead of a table.")
 
 
-def _report(rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str, Any]], str], summary: str) -> None:
+def _report(rows: list[Any], as_json: bool, line: Callable[[Any], str], summary: str) -> None:
     """The rows as JSON on stdout, or one line each and a summary on stderr."""
     if as_json:
-        echo_json(rows)
+        echo_json([r.to_json() for r in rows])
         return
     console = make_console()
     for r in rows:
@@ -45,21 +46,21 @@ def _report(rows: list[dict[str, Any]], as_json: bool, line: Callable[[dict[str,
     console.print(summary)
 
 
-def _verify_line(r: dict[str, Any]) -> str:
-    label = f"{r['task']}/{r['variant']} {r['filename']}"
-    if r["status"] == "ok":
+def _verify_line(r: FileCheck) -> str:
+    label = f"{r.task}/{r.variant} {r.filename}"
+    if r.status == "ok":
         return f"[green]ok[/green]       {label}"
-    if r["status"] == "missing":
+    if r.status == "missing":
         return f"[dim]missing  {label}[/dim]"
-    fate = "removed; pull it again" if r.get("removed") else "reinstall its plugin"
-    return f"[red]MISMATCH[/red] {label}: expected {r['expected']}, got {r['actual']} ({r['path']}; {fate})"
+    fate = "removed; pull it again" if r.removed else "reinstall its plugin"
+    return f"[red]MISMATCH[/red] {label}: expected {r.expected}, got {r.actual} ({r.path}; {fate})"
 
 
-def _import_line(r: dict[str, Any]) -> str:
-    label = f"{r['repo_id']}@{r['revision'][:12]} {r['filename']}"
-    if r["status"] == "refused":
-        return f"[red]refused[/red]  {label}: {r['reason']}"
-    return f"[green]{r['status']:<8}[/green] {label}"
+def _import_line(r: ImportResult) -> str:
+    label = f"{r.repo_id}@{r.revision[:12]} {r.filename}"
+    if r.status == "refused":
+        return f"[red]refused[/red]  {label}: {r.reason}"
+    return f"[green]{r.status:<8}[/green] {label}"
 
 
 @click.group()
@@ -90,27 +91,27 @@ def list_models(ctx: click.Context, names: tuple[str, ...], as_json: bool, cache
     hub = HubSettings.from_env(offline_flag=True, cache_dir=cache_dir)
     out = inventory(app.registry, app.plugin_manager, hub, names)
     if as_json:
-        echo_json(out)
+        echo_json([e.to_json() for e in out])
         return
     from rich.table import Table
 
     table = Table(title=f"segtool models (cache: {hub.cache_dir})")
     # task and model names are never cut or wrapped, whatever the terminal's width
-    table.add_column("task", no_wrap=True, min_width=max([4] + [len(e["task"]) for e in out]))
-    widest = max([5] + [len(v["variant"]) + 10 for e in out for v in e["variants"]])
+    table.add_column("task", no_wrap=True, min_width=max([4] + [len(e.task) for e in out]))
+    widest = max([5] + [len(v.variant) + 10 for e in out for v in e.variants])
     table.add_column("model", no_wrap=True, min_width=widest)
     for column in ("source", "size", "sha256"):
         table.add_column(column, overflow="fold")
     table.add_column("on this machine", no_wrap=True)
     for entry in out:
-        if not entry["variants"]:
-            table.add_row(entry["task"], "-", "-", "-", "-", "[red]unavailable: no trained weights yet[/red]")
+        if not entry.variants:
+            table.add_row(entry.task, "-", "-", "-", "-", "[red]unavailable: no trained weights yet[/red]")
             continue
-        for v in entry["variants"]:
-            name = v["variant"] + (" (default)" if v["default"] else "")
-            state = "[green]yes[/green]" if v["present"] else "[yellow]no[/yellow] (segtool models pull)"
-            source = f"bundled ({v['package']})" if v["package"] else f"hub {v['repo_id']}@{v['revision'][:12]}"
-            table.add_row(entry["task"], name, source, human_size(v["size"]), v["sha256"][:12] + "…", state)
+        for v in entry.variants:
+            name = v.variant + (" (default)" if v.default else "")
+            state = "[green]yes[/green]" if v.present else "[yellow]no[/yellow] (segtool models pull)"
+            source = f"bundled ({v.package})" if v.package else f"hub {v.repo_id}@{v.revision[:12]}"
+            table.add_row(entry.task, name, source, human_size(v.size), v.sha256[:12] + "…", state)
     stdout_console().print(table)
 
 
@@ -136,7 +137,7 @@ def pull(
     hub = HubSettings.from_env(offline_flag=offline, cache_dir=cache_dir)
     results, failures = pull_models(app.registry, names, model_names, all_tasks, hub, app.plugin_manager, make_console())
     if as_json:
-        echo_json(results)
+        echo_json([r.to_json() for r in results])
     if failures:
         ctx.exit(max(f.exit_code for f in failures))
     if not results:
@@ -159,8 +160,8 @@ def verify(ctx: click.Context, names: tuple[str, ...], as_json: bool, cache_dir:
     app = get_app(ctx)
     hub = HubSettings.from_env(offline_flag=True, cache_dir=cache_dir)
     rows = verify_models(app.registry, app.plugin_manager, hub, names)
-    bad = [r for r in rows if r["status"] == "mismatch"]
-    checked = [r for r in rows if r["status"] != "missing"]
+    bad = [r for r in rows if r.status == "mismatch"]
+    checked = [r for r in rows if r.status != "missing"]
     summary = f"{len(checked)} file(s) checked, {len(bad)} bad, {len(rows) - len(checked)} not present"
     _report(rows, as_json, _verify_line, summary)
     if bad:
@@ -182,11 +183,11 @@ def path(ctx: click.Context, name: str, variant: str | None, want_config: bool, 
     app = get_app(ctx)
     spec = app.registry.get(name)
     hub = HubSettings.from_env(offline_flag=True, cache_dir=cache_dir)
-    variant, found = local_model_paths(app.plugin_manager, spec, variant, hub)
+    found = local_model_paths(app.plugin_manager, spec, variant, hub)
     if as_json:
-        echo_json({"task": spec.name, "variant": variant, "weights": found["weights"], "config": found["config"]})
+        echo_json({"task": spec.name, "variant": found.variant, "weights": found.weights, "config": found.config})
     else:
-        click.echo(found["config" if want_config else "weights"])
+        click.echo(found.config if want_config else found.weights)
 
 
 @models.command()
@@ -211,13 +212,13 @@ def export(
     def skip(spec, variant: str, why: str) -> None:
         console.print(f"[dim]skip {spec.name}/{variant}: {why}[/dim]")
 
-    summary, total = export_weights(Path(archive), app.registry, names, model_names, app.plugin_manager, hub, skip)
+    written = export_weights(Path(archive), app.registry, names, model_names, app.plugin_manager, hub, skip)
     if as_json:
-        echo_json({"archive": str(archive), "files": summary, "bytes": total})
+        echo_json({"archive": str(archive), "files": [e.to_json() for e in written.files], "bytes": written.bytes})
     else:
-        for e in summary:
-            console.print(f"[green]+[/green] {e['task']}/{e['variant']} {e['filename']} ({human_size(e['size'])})")
-        console.print(f"wrote {archive}: {len(summary)} file(s), {human_size(total)}")
+        for e in written.files:
+            console.print(f"[green]+[/green] {e.task}/{e.variant} {e.filename} ({human_size(e.size)})")
+        console.print(f"wrote {archive}: {len(written.files)} file(s), {human_size(written.bytes)}")
 
 
 @models.command("import")
@@ -235,7 +236,7 @@ def import_(ctx: click.Context, source: str, as_json: bool, cache_dir: str | Non
     app = get_app(ctx)
     hub = HubSettings.from_env(offline_flag=True, cache_dir=cache_dir)
     results = import_weights(source, app.registry, hub)
-    refused = [r for r in results if r["status"] == "refused"]
+    refused = [r for r in results if r.status == "refused"]
     _report(results, as_json, _import_line, f"{len(results) - len(refused)} file(s) in {hub.cache_dir}, {len(refused)} refused")
     if refused:
         ctx.exit(WeightsIntegrityError.exit_code)
@@ -265,7 +266,7 @@ def push(
         console.print(f"[yellow]warning:[/yellow] {src} has no README.md model card")
     pushed = push_folder(src, repo_id, hub, config, private=private, branch=branch, message=message)
     if as_json:
-        echo_json(pushed)
+        echo_json(pushed.to_json())
         return
-    console.print(f"[green]pushed[/green] {src} to {repo_id} at revision {pushed['revision']}")
+    console.print(f"[green]pushed[/green] {src} to {repo_id} at revision {pushed.revision}")
     click.echo(weights_ref_text(pushed))

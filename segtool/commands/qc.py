@@ -2,35 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import click
 
-from segtool.commands.common import complete_task, get_app
-from segtool.errors import UsageError
-
-
-def parse_label_names(text: str) -> dict[int, str]:
-    """``"gm,wm"`` (values 1, 2, ...) or ``"1=gm,2=wm"`` -> {value: name}."""
-    items = [item.strip() for item in text.split(",") if item.strip()]
-    if not items:
-        raise UsageError("--labels: give names such as 'gm,wm' or '1=gm,2=wm'")
-    names: dict[int, str] = {}
-    for number, item in enumerate(items, 1):
-        match = re.fullmatch(r"(\d+)\s*=\s*(.+)", item)
-        if match:
-            value, name = int(match.group(1)), match.group(2).strip()
-        elif "=" in item:
-            raise UsageError(f"--labels: {item!r} is not VALUE=NAME with VALUE a whole number >= 1")
-        else:
-            value, name = number, item
-        if value < 1:
-            raise UsageError(f"--labels: label values start at 1 (0 is background), got {value}")
-        if value in names:
-            raise UsageError(f"--labels: label {value} is named twice")
-        names[value] = name
-    return names
+from segtool.commands.common import complete_task, get_app, parse_labels_option
 
 
 @click.command()
@@ -59,10 +35,9 @@ def qc(
       segtool qc t2s.nii.gz t2s_gm.nii.gz --qc qc/ --task spinal-gm
       segtool qc photo.jpg mask.png --qc qc/ --labels 1=person
     """
-    import numpy as np
-
-    from segtool.qc import qc_case
     from segtool.io import read_labels, read_volume
+    from segtool.qc import qc_case
+    from segtool.io.volume import GRID_ATOL, affine_difference
 
     label_names: dict[int, str] = {}
     task = None
@@ -70,12 +45,12 @@ def qc(
         task = get_app(ctx).registry.get(task_name)
         label_names = dict(task.labels)
     if labels_text is not None:
-        label_names = parse_label_names(labels_text)
+        label_names = parse_labels_option(labels_text, bare_names=True)
 
     image = read_volume(input_path)
     seg = read_labels(seg_path)
     if image.ndim == 3 and getattr(seg, "affine", None) is not None:
-        if not np.allclose(np.asarray(image.affine), np.asarray(seg.affine), atol=1e-3):
+        if affine_difference(image.affine, seg.affine) > GRID_ATOL:
             click.echo("segtool: warning: SEG's affine differs from INPUT's; drawing SEG on INPUT's grid", err=True)
     row = {
         "task": task.name if task is not None else "",

@@ -128,43 +128,29 @@ def _plan_stacks(spec, inputs, opts):
 
 
 def _load_segmenter(spec, app, opts, console):
-    from segtool.pipeline import InferenceOptions, Segmenter
-    from segtool.postprocess import override
-    from segtool.weights import HubSettings, build_model, resolve_model
+    from segtool.pipeline import Segmenter
 
-    hub = HubSettings.from_env(offline_flag=opts["offline"], cache_dir=opts["cache_dir"])
-    resolved = resolve_model(
-        spec, opts["variant"], hub, app.plugin_manager, weights_path=opts["weights_path"], model_dir=opts["model_dir"]
-    )
-    model = build_model(spec, resolved)
-    spec = resolved.config.apply_to(spec)  # the model folder's settings win over the task's defaults
-    steps = override(
-        spec.postprocess,
+    segmenter = Segmenter.from_task(
+        spec.name,
+        opts["model_dir"],
+        variant=opts["variant"],
+        weights_path=opts["weights_path"],
+        locator_model_dir=opts["locator_model_dir"],
+        offline=opts["offline"],
+        cache_dir=opts["cache_dir"],
+        device=opts["device"],
+        precision="fp32" if opts["no_amp"] else opts["precision"],
+        batch_size=opts["batch_size"],
+        overlap=opts["overlap"],
+        tta=opts["tta"],
         threshold=opts["threshold"],
         keep_largest=opts["keep_largest"],
         fill_holes=opts["fill_holes"],
         min_size_mm3=opts["min_size_mm3"],
+        warn=lambda m: console.print(f"[yellow]warning:[/yellow] {m}"),
+        app=app,
     )
-    options = InferenceOptions(
-        device=opts["device"],
-        batch_size=opts["batch_size"],
-        overlap=opts["overlap"],
-        precision="fp32" if opts["no_amp"] else opts["precision"],
-        tta=opts["tta"],
-        postprocess=steps,
-    )
-    warn = lambda m: console.print(f"[yellow]warning:[/yellow] {m}")  # noqa: E731
-    locator = None
-    if opts["locator_model_dir"] is not None and spec.locate is None:
-        raise UsageError(f"--locator-model-dir: task {spec.name!r} does not localise first")
-    if spec.locate is not None:
-        locate_spec = app.registry.get(spec.locate.task)
-        located = resolve_model(locate_spec, None, hub, app.plugin_manager, model_dir=opts["locator_model_dir"])
-        locator = Segmenter(
-            located.config.apply_to(locate_spec), build_model(locate_spec, located),
-            InferenceOptions(device=options.device, precision=options.precision), warn=warn,
-        )
-    segmenter = Segmenter(spec, model, options, warn=warn, locator=locator)
+    resolved = segmenter.resolved
     console.print(f"[bold]{spec.name}[/bold]: model {resolved.source} on {segmenter.device}")
     return segmenter, resolved.variant or resolved.source
 

@@ -20,12 +20,14 @@ Written: label maps and probability maps (see :func:`write_labels` and
 directory beside the output, then moved into place (see :mod:`segtool.io.atomic`).
 
 Heavy libraries (nibabel, SimpleITK, pydicom, Pillow) are imported lazily inside
-the functions that need them, so ``import segtool.io`` stays cheap.
+the functions that need them, and the names below are imported on first use, so
+``import segtool.io`` (and ``segtool.io.atomic`` or ``segtool.io.formats``) stays cheap.
 
 Layout
 ------
 - :mod:`~segtool.io.volume`: the :class:`Volume` dataclass.
-- :mod:`~segtool.io.formats`: suffix tables, format and stem of a path, default output names.
+- :mod:`~segtool.io.formats`: file naming: suffix tables, suffix and stem of a path, photo
+  detection, format and default name of an output.
 - :mod:`~segtool.io.messages`: one-line error texts.
 - :mod:`~segtool.io.readers`: ``read_volume``/``read_labels``, dispatch, sniffing, array checks.
 - :mod:`~segtool.io.nifti`, :mod:`~segtool.io.itk`, :mod:`~segtool.io.photos`: one
@@ -33,41 +35,47 @@ Layout
 - :mod:`~segtool.io.channels`: ``read_channels`` (dimensionality, count and grid checks),
   ``channel_count`` (a file's channels from its header).
 - :mod:`~segtool.io.dtypes`: smallest integer storage type for label maps.
-- :mod:`~segtool.io.atomic`: atomic writes and refusals to overwrite.
+- :mod:`~segtool.io.atomic`: atomic writes (every temporary-name-and-rename in segtool) and
+  refusals to overwrite.
 - :mod:`~segtool.io.writers`: ``write_labels`` and ``write_probabilities``.
 """
 
-from segtool.io.channels import GRID_ATOL, channel_count, read_channels
-from segtool.io.formats import (
-    ANALYZE_SUFFIXES,
-    DICOM_SUFFIXES,
-    NIFTI_SUFFIXES,
-    PHOTO_OUT_SUFFIXES,
-    PHOTO_SUFFIXES,
-    SITK_SUFFIXES,
-    default_output_path,
-)
-from segtool.io.itk import ras_affine_to_sitk, sitk_to_ras_affine
-from segtool.io.readers import read_labels, read_volume
-from segtool.io.volume import Volume
-from segtool.io.writers import write_labels, write_probabilities
+from __future__ import annotations
 
-__all__ = [
-    "ANALYZE_SUFFIXES",
-    "DICOM_SUFFIXES",
-    "GRID_ATOL",
-    "NIFTI_SUFFIXES",
-    "PHOTO_OUT_SUFFIXES",
-    "PHOTO_SUFFIXES",
-    "SITK_SUFFIXES",
-    "Volume",
-    "channel_count",
-    "default_output_path",
-    "ras_affine_to_sitk",
-    "read_channels",
-    "read_labels",
-    "read_volume",
-    "sitk_to_ras_affine",
-    "write_labels",
-    "write_probabilities",
-]
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "ANALYZE_SUFFIXES": "segtool.io.formats",
+    "DICOM_SUFFIXES": "segtool.io.formats",
+    "GRID_ATOL": "segtool.io.volume",
+    "NIFTI_SUFFIXES": "segtool.io.formats",
+    "PHOTO_OUT_SUFFIXES": "segtool.io.formats",
+    "PHOTO_SUFFIXES": "segtool.io.formats",
+    "SITK_SUFFIXES": "segtool.io.formats",
+    "Volume": "segtool.io.volume",
+    "channel_count": "segtool.io.channels",
+    "default_output_path": "segtool.io.formats",
+    "ras_affine_to_sitk": "segtool.io.itk",
+    "read_channels": "segtool.io.channels",
+    "read_labels": "segtool.io.readers",
+    "read_volume": "segtool.io.readers",
+    "sitk_to_ras_affine": "segtool.io.itk",
+    "write_labels": "segtool.io.writers",
+    "write_probabilities": "segtool.io.writers",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'segtool.io' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_EXPORTS))

@@ -1,6 +1,9 @@
-"""Atomic writes and their refusals.
+"""Atomic writes and their refusals: segtool's one place that writes to a temporary name and renames.
 
-Files are written into a hidden temporary directory ``.seg-tmp-XXXX/`` beside the
+:func:`replacing` (and :func:`write_text_atomic`, :func:`write_bytes_atomic` on top of
+it) is for any single file: the caller writes to a hidden temporary path beside the
+target, which is moved onto the target with :func:`os.replace` only when the write
+succeeds.  Images are written into a hidden temporary directory ``.seg-tmp-XXXX/`` beside the
 output, under their final names (so libraries pick the format from the real suffix
 and detached headers such as ``.mhd`` keep pointing at the right data file), then
 moved into place with :func:`os.replace`; on any failure the temporary directory is
@@ -13,13 +16,56 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import uuid
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 from segtool.errors import OutputExistsError, SegtoolError, UsageError
 from segtool.io.formats import ANALYZE_SUFFIXES, _suffix
 from segtool.io.messages import _reason
-from segtool.io.volume import Volume
+
+if TYPE_CHECKING:
+    from segtool.io.volume import Volume
+
+
+@contextmanager
+def replacing(path: str | os.PathLike, suffix: str = "", mode: int | None = None) -> Iterator[Path]:
+    """A hidden temporary path beside ``path`` to write to, moved onto ``path`` when the block succeeds.
+
+    The temporary file is removed when the block raises, so ``path`` is either the
+    old file or the complete new one.  ``suffix`` ends the temporary name (for
+    writers that pick a format from it, such as ``np.save`` and ``.npy``); ``mode``
+    sets the file's permissions before the move.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp{suffix}")
+    try:
+        yield tmp
+        if mode is not None:
+            os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    finally:
+        try:
+            tmp.unlink(missing_ok=True)
+        except OSError:
+            pass
+
+
+def write_text_atomic(path: str | os.PathLike, text: str, fsync: bool = False, mode: int | None = None) -> Path:
+    """Write ``text`` (UTF-8) to ``path`` through :func:`replacing`; ``fsync`` flushes it to disk first."""
+    return write_bytes_atomic(path, text.encode("utf-8"), fsync=fsync, mode=mode)
+
+
+def write_bytes_atomic(path: str | os.PathLike, data: bytes, fsync: bool = False, mode: int | None = None) -> Path:
+    """Write ``data`` to ``path`` through :func:`replacing`; ``fsync`` flushes it to disk first."""
+    with replacing(path, mode=mode) as tmp:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            if fsync:
+                fh.flush()
+                os.fsync(fh.fileno())
+    return Path(path)
 
 
 def _input_paths(reference: Volume) -> list[Path]:

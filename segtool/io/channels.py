@@ -12,11 +12,7 @@ import numpy as np
 from segtool.errors import GeometryError
 from segtool.io.messages import _shape_str
 from segtool.io.readers import read_volume
-from segtool.io.volume import Volume
-
-
-#: Tolerance on affines when checking that channels share a grid.
-GRID_ATOL = 1e-4
+from segtool.io.volume import GRID_ATOL, Volume, affine_difference
 
 
 def read_channels(
@@ -101,7 +97,7 @@ def _check_same_grid(first: Volume, other: Volume) -> None:
             f"{first.path} and {other.path} are on different grids: shape "
             f"{_shape_str(first.spatial_shape)} vs {_shape_str(other.spatial_shape)}"
         )
-    diff = float(np.abs(np.asarray(first.affine) - np.asarray(other.affine)).max())
+    diff = affine_difference(first.affine, other.affine)
     if diff > GRID_ATOL:
         raise GeometryError(
             f"{first.path} and {other.path} are on different grids: affines differ by up to {diff:.4g}"

@@ -1,11 +1,16 @@
-"""Image formats from file names: suffix tables, suffix and stem of a path, output format and name."""
+"""File naming, segtool's one place for it: suffix tables, suffix and stem of a path
+(``.nii.gz`` counts as one suffix), photo detection, output format and default output name."""
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING, Iterable
 
 from segtool.errors import UsageError
+
+if TYPE_CHECKING:
+    from segtool.spec import TaskSpec
 
 
 NIFTI_SUFFIXES = (".nii.gz", ".nii")
@@ -22,6 +27,10 @@ _KNOWN_SUFFIXES = NIFTI_SUFFIXES + ANALYZE_SUFFIXES + SITK_SUFFIXES + DICOM_SUFF
 )
 
 
+#: Image files a training folder may hold (an Analyze pair counts once, by its ``.img``).
+TRAINING_SUFFIXES = NIFTI_SUFFIXES + SITK_SUFFIXES + (".img",) + PHOTO_SUFFIXES + (".bmp",)
+
+
 def _suffix(path: Path) -> str:
     """The lower-cased format suffix of ``path`` (``.nii.gz`` counts as one)."""
     name = path.name.lower()
@@ -30,13 +39,29 @@ def _suffix(path: Path) -> str:
     return path.suffix.lower()
 
 
+def split_suffix(name: str, suffixes: Iterable[str] = _KNOWN_SUFFIXES) -> tuple[str, str]:
+    """``name`` as (stem, suffix) for the longest of ``suffixes`` it ends with (any case);
+    ``(name, "")`` when it ends with none of them (or is nothing but the suffix)."""
+    lower = name.lower()
+    for suffix in sorted(suffixes, key=len, reverse=True):
+        if lower.endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)], name[-len(suffix) :]
+    return name, ""
+
+
 def _stem(path: Path) -> str:
     """``path``'s name without a known image suffix (unknown suffixes are kept)."""
-    name = path.name
-    for suffix in sorted(_KNOWN_SUFFIXES, key=len, reverse=True):
-        if name.lower().endswith(suffix) and len(name) > len(suffix):
-            return name[: -len(suffix)]
-    return name
+    return split_suffix(path.name)[0]
+
+
+def is_photo_path(path: str | os.PathLike) -> bool:
+    """True for a file whose suffix is a photo format (PNG, JPEG, TIFF, WebP)."""
+    return _suffix(Path(path)) in PHOTO_SUFFIXES
+
+
+def is_photo_task(spec: "TaskSpec") -> bool:
+    """True for a task on photos (RGB normalisation, or a photo modality)."""
+    return spec.normalization == "rgb" or "photo" in spec.modality.lower()
 
 
 def _output_format(out: Path) -> str:

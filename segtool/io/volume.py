@@ -9,9 +9,20 @@ from typing import Any
 import numpy as np
 
 
+#: Largest difference (mm, or direction-cosine units) between two affines that are one voxel grid.
+GRID_ATOL = 1e-3
+
+
+def affine_difference(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest absolute difference between two affines' entries (compare with ``GRID_ATOL``)."""
+    return float(np.abs(np.asarray(a, dtype=float) - np.asarray(b, dtype=float)).max())
+
+
 def spacing_of(affine: np.ndarray, ndim: int = 3) -> tuple[float, ...]:
     """Voxel sizes (mm) along the first ``ndim`` voxel axes of an affine."""
-    zooms = np.sqrt((np.asarray(affine, dtype=float)[:3, :3] ** 2).sum(axis=0))
+    from nibabel.affines import voxel_sizes
+
+    zooms = voxel_sizes(np.asarray(affine, dtype=float))
     return tuple(float(z) for z in zooms[:ndim])
 
 

@@ -7,9 +7,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Mapping
 
-_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
+from segtool.io.formats import split_suffix
 
-_SUFFIXES = (".nii.gz", ".nii", ".mha", ".mhd", ".nrrd", ".img", ".hdr", ".dcm", ".png", ".jpg", ".jpeg", ".tif", ".tiff")
+_SAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def safe_id(text: str) -> str:
@@ -19,9 +19,5 @@ def safe_id(text: str) -> str:
 
 def new_case_id(row: Mapping[str, Any]) -> str:
     """A fresh id from the row's input file name (without its image suffix) and a random tail."""
-    source = Path(str(row.get("input") or "case")).name
-    for suffix in _SUFFIXES:
-        if source.lower().endswith(suffix):
-            source = source[: -len(suffix)]
-            break
+    source = split_suffix(Path(str(row.get("input") or "case")).name)[0]
     return f"{safe_id(source)[:60]}-{uuid.uuid4().hex[:8]}"

@@ -24,13 +24,13 @@ Label colours: ``LABEL_COLOURS[(value - 1) % 20]`` (see :func:`label_colour`).
 from __future__ import annotations
 
 import os
-import uuid
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping
 
 import numpy as np
 from PIL import Image
 
+from segtool.io.atomic import replacing
 from segtool.qc.ids import safe_id
 from segtool.qc.labels import labels_on
 from segtool.qc.mosaic import hstack, vstack
@@ -79,9 +79,8 @@ def _render_2d(image: "Volume", label_sets: list[np.ndarray], size: int, colours
 
 def _save(pixels: np.ndarray, path: Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG", optimize=False)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        Image.fromarray(np.ascontiguousarray(pixels)).save(tmp, format="PNG", optimize=False)
     return path
 
 

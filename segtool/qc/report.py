@@ -1,7 +1,7 @@
 """The appendable QC report: one JSON record per case, and the page rebuilt from them.
 
 ``DIR/index.html`` is regenerated from ``DIR/records/*.json`` (one file per case,
-written atomically) under an exclusive ``fcntl.flock`` on ``DIR/.lock`` and renamed
+written atomically) under an exclusive lock on ``DIR/.lock`` (``filelock``) and renamed
 into place, so concurrent processes never lose rows. Pictures live under
 ``DIR/images/`` and are referenced by relative paths; the page is static HTML with
 inline CSS and everything HTML-escaped (see :mod:`segtool.qc.page`).
@@ -11,50 +11,18 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 import uuid
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
+from filelock import FileLock
 
+from segtool.io.atomic import write_text_atomic
 from segtool.qc.ids import safe_id
 from segtool.qc.page import render_html
 from segtool.qc.slicing import VIEWS
-
-
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    try:
-        import fcntl
-    except ImportError:  # pragma: no cover - Windows: rename is still atomic; a lost race only delays a row
-        yield
-        return
-    with open(path, "a+", encoding="utf-8") as fh:
-        fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise
 
 
 def _jsonable(value: Any) -> Any:
@@ -109,7 +77,7 @@ class QcReport:
         }
         name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
         path = self.records / name
-        _write_atomic(path, json.dumps(record, indent=1, sort_keys=True))
+        write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True), fsync=True, mode=0o644)
         self.rebuild()
         return path
 
@@ -127,8 +95,8 @@ class QcReport:
 
     def rebuild(self) -> Path:
         """Regenerate index.html from every record, under the report's lock."""
-        with _locked(self.dir / ".lock"):
-            _write_atomic(self.index, render_html(self.read_records()))
+        with FileLock(self.dir / ".lock"):
+            write_text_atomic(self.index, render_html(self.read_records()), fsync=True, mode=0o644)
         return self.index
 
 

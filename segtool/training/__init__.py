@@ -12,7 +12,11 @@ One job per module:
 - ``distributed``: DistributedDataParallel under torchrun.
 - ``checkpoint``: the local resume checkpoint.
 - ``model_folder``: model.safetensors, config.json, README.md, train_log.jsonl.
-- ``loop``: the trainer that ties them together.
+- ``options``: ``TrainOptions`` (what to do) and ``TrainResult`` (what was done).
+- ``batches``: the seeded batch of each optimiser step, and the choice of augmentation.
+- ``trainer_data``: the trainer's output check, labels map, split and preprocessed cache.
+- ``trainer_records``: the trainer's validation, log, best weights, checkpoints and model files.
+- ``loop``: the trainer that ties them together (model, optimiser, the loop itself).
 
 Nothing here is imported by `segtool --help`; modules that need torch import it.
 """

@@ -35,11 +35,6 @@ class AugmentSettings:
     p_blur: float = 0.2
     blur_sigma: tuple[float, float] = (0.5, 1.0)
 
-    @classmethod
-    def for_task(cls, ndim: int, photo: bool, elastic: bool = False) -> "AugmentSettings":
-        """Photos flip left-right only (people are not upside down); volumes flip every axis."""
-        flips = (ndim - 1,) if photo else tuple(range(ndim))
-        return cls(flip_axes=flips, p_elastic=0.2 if elastic else 0.0)
 
 
 def _uniform(gen: torch.Generator, lo: float, hi: float) -> float:

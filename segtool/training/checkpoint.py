@@ -7,13 +7,13 @@ cannot run code. Only plain containers, numbers, strings and tensors go in.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from segtool.errors import UsageError
+from segtool.io.atomic import replacing
 
 STATE_DIRNAME = ".train"
 CHECKPOINT_FILENAME = "last.pt"
@@ -31,9 +31,8 @@ def checkpoint_path(model_dir: Path) -> Path:
 
 def save(path: Path, state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    with replacing(path) as tmp:
+        torch.save({"format": FORMAT, **state}, tmp)
 
 
 def load(path: Path) -> dict[str, Any]:

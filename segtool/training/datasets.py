@@ -29,24 +29,8 @@ from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
 from segtool.errors import UsageError
+from segtool.io.formats import TRAINING_SUFFIXES, split_suffix
 
-#: File endings read as images (longest first so ".nii.gz" wins over ".gz").
-IMAGE_ENDINGS = (
-    ".nii.gz",
-    ".nii",
-    ".mha",
-    ".mhd",
-    ".nrrd",
-    ".nhdr",
-    ".img",
-    ".png",
-    ".jpg",
-    ".jpeg",
-    ".tif",
-    ".tiff",
-    ".bmp",
-    ".webp",
-)
 LABEL_SUFFIX = "_seg"
 CHANNEL_INDEX = re.compile(r"^(?P<case>.+)_(?P<index>\d{4})$")
 
@@ -81,11 +65,8 @@ class Dataset:
 
 def split_ending(name: str) -> tuple[str, str]:
     """('case_0000', '.nii.gz') for 'case_0000.nii.gz'; ('', '') when not an image file."""
-    lower = name.lower()
-    for ending in IMAGE_ENDINGS:
-        if lower.endswith(ending) and len(name) > len(ending):
-            return name[: -len(ending)], name[-len(ending) :]
-    return "", ""
+    stem, ending = split_suffix(name, TRAINING_SUFFIXES)
+    return (stem, ending) if ending else ("", "")
 
 
 def _image_files(folder: Path) -> dict[str, Path]:

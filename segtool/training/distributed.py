@@ -103,3 +103,8 @@ def broadcast_object(d: Dist, obj):
     box = [obj]
     dist.broadcast_object_list(box, src=0)
     return box[0]
+
+
+def unwrap(model: torch.nn.Module) -> torch.nn.Module:
+    """The model itself, outside its DistributedDataParallel wrapper if it has one."""
+    return model.module if hasattr(model, "module") else model

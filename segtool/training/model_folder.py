@@ -17,6 +17,8 @@ import os
 from pathlib import Path
 from typing import Any, Iterable, Mapping
 
+from segtool.io.atomic import replacing, write_text_atomic
+from segtool.io.formats import is_photo_task
 from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME, ModelConfig
 from segtool.spec import TaskSpec, describe_spacing
 
@@ -44,30 +46,23 @@ HF_LICENSES = (
 )
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
-
-
 def write_weights(model_dir: Path, state_dict: Mapping[str, Any]) -> Path:
     """model.safetensors from a state dict (tensors copied to the CPU, contiguous, unshared)."""
     from safetensors.torch import save_file
 
     path = Path(model_dir) / WEIGHTS_FILENAME
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "segtool train"})
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(tmp, 0o666 & ~umask)  # safetensors creates 0600; a model folder is meant to be shared
-    os.replace(tmp, path)
+    # safetensors creates 0600; a model folder is meant to be shared
+    with replacing(path, mode=0o666 & ~umask) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "segtool train"})
     return path
 
 
 def write_config(model_dir: Path, config: ModelConfig) -> Path:
     path = Path(model_dir) / CONFIG_FILENAME
-    _atomic_write_text(path, config.to_json())
+    write_text_atomic(path, config.to_json())
     return path
 
 
@@ -86,7 +81,7 @@ def read_log(model_dir: Path) -> list[dict]:
 def truncate_log(model_dir: Path, keep_step: int) -> None:
     """Drop log lines written after the checkpoint a run resumes from (step > ``keep_step``)."""
     records = [r for r in read_log(model_dir) if r.get("step", 0) <= keep_step]
-    _atomic_write_text(
+    write_text_atomic(
         Path(model_dir) / LOG_FILENAME,
         "".join(json.dumps(r, sort_keys=True, default=_json_default) + "\n" for r in records),
     )
@@ -107,13 +102,6 @@ def hf_license(text: str | None) -> str:
     return first if first in HF_LICENSES else "other"
 
 
-def _yaml_list(key: str, values: Iterable[str]) -> list[str]:
-    values = list(values)
-    if not values:
-        return []
-    return [f"{key}:"] + [f"- {json.dumps(v)}" for v in values]
-
-
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None:
         return "-"
@@ -124,12 +112,9 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
     """README.md: a Hugging Face model card built from the task and the training record."""
     t = config.training
     data = t.get("data", {})
-    photo = spec.normalization == "rgb" or "photo" in spec.modality.lower()
+    photo = is_photo_task(spec)
     tags = ["segtool", "image-segmentation", "photo" if photo else "medical-imaging", f"{spec.ndim}d", spec.name]
-    front = ["---", "library_name: segtool", f"license: {hf_license(licence or spec.licence)}", "pipeline_tag: image-segmentation"]
-    front += _yaml_list("tags", tags)
-    front += _yaml_list("datasets", datasets)
-    front += ["metrics:", "- dice", "---", ""]
+    front = _front_matter(hf_license(licence or spec.licence), tags, list(datasets))
 
     val = t.get("validation") or {}
     lines = [
@@ -228,10 +213,21 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
         lines.append("")
     if spec.citation:
         lines += ["## Citation", "", spec.citation, ""]
-    return "\n".join(front + lines)
+    return front + "\n".join(lines)
+
+
+def _front_matter(licence: str, tags: list[str], datasets: list[str]) -> str:
+    """The card's YAML metadata block (``---`` ... ``---``), written by huggingface_hub's ModelCardData."""
+    from huggingface_hub import ModelCardData
+
+    data = ModelCardData(
+        library_name="segtool", license=licence, pipeline_tag="image-segmentation", tags=tags,
+        datasets=datasets or None, metrics=["dice"],
+    )
+    return f"---\n{data.to_yaml()}\n---\n\n"
 
 
 def write_card(model_dir: Path, text: str) -> Path:
     path = Path(model_dir) / README_FILENAME
-    _atomic_write_text(path, text)
+    write_text_atomic(path, text)
     return path

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import zlib
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from segtool.errors import GeometryError, SegtoolError
+from segtool.io.atomic import replacing, write_text_atomic
 from segtool.spec import TaskSpec
 from segtool.training.datasets import Case, DataLayoutError
 
@@ -38,6 +38,7 @@ class CaseError(SegtoolError):
 def read_case(spec: TaskSpec, case: Case, labels_map: Mapping[int, int] | None):
     """(image Volume, label Volume) on the same grid, labels renumbered into 0..N."""
     from segtool.io import read_channels, read_labels
+    from segtool.io.volume import GRID_ATOL, affine_difference
 
     try:
         image = read_channels(list(case.images), spec.ndim, spec.channels, grey_as_rgb=spec.normalization == "rgb")
@@ -48,7 +49,7 @@ def read_case(spec: TaskSpec, case: Case, labels_map: Mapping[int, int] | None):
         raise GeometryError(
             f"case {case.name!r}: image {image.spatial_shape} and label {label.spatial_shape} differ in shape"
         )
-    if not np.allclose(image.affine, label.affine, rtol=1e-4, atol=1e-3):
+    if affine_difference(image.affine, label.affine) > GRID_ATOL:
         raise GeometryError(f"case {case.name!r}: image and label have different affines (voxel grids)")
     values = remap_labels(np.asarray(label.array), labels_map)
     check_label_values(values, len(spec.labels), case.name, labels_map is not None)
@@ -184,9 +185,8 @@ def fingerprint(spec: TaskSpec, cases: Sequence[Case], labels_map: Mapping[int, 
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(path.name + ".tmp.npy")
-    np.save(tmp, array)
-    os.replace(tmp, path)
+    with replacing(path, suffix=".npy") as tmp:
+        np.save(tmp, array)
 
 
 def build_cache(
@@ -235,9 +235,7 @@ def build_cache(
         "cases": entries,
         "intensity": intensity_statistics(samples, spec.channels, spec.normalization),
     }
-    tmp = manifest_path.with_name("manifest.json.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1), encoding="utf-8")
-    os.replace(tmp, manifest_path)
+    write_text_atomic(manifest_path, json.dumps(manifest, indent=1))
     return manifest
 
 

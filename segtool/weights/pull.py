@@ -1,6 +1,6 @@
 """Fetching tasks' pinned weights into the Hub cache, with rich download bars.
 
-``pull_models`` resolves each chosen (task, variant) with ``weights.resolve_model``, so
+``pull_models`` resolves each chosen (task, variant) with ``resolve.resolve_model``, so
 every file is hashed against its pin (files already cached are only re-hashed; bundled
 ones are checked in place), and reports each model as it is done. Torch is never imported.
 """
@@ -13,8 +13,10 @@ from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Iterable
 
 from segtool.errors import SegtoolError, WeightsUnavailableError
-from segtool.weights import HubSettings, resolve_model
-from segtool.weights_inventory import human_size, select_models
+from segtool.weights.inventory import human_size, select_models
+from segtool.weights.resolve import resolve_model
+from segtool.weights.results import PullResult
+from segtool.weights.settings import HubSettings
 
 if TYPE_CHECKING:
     import pluggy
@@ -61,11 +63,11 @@ def pull_models(
     hub: HubSettings,
     pm: "pluggy.PluginManager",
     console: "Console",
-) -> tuple[list[dict[str, Any]], list[SegtoolError]]:
+) -> tuple[list[PullResult], list[SegtoolError]]:
     """Fetch and check the models of tasks ``names`` (or ``all_tasks``; ``models``: these variants only).
 
     Prints one line per model on ``console`` as it is done, under transient download bars;
-    returns a JSON row per model and the errors of those that failed (a failure does not
+    returns a result per model and the errors of those that failed (a failure does not
     stop the others). A named task without trained weights is a failure; with
     ``all_tasks`` it is only mentioned.
     """
@@ -99,7 +101,7 @@ def pull_models(
             except SegtoolError as exc:
                 failures.append(exc)
                 progress.console.print(f"[red]✗[/red] {spec.name}/{variant}: {exc.one_line()}")
-                results.append({"task": spec.name, "variant": variant, "ok": False, "error": exc.one_line()})
+                results.append(PullResult(spec.name, variant, ok=False, error=exc.one_line()))
                 continue
             size = os.path.getsize(resolved.weights_path)
             progress.console.print(
@@ -107,15 +109,9 @@ def pull_models(
                 f"({time.monotonic() - started:.1f} s)"
             )
             results.append(
-                {
-                    "task": spec.name,
-                    "variant": variant,
-                    "ok": True,
-                    "source": resolved.source,
-                    "path": resolved.weights_path,
-                    "config_path": resolved.config_path,
-                    "sha256": resolved.weights_sha256,
-                    "size": size,
-                }
+                PullResult(
+                    spec.name, variant, ok=True, source=resolved.source, path=resolved.weights_path,
+                    config_path=resolved.config_path, sha256=resolved.weights_sha256, size=size,
+                )
             )
     return results, failures

@@ -8,13 +8,13 @@ pinned ``WeightsRef`` to paste into the task's plugin. Torch is never imported.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
-from typing import Any
 
 from segtool.errors import SegtoolError, UsageError
 from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME, ModelConfig
-from segtool.weights import HubSettings, sha256_file
+from segtool.weights.integrity import sha256_file
+from segtool.weights.results import PushedFile, PushResult
+from segtool.weights.settings import HubSettings
 
 PUSH_FILES = ("model.safetensors", "config.json", "README.md", "train_log.jsonl")
 
@@ -45,14 +45,14 @@ def push_folder(
     private: bool = False,
     branch: str = "main",
     message: str | None = None,
-) -> dict[str, Any]:
+) -> PushResult:
     """Upload the model files of ``src`` to ``repo_id`` (created if need be) in one commit.
 
-    Returns ``repo_id``, ``revision`` (the commit), ``commit_url``, ``task`` and ``files``
-    (filename, sha256, size). A failed upload raises a one-line SegtoolError.
+    Returns the commit (``revision``, ``commit_url``) and the files it holds (filename,
+    sha256, size). A failed upload raises a one-line SegtoolError.
     """
     files = [
-        {"filename": name, "sha256": sha256_file(src / name), "size": (src / name).stat().st_size}
+        PushedFile(name, sha256_file(src / name), (src / name).stat().st_size)
         for name in PUSH_FILES
         if (src / name).is_file()
     ]
@@ -72,16 +72,16 @@ def push_folder(
         )
     except (HfHubHTTPError, OSError, ValueError) as exc:
         raise SegtoolError(f"push to {repo_id} on {hub.endpoint} failed: {' '.join(str(exc).split())[:300]}") from None
-    return {"repo_id": repo_id, "revision": info.oid, "commit_url": info.commit_url, "task": config.task, "files": files}
+    return PushResult(repo_id, info.oid, info.commit_url, config.task, files)
 
 
-def weights_ref_text(pushed: dict[str, Any]) -> str:
+def weights_ref_text(pushed: PushResult) -> str:
     """The ``WeightsRef(...)`` that pins what ``push_folder`` uploaded."""
-    sha = {f["filename"]: f["sha256"] for f in pushed["files"]}
+    sha = {f.filename: f.sha256 for f in pushed.files}
     return (
         "WeightsRef(\n"
-        f'    repo_id="{pushed["repo_id"]}",\n'
-        f'    revision="{pushed["revision"]}",\n'
+        f'    repo_id="{pushed.repo_id}",\n'
+        f'    revision="{pushed.revision}",\n'
         f'    weights=WeightsFile("{WEIGHTS_FILENAME}", "{sha[WEIGHTS_FILENAME]}"),\n'
         f'    config=WeightsFile("{CONFIG_FILENAME}", "{sha[CONFIG_FILENAME]}"),\n'
         ")"
@@ -89,14 +89,11 @@ def weights_ref_text(pushed: dict[str, Any]) -> str:
 
 
 def _check_safetensors_header(path: Path) -> None:
-    """A safetensors file starts with an 8-byte little-endian length and a JSON header."""
+    """The file must open as safetensors (``safe_open`` reads and checks its header)."""
+    from safetensors import SafetensorError, safe_open
+
     try:
-        with open(path, "rb") as f:
-            n = int.from_bytes(f.read(8), "little")
-            if not 2 <= n <= 100_000_000:
-                raise ValueError("bad header length")
-            header = json.loads(f.read(n))
-            if not isinstance(header, dict):
-                raise ValueError("header is not a JSON object")
-    except (OSError, ValueError) as exc:
-        raise UsageError(f"{path}: not a safetensors file ({exc})") from None
+        with safe_open(str(path), framework="numpy") as f:
+            f.keys()
+    except (SafetensorError, OSError, ValueError) as exc:
+        raise UsageError(f"{path}: not a safetensors file ({' '.join(str(exc).split())[:200]})") from None

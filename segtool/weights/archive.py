@@ -20,13 +20,18 @@ import json
 import os
 import tarfile
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator
 
 from segtool import __version__
 from segtool.errors import UsageError, WeightsUnavailableError
-from segtool.weights import HubSettings, check_sha256, find_local, pull_command, sha256_file
-from segtool.weights_inventory import select_models
+from segtool.io.atomic import replacing
+from segtool.weights.integrity import check_sha256, sha256_file
+from segtool.weights.inventory import select_models
+from segtool.weights.resolve import find_local, pull_command
+from segtool.weights.results import ArchiveEntry, ExportResult, ImportResult
+from segtool.weights.settings import HubSettings
 
 if TYPE_CHECKING:
     import pluggy
@@ -56,12 +61,12 @@ def export_weights(
     pm: "pluggy.PluginManager",
     hub: HubSettings,
     on_skip: Callable[["TaskSpec", str, str], None],
-) -> tuple[list[dict[str, Any]], int]:
+) -> ExportResult:
     """Write the cached, re-hashed Hub files of tasks ``names`` (default: all) to ``archive``.
 
     ``models`` limits the variants. Bundled models are skipped, and so are uncached ones
     unless their task is named (then WeightsUnavailableError); ``on_skip(spec, variant,
-    why)`` hears of each skip. Returns the manifest rows and the bytes of distinct blobs.
+    why)`` hears of each skip. Returns the files written and the bytes of their distinct blobs.
     """
     names = list(names)
     pairs, _ = select_models(registry, names, models, False)
@@ -71,16 +76,12 @@ def export_weights(
             f"no cached Hub weights to export from {hub.cache_dir}; fetch them first with: segtool models pull --all"
         )
     _write_archive(archive, entries)
-    total = sum(e["size"] for e in {e["blob"]: e for e in entries}.values())
-    return _public(entries), total
+    total = sum(e.size for e in {e.blob: e for e in entries}.values())
+    return ExportResult(entries, total)
 
 
-def _public(entries: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{k: v for k, v in e.items() if not k.startswith("_")} for e in entries]
-
-
-def _export_entries(pairs, pm, hub: HubSettings, strict: bool, on_skip) -> list[dict[str, Any]]:
-    entries: list[dict[str, Any]] = []
+def _export_entries(pairs, pm, hub: HubSettings, strict: bool, on_skip) -> list[ArchiveEntry]:
+    entries: list[ArchiveEntry] = []
     for spec, variant in pairs:
         ref = spec.models[variant]
         if ref.package:
@@ -104,33 +105,32 @@ def _export_entries(pairs, pm, hub: HubSettings, strict: bool, on_skip) -> list[
             check_sha256(p, wf.sha256, hub, f"{wf.filename} of task {spec.name!r} (model {variant!r})", "pull it again")
             folder = repo_folder(ref.repo_id)
             entries.append(
-                {
-                    "task": spec.name,
-                    "variant": variant,
-                    "repo_id": ref.repo_id,
-                    "revision": ref.revision,
-                    "filename": wf.filename,
-                    "sha256": wf.sha256,
-                    "size": os.path.getsize(p),
-                    "blob": f"{folder}/blobs/{wf.sha256}",
-                    "path": f"{folder}/snapshots/{ref.revision}/{wf.filename}",
-                    "_local": p,
-                }
+                ArchiveEntry(
+                    task=spec.name,
+                    variant=variant,
+                    repo_id=ref.repo_id,
+                    revision=ref.revision,
+                    filename=wf.filename,
+                    sha256=wf.sha256,
+                    size=os.path.getsize(p),
+                    blob=f"{folder}/blobs/{wf.sha256}",
+                    path=f"{folder}/snapshots/{ref.revision}/{wf.filename}",
+                    local=p,
+                )
             )
     return entries
 
 
-def _write_archive(archive: Path, entries: list[dict[str, Any]]) -> None:
+def _write_archive(archive: Path, entries: list[ArchiveEntry]) -> None:
     archive.parent.mkdir(parents=True, exist_ok=True)
-    tmp = archive.with_name(f".{archive.name}.{os.getpid()}.partial")
     mode = "w:gz" if archive.name.endswith((".tar.gz", ".tgz")) else "w"
     manifest = {
         "format": ARCHIVE_FORMAT,
         "version": 1,
         "created_by": f"segtool {__version__}",
-        "files": _public(entries),
+        "files": [e.to_json() for e in entries],
     }
-    try:
+    with replacing(archive) as tmp:
         with tarfile.open(tmp, mode) as tar:
             data = json.dumps(manifest, indent=2).encode()
             info = tarfile.TarInfo(MANIFEST)
@@ -138,22 +138,19 @@ def _write_archive(archive: Path, entries: list[dict[str, Any]]) -> None:
             tar.addfile(info, io.BytesIO(data))
             written: set[str] = set()
             for e in entries:
-                if e["blob"] not in written:
-                    info = tar.gettarinfo(e["_local"], arcname=e["blob"])  # follows the snapshot symlink
-                    info = _regular(info, e["size"])
-                    with open(e["_local"], "rb") as f:
+                if e.blob not in written:
+                    info = tar.gettarinfo(e.local, arcname=e.blob)  # follows the snapshot symlink
+                    info = _regular(info, e.size)
+                    with open(e.local, "rb") as f:
                         tar.addfile(info, f)
-                    written.add(e["blob"])
-                if e["path"] not in written:
-                    link = tarfile.TarInfo(e["path"])
+                    written.add(e.blob)
+                if e.path not in written:
+                    link = tarfile.TarInfo(e.path)
                     link.type = tarfile.SYMTYPE
-                    link.linkname = os.path.relpath(e["blob"], os.path.dirname(e["path"]))
+                    link.linkname = os.path.relpath(e.blob, os.path.dirname(e.path))
                     link.mtime, link.mode = int(time.time()), 0o777
                     tar.addfile(link)
-                    written.add(e["path"])
-        os.replace(tmp, archive)
-    finally:
-        tmp.unlink(missing_ok=True)
+                    written.add(e.path)
 
 
 def _regular(info: tarfile.TarInfo, size: int) -> tarfile.TarInfo:
@@ -168,10 +165,10 @@ def _regular(info: tarfile.TarInfo, size: int) -> tarfile.TarInfo:
 # ---------------------------------------------------------------------------- import
 
 
-def import_weights(source: str, registry: "TaskRegistry", hub: HubSettings) -> list[dict[str, Any]]:
+def import_weights(source: str, registry: "TaskRegistry", hub: HubSettings) -> list[ImportResult]:
     """Bring every file of ``source`` (archive, unpacked archive or Hub cache folder) into the cache.
 
-    One row per file, ``status`` ``imported``, ``present`` or ``refused`` (with ``reason``).
+    One result per file, ``status`` ``imported``, ``present`` or ``refused`` (with ``reason``).
     Raises UsageError for a source that is not segtool weights, WeightsUnavailableError
     when it holds none of the installed tasks' files.
     """
@@ -272,57 +269,63 @@ def _read_manifest(raw: bytes, where: str) -> dict[str, Any]:
     return manifest
 
 
-def _import_one(item: dict[str, Any], opener: Opener, pins: dict, hub: HubSettings) -> dict[str, Any]:
+class _Refused(Exception):
+    """A file that must not enter the cache; its message is the reason."""
+
+
+def _import_one(item: dict[str, Any], opener: Opener, pins: dict, hub: HubSettings) -> ImportResult:
     repo_id, revision, filename, expected = item["repo_id"], item["revision"], item["filename"], item["sha256"]
-    result = {"repo_id": repo_id, "revision": revision, "filename": filename, "sha256": expected}
+    result = ImportResult(repo_id, revision, filename, expected)
     pin = pins.get((repo_id, revision, filename))
     if pin is not None:
-        result.update(task=pin[1], variant=pin[2])
+        result = replace(result, task=pin[1], variant=pin[2])
         if pin[0] != expected:
-            return result | {"status": "refused", "reason": f"sha256 {expected} differs from the pinned {pin[0]} (task {pin[1]!r})"}
+            return replace(result, status="refused", reason=f"sha256 {expected} differs from the pinned {pin[0]} (task {pin[1]!r})")
     storage = Path(hub.cache_dir) / repo_folder(repo_id)
     pointer = storage / "snapshots" / revision / Path(*filename.split("/"))
     if pointer.is_file() and sha256_file(pointer) == expected:
-        return result | {"status": "present", "path": str(pointer)}
+        return replace(result, status="present", path=str(pointer))
 
-    import hashlib
-
-    from huggingface_hub.utils import WeakFileLock
+    from filelock import FileLock
 
     blob = storage / "blobs" / expected
     blob.parent.mkdir(parents=True, exist_ok=True)
     lock = Path(hub.cache_dir) / ".locks" / repo_folder(repo_id) / f"{expected}.lock"
     lock.parent.mkdir(parents=True, exist_ok=True)
-    with WeakFileLock(lock):
+    with FileLock(lock):
         if not (blob.is_file() and sha256_file(blob) == expected):
-            tmp = blob.with_name(f"{blob.name}.{os.getpid()}.incomplete")
-            digest = hashlib.sha256()
             try:
-                with opener() as src, open(tmp, "wb") as dst:
-                    for block in iter(lambda: src.read(1 << 20), b""):
-                        digest.update(block)
-                        dst.write(block)
-                actual = digest.hexdigest()
-                if actual != expected:
-                    return result | {"status": "refused", "reason": f"content hashes to {actual}, manifest says {expected}"}
-                os.replace(tmp, blob)
+                with replacing(blob) as tmp:
+                    actual = _copy_hashing(opener, tmp)
+                    if actual != expected:
+                        raise _Refused(f"content hashes to {actual}, manifest says {expected}")
+            except _Refused as exc:
+                return replace(result, status="refused", reason=str(exc))
             except OSError as exc:
-                return result | {"status": "refused", "reason": str(exc)}
-            finally:
-                tmp.unlink(missing_ok=True)
+                return replace(result, status="refused", reason=str(exc))
         pointer.parent.mkdir(parents=True, exist_ok=True)
         _link(blob, pointer)
-    return result | {"status": "imported", "path": str(pointer)}
+    return replace(result, status="imported", path=str(pointer))
+
+
+def _copy_hashing(opener: Opener, target: Path) -> str:
+    """Copy what ``opener`` opens to ``target``; the sha256 of the bytes copied."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with opener() as src, open(target, "wb") as dst:
+        for block in iter(lambda: src.read(1 << 20), b""):
+            digest.update(block)
+            dst.write(block)
+    return digest.hexdigest()
 
 
 def _link(blob: Path, pointer: Path) -> None:
     """Point the snapshot entry at the blob (relative symlink, else a copy), atomically."""
-    tmp = pointer.with_name(f".{pointer.name}.{os.getpid()}.tmp")
-    tmp.unlink(missing_ok=True)
-    try:
-        os.symlink(os.path.relpath(blob, pointer.parent), tmp)
-    except OSError:
-        import shutil
+    with replacing(pointer) as tmp:
+        try:
+            os.symlink(os.path.relpath(blob, pointer.parent), tmp)
+        except OSError:
+            import shutil
 
-        shutil.copyfile(blob, tmp)
-    os.replace(tmp, pointer)
+            shutil.copyfile(blob, tmp)

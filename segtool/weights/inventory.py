@@ -2,17 +2,20 @@
 
 The inventory behind ``segtool models list``, ``verify`` and ``path`` (and the choice of
 models that ``pull`` and ``export`` act on). Every lookup goes through
-``weights.find_local``: the plugins' ``segtool_resolve_weights`` hook, offline, so nothing
+``resolve.find_local``: the plugins' ``segtool_resolve_weights`` hook, offline, so nothing
 here touches the network. Torch is never imported.
 """
 
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Iterable
 
 from segtool.errors import UsageError, WeightsUnavailableError
-from segtool.weights import HubSettings, check_sha256, find_local, pull_command, remove_cached_copy, sha256_file
+from segtool.weights.integrity import check_sha256, remove_cached_copy, sha256_file
+from segtool.weights.resolve import find_local, pull_command
+from segtool.weights.results import FileCheck, LocalModel, ModelFile, ModelVariant, TaskModels
+from segtool.weights.settings import HubSettings
 
 if TYPE_CHECKING:
     import pluggy
@@ -22,15 +25,12 @@ if TYPE_CHECKING:
 
 
 def human_size(size: int | None) -> str:
-    """A file size for people: ``-`` (absent), ``512 B``, ``1.5 kB``, ``20.3 MB``, ``1.2 GB``."""
+    """A file size for people: ``-`` (absent), ``512 B``, ``1.5 kB``, ``20.3 MB``, ``1.2 GB`` (rich's decimal units)."""
+    from rich.filesize import decimal
+
     if size is None:
         return "-"
-    value = float(size)
-    for unit in ("B", "kB", "MB", "GB"):
-        if value < 1000 or unit == "GB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{size} B"
+    return f"{size} B" if size < 1000 else decimal(size)
 
 
 def unknown_model(spec: "TaskSpec", variant: str) -> UsageError:
@@ -66,71 +66,63 @@ def select_models(
     return pairs, empty
 
 
-def model_files(pm: "pluggy.PluginManager", spec: "TaskSpec", variant: str, hub: HubSettings) -> list[dict[str, Any]]:
-    """One row per file (weights, then config) of ``spec.models[variant]``: pin, presence, size, path."""
+def model_files(pm: "pluggy.PluginManager", spec: "TaskSpec", variant: str, hub: HubSettings) -> list[ModelFile]:
+    """The weights file, then the config file, of ``spec.models[variant]``: pin, presence, size, path."""
     ref = spec.models[variant]
     rows = []
     for role, wf in (("weights", ref.weights), ("config", ref.config)):
         path = find_local(pm, spec, variant, wf.filename, hub)
-        rows.append(
-            {
-                "role": role,
-                "filename": wf.filename,
-                "sha256": wf.sha256,
-                "present": path is not None,
-                "size": os.path.getsize(path) if path else None,
-                "path": path,
-            }
-        )
+        size = os.path.getsize(path) if path else None
+        rows.append(ModelFile(role, wf.filename, wf.sha256, path is not None, size, path))
     return rows
 
 
 def inventory(
     registry: "TaskRegistry", pm: "pluggy.PluginManager", hub: HubSettings, names: Iterable[str] = ()
-) -> list[dict[str, Any]]:
+) -> list[TaskModels]:
     """Every task's models (or those of ``names``): where they come from and whether they are here.
 
-    Files are located, not hashed. Tasks without trained weights get an empty ``variants``.
+    Files are located, not hashed. Tasks without trained weights get no ``variants``.
     """
     names = list(names)
     specs = [registry.get(n) for n in names] if names else list(registry)
     out = []
     for spec in specs:
-        entry: dict[str, Any] = {
-            "task": spec.name,
-            "plugin": registry.owners.get(spec.name),
-            "available": spec.has_weights,
-            "default_model": spec.default_model,
-            "variants": [],
-        }
-        if not spec.has_weights:
-            entry["note"] = "no trained weights yet"
+        variants = []
         for variant, ref in spec.models.items():
             files = model_files(pm, spec, variant, hub)
-            present = all(f["present"] for f in files)
-            entry["variants"].append(
-                {
-                    "variant": variant,
-                    "default": variant == spec.default_model,
-                    "source": ref.source,
-                    "repo_id": ref.repo_id,
-                    "revision": ref.revision,
-                    "package": ref.package,
-                    "description": ref.description,
-                    "sha256": ref.weights.sha256,
-                    "size": files[0]["size"],
-                    "present": present,
-                    "path": files[0]["path"],
-                    "files": files,
-                }
+            variants.append(
+                ModelVariant(
+                    variant=variant,
+                    default=variant == spec.default_model,
+                    source=ref.source,
+                    repo_id=ref.repo_id,
+                    revision=ref.revision,
+                    package=ref.package,
+                    description=ref.description,
+                    sha256=ref.weights.sha256,
+                    size=files[0].size,
+                    present=all(f.present for f in files),
+                    path=files[0].path,
+                    files=files,
+                )
             )
-        out.append(entry)
+        out.append(
+            TaskModels(
+                task=spec.name,
+                plugin=registry.owners.get(spec.name),
+                available=spec.has_weights,
+                default_model=spec.default_model,
+                variants=variants,
+                note=None if spec.has_weights else "no trained weights yet",
+            )
+        )
     return out
 
 
 def verify_models(
     registry: "TaskRegistry", pm: "pluggy.PluginManager", hub: HubSettings, names: Iterable[str] = ()
-) -> list[dict[str, Any]]:
+) -> list[FileCheck]:
     """Re-hash every file present here of the models of ``names`` (default: all tasks) against its pin.
 
     ``status`` is ``ok``, ``missing`` or ``mismatch``; a mismatching copy in the Hub cache
@@ -141,24 +133,25 @@ def verify_models(
     for spec, variant in pairs:
         ref = spec.models[variant]
         for wf in (ref.weights, ref.config):
-            row: dict[str, Any] = {"task": spec.name, "variant": variant, "filename": wf.filename, "expected": wf.sha256}
             path = find_local(pm, spec, variant, wf.filename, hub)
             if path is None:
-                row.update(status="missing", path=None, actual=None)
-            else:
-                actual = sha256_file(path)
-                ok = actual == wf.sha256
-                row.update(status="ok" if ok else "mismatch", path=path, actual=actual, size=os.path.getsize(path))
-                if not ok:
-                    row["removed"] = remove_cached_copy(path, hub)
-            rows.append(row)
+                rows.append(FileCheck(spec.name, variant, wf.filename, wf.sha256, "missing", None, None))
+                continue
+            actual = sha256_file(path)
+            ok = actual == wf.sha256
+            rows.append(
+                FileCheck(
+                    spec.name, variant, wf.filename, wf.sha256, "ok" if ok else "mismatch", path, actual,
+                    size=os.path.getsize(path), removed=None if ok else remove_cached_copy(path, hub),
+                )
+            )
     return rows
 
 
 def local_model_paths(
     pm: "pluggy.PluginManager", spec: "TaskSpec", variant: str | None, hub: HubSettings
-) -> tuple[str, dict[str, str]]:
-    """The variant (default: the task's) and the checked local paths of its ``weights`` and ``config``.
+) -> LocalModel:
+    """The variant (default: the task's) and the checked local paths of its weights and config.
 
     Never downloads: a file that is not here raises WeightsUnavailableError naming the
     command that fetches it; a bad hash raises WeightsIntegrityError.
@@ -180,4 +173,4 @@ def local_model_paths(
         fix = "reinstall its plugin" if ref.package else f"pull it again: {fetch}"
         check_sha256(p, wf.sha256, hub, f"{wf.filename} of task {spec.name!r} (model {variant!r})", fix)
         found[role] = p
-    return variant, found
+    return LocalModel(variant, found["weights"], found["config"])

@@ -1,0 +1,113 @@
+"""Labels from probabilities that arrive a few planes at a time, resampled back onto the input's grid.
+
+`segtool run` never holds a whole volume of class probabilities: the sliding window
+(:func:`segtool.inference.stream_probabilities`) hands over finished planes of the
+model grid in order along one axis, and a `LabelAssembler` turns them into uint8
+labels on the (reoriented) input grid as soon as every plane a label depends on has
+arrived. The result is the one the whole-volume path gives: probabilities resampled
+linearly (as :func:`segtool.geometry.resample`: PyTorch's ``align_corners=False``
+rule), then the argmax (first class on a tie) or, for a binary task with a threshold,
+``p(1) >= threshold``. Resampling happens in two steps (the other axes of each plane,
+then along the streaming axis), the outermost step of trilinear interpolation, so
+values may differ from one trilinear call by a rounding error: a label can differ
+only where two classes are tied within that error.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+if TYPE_CHECKING:
+    import torch
+
+
+#: Output planes are interpolated and labelled in groups of about this many bytes of probabilities.
+PLANES_BYTES = 16 * 1024 * 1024
+
+
+def source_rows(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """For each output index of a linear resampling (align_corners=False): the two source indices and the weight of the second."""
+    scale = np.float32(size_in) / np.float32(size_out)
+    out = np.arange(size_out, dtype=np.float32)
+    src = np.maximum(scale * (out + np.float32(0.5)) - np.float32(0.5), np.float32(0.0))
+    low = np.minimum(src.astype(np.int64), size_in - 1)
+    high = np.minimum(low + 1, size_in - 1)
+    weight = np.clip(src - low.astype(np.float32), 0.0, 1.0).astype(np.float32)
+    return low, high, weight
+
+
+class LabelAssembler:
+    """Collects probability planes (model grid, in order along ``axis``) into labels on ``out_shape``.
+
+    ``add(first, rows)`` takes ``rows`` (r, K, *rest): the planes [first, first + r)
+    along ``axis`` of the model grid, ``rest`` the other axes in order.
+    """
+
+    def __init__(self, model_shape: tuple[int, ...], out_shape: tuple[int, ...], axis: int,
+                 threshold: float | None = None):
+        self.axis = axis
+        self.threshold = threshold
+        self.labels = np.zeros(out_shape, dtype=np.uint8)
+        self.rest_out = tuple(n for i, n in enumerate(out_shape) if i != axis)
+        self.low, self.high, self.weight = source_rows(model_shape[axis], out_shape[axis])
+        self.resample_axis = model_shape[axis] != out_shape[axis]
+        self.pending: dict[int, torch.Tensor] = {}  # model planes, resampled in-plane, still needed
+        self.next_out = 0  # the first output plane not yet labelled
+
+    def add(self, first: int, rows: "torch.Tensor") -> None:
+        import torch
+
+        rows = rows.float().cpu()
+        if not self.resample_axis:
+            step = self._step(rows)
+            for start in range(0, rows.shape[0], step):
+                self._write(first + start, self._in_plane(rows[start : start + step]))
+            self.next_out = first + rows.shape[0]
+            return
+        for i, plane in enumerate(rows):
+            self.pending[first + i] = plane
+        arrived = first + rows.shape[0]
+        stop = self.next_out
+        while stop < len(self.high) and self.high[stop] < arrived:
+            stop += 1
+        step = self._step(rows)
+        for start in range(self.next_out, stop, step):  # a few output planes at a time
+            picked = slice(start, min(stop, start + step))
+            lowest = int(self.low[picked.start])
+            sources = self._in_plane(torch.stack([self.pending[j] for j in range(lowest, int(self.high[picked.stop - 1]) + 1)]))
+            low, high = sources[self.low[picked] - lowest], sources[self.high[picked] - lowest]
+            weight = torch.from_numpy(self.weight[picked]).reshape(-1, *([1] * (low.dim() - 1)))
+            self._write(start, (1 - weight) * low + weight * high)
+        self.next_out = stop
+        if stop < len(self.low):
+            keep = int(self.low[stop])
+            for index in [k for k in self.pending if k < keep]:
+                del self.pending[index]
+
+    def _step(self, rows: "torch.Tensor") -> int:
+        """How many planes make about PLANES_BYTES once resampled in-plane."""
+        return max(1, PLANES_BYTES // (rows.shape[1] * int(np.prod(self.rest_out)) * 4))
+
+    def _in_plane(self, rows: "torch.Tensor") -> "torch.Tensor":
+        """The other axes first, plane by plane (planes as the batch): trilinear's inner steps."""
+        import torch.nn.functional as F
+
+        if tuple(rows.shape[2:]) == self.rest_out:
+            return rows
+        mode = {1: "linear", 2: "bilinear"}[rows.dim() - 2]
+        return F.interpolate(rows, size=self.rest_out, mode=mode, align_corners=False)
+
+    def _write(self, first: int, probs: "torch.Tensor") -> None:
+        array = probs.numpy()
+        if self.threshold is not None and array.shape[1] == 2:
+            labels = array[:, 1] >= self.threshold
+        else:
+            labels = np.argmax(array, axis=1)
+        np.moveaxis(self.labels, self.axis, 0)[first : first + array.shape[0]] = labels
+
+    def finish(self) -> np.ndarray:
+        if self.next_out != self.labels.shape[self.axis]:
+            raise RuntimeError(f"labels incomplete: {self.next_out} of {self.labels.shape[self.axis]} planes")
+        return self.labels

@@ -1,0 +1,76 @@
+"""Usage errors in a run's outputs, found before any work: formats, collisions, inputs overwritten."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable, Sequence
+
+from segtool.errors import UsageError
+from segtool.spec import TaskSpec
+
+
+def check_plan(cases: Sequence, plan, spec: TaskSpec) -> None:
+    """Usage errors in the outputs, found before any work (exit 2).
+
+    Refuses an output name without a format suffix, JPEG masks, a photo format for a
+    3D task, two cases writing one file (same stem, e.g. ``a.nii`` and ``a.nii.gz``)
+    and any output that is an input of this call (even through links, even with
+    ``--overwrite``).
+    """
+    from segtool.io.formats import PHOTO_OUT_SUFFIXES, _output_format, _suffix
+    from segtool.runner import case_inputs
+
+    protected = _InputIndex(p for case in cases for p in case_inputs(case))
+    seen: dict[str, object] = {}
+    for case in cases:
+        targets = plan.targets(case)
+        labels = targets[0]
+        fmt = _output_format(labels)
+        if plan.format is not None and fmt != plan.format:
+            raise UsageError(f"{labels}: --format {plan.format} does not match the output's suffix {_suffix(labels)}")
+        if fmt == "dicom-seg":
+            from segtool.io.dicom_seg import check_source, require_highdicom
+
+            check_source(case.inputs[0], labels)
+            require_highdicom()
+        if spec.ndim == 3 and _suffix(labels) in PHOTO_OUT_SUFFIXES:
+            raise UsageError(f"{labels}: a 3D mask cannot be written as {_suffix(labels)}, use .nii.gz")
+        for target in targets:
+            key = os.path.normcase(os.path.realpath(target))
+            if key in seen and seen[key] != case:
+                raise UsageError(
+                    f"{target}: both {seen[key].name} and {case.name} would be written here; "
+                    "rename one input or use --output-dir per batch"
+                )
+            seen[key] = case
+            hit = protected.find(target, key)
+            if hit is not None:
+                raise UsageError(
+                    f"{target}: the output of {case.name} would overwrite an input of this call ({hit}); "
+                    "choose another --output-dir"
+                )
+
+
+class _InputIndex:
+    """The inputs of a call by real path and by (device, inode), so links and hard links are caught."""
+
+    def __init__(self, paths: Iterable[Path]) -> None:
+        self.by_path: dict[str, Path] = {}
+        self.by_inode: dict[tuple[int, int], Path] = {}
+        for path in paths:
+            self.by_path.setdefault(os.path.normcase(os.path.realpath(path)), path)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            self.by_inode.setdefault((st.st_dev, st.st_ino), path)
+
+    def find(self, target: Path, real: str) -> Path | None:
+        if real in self.by_path:
+            return self.by_path[real]
+        try:
+            st = os.stat(target)
+        except OSError:
+            return None
+        return self.by_inode.get((st.st_dev, st.st_ino))

@@ -1,0 +1,88 @@
+"""Several photos in one forward pass: tasks with a fixed input size resize every photo to it.
+
+A task with ``input_size`` (clothing: 320 x 208) resizes each photo to that size,
+whatever its own (`segtool.pipeline.preprocess`), and its patch is that size: one
+window per photo. So `segtool run` on many photos reads them ahead, stacks up to the
+batch size of them and sends them through the network together; each photo's
+probabilities are resized back to its own size and postprocessed on their own, as
+`Segmenter.predict` does for one photo. A photo that cannot be read fails alone.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Callable, Iterable, Iterator
+
+import numpy as np
+
+
+def batchable(spec, segmenter) -> bool:
+    """Whether every image of the task becomes one window of the same size (photos resized to input_size)."""
+    size = getattr(spec, "input_size", None)
+    return (spec.ndim == 2 and size is not None and tuple(spec.patch_size) == tuple(size)
+            and spec.locate is None and not segmenter.options.tta)
+
+
+def predict_photos(segmenter, volumes: list, keep_probabilities: bool = False,
+                   on_batch: Callable[[int, int], None] | None = None) -> list:
+    """One `segtool.pipeline.Prediction` per photo, the photos' windows batched through the network."""
+    import torch
+
+    from segtool.pipeline import Prediction, _is_constant, label_counts, preprocess, probabilities_to_input_grid
+    from segtool.postprocess import apply_postprocess, labels_from_probabilities
+
+    spec = segmenter.spec
+    steps = segmenter.options.postprocess or spec.postprocess
+    live = [i for i, v in enumerate(volumes) if not _is_constant(v.array)]
+    out = {i: segmenter._empty(volumes[i], keep_probabilities) for i in range(len(volumes)) if i not in live}
+    if live:
+        prepared = [preprocess(spec, volumes[i]) for i in live]
+        image = torch.from_numpy(np.stack([p.array for p in prepared], axis=-1))  # (C, rows, cols, photos)
+        probs = segmenter.model_probabilities(image, slice_axis=2, on_batch=on_batch)
+        for j, i in enumerate(live):
+            volume = volumes[i]
+            on_input = probabilities_to_input_grid(spec, probs[..., j], prepared[j])
+            labels = labels_from_probabilities(on_input, steps.threshold)
+            area = float(np.prod(volume.spacing))
+            labels = apply_postprocess(labels, steps, area, affine=volume.affine, num_labels=len(spec.labels))
+            counts = label_counts(labels, spec.num_classes)
+            out[i] = Prediction(labels, on_input if keep_probabilities else None,
+                                {int(k): float(counts[k] * area) for k in spec.labels})
+    return [out[i] for i in range(len(volumes))]
+
+
+def batched_predictions(items: Iterable, segmenter, size: int, keep_probabilities: bool = False,
+                        on_batch: Callable[[int, int], None] | None = None) -> Iterator[tuple]:
+    """(case, future volume) pairs in, (case, future, prediction or None, seconds) out, ``size`` photos at a time.
+
+    ``seconds`` is the case's share of its group's forward pass. A case whose photo
+    cannot be read gets None (its future raises for the caller); if the group's
+    prediction itself fails, every case gets None and is predicted on its own.
+    """
+    group: list = []
+    for item in items:
+        group.append(item)
+        if len(group) == size:
+            yield from _predict_group(group, segmenter, keep_probabilities, on_batch)
+            group = []
+    if group:
+        yield from _predict_group(group, segmenter, keep_probabilities, on_batch)
+
+
+def _predict_group(group: list, segmenter, keep_probabilities: bool, on_batch) -> Iterator[tuple]:
+    start = time.perf_counter()
+    readable = {}
+    for i, (_, future) in enumerate(group):
+        try:
+            readable[i] = future.result()
+        except Exception:  # noqa: BLE001 - the runner reports it when it asks the future
+            continue
+    predictions: dict[int, object] = {}
+    try:
+        made = predict_photos(segmenter, list(readable.values()), keep_probabilities, on_batch)
+        predictions = dict(zip(readable, made))
+    except Exception:  # noqa: BLE001 - each photo then runs (and fails, if it must) on its own
+        predictions = {}
+    share = (time.perf_counter() - start) / len(group)
+    for i, (case, future) in enumerate(group):
+        yield case, future, predictions.get(i), share

@@ -1,0 +1,78 @@
+"""The batches of a training run: batch ``s`` is a pure function of (seed, rank, s), and the augmentation.
+
+`StepBatches` draws each optimiser step's patches with its own numpy generator and
+augments them with its own torch generator, so whichever DataLoader worker makes a
+batch, and whether a run was resumed or not, the batches are the same.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from segtool.io.formats import is_photo_task
+from segtool.spec import TaskSpec
+from segtool.training.augment import AugmentSettings, augment_batch
+from segtool.training.augment_recipes import TORCHIO_RECIPES, apply_recipe, build_recipe, describe_recipe
+from segtool.training.sampling import PatchSampler
+
+
+class StepBatches(torch.utils.data.Dataset):
+    """Item ``s`` is the (augmented) batch of optimiser step ``s``: seeded by (seed, rank, s).
+
+    ``augment`` is either `AugmentSettings` (the torch augmentation of photos) or a
+    TorchIO Compose (`augment_recipes`). With ``slice_axis`` the sampler cuts
+    one-slice patches from the volumes and they leave here as 2D patches.
+    """
+
+    def __init__(self, sampler: PatchSampler, augment, seed: int, rank: int, slice_axis: int | None = None):
+        self.sampler = sampler
+        self.augment = augment
+        self.seed = seed
+        self.rank = rank
+        self.slice_axis = slice_axis
+
+    def __len__(self) -> int:
+        return 2**62
+
+    def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
+        seq = np.random.SeedSequence([self.seed, self.rank, int(step)])
+        images, labels = self.sampler.sample(np.random.default_rng(seq))
+        x, y = torch.from_numpy(images), torch.from_numpy(labels)
+        if self.slice_axis is not None:
+            x, y = x.squeeze(self.slice_axis + 2), y.squeeze(self.slice_axis + 1)
+        seed = int(seq.generate_state(1, np.uint64)[0] >> 1)
+        if isinstance(self.augment, AugmentSettings):
+            x, y = augment_batch(x, y, self.augment, torch.Generator().manual_seed(seed))
+        elif self.augment is not None:
+            x, y = apply_recipe(self.augment, x, y, seed)
+        return x, y
+
+
+def iterate_batches(dataset: StepBatches, steps: range, num_workers: int, pin: bool):
+    if num_workers <= 0:
+        return (dataset[s] for s in steps)
+    return iter(
+        torch.utils.data.DataLoader(
+            dataset, batch_size=None, sampler=list(steps), num_workers=num_workers, pin_memory=pin
+        )
+    )
+
+
+def choose_augmentation(spec: TaskSpec, augment: bool, elastic: bool):
+    """The TorchIO recipe, the photo settings, or None; and its description for the model card."""
+    recipe = spec.augmentation
+    if not augment or recipe == "none":
+        return None, "none"
+    photo = is_photo_task(spec)
+    if photo or recipe == "photo" or recipe not in TORCHIO_RECIPES:
+        settings = AugmentSettings(flip_axes=spec.flip_axes, p_elastic=0.2 if elastic else 0.0)
+        description = (
+            f"flips on axes {list(settings.flip_axes)}, rotation ±{settings.max_rotation_deg:g}°, scaling "
+            f"{settings.scale_range[0]:g}-{settings.scale_range[1]:g}, brightness, contrast, noise, blur"
+            + (", elastic" if settings.p_elastic else "")
+        )
+        return settings, description
+    flips = spec.flip_axes
+    description = describe_recipe(recipe, flips)
+    return build_recipe(recipe, spec.network_dims, flips), description

@@ -1,0 +1,59 @@
+"""What `segtool train` is asked to do (`TrainOptions`) and what it did (`TrainResult`)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+@dataclass
+class TrainOptions:
+    epochs: int = 100
+    steps_per_epoch: int = 250
+    batch_size: int | None = None  # per process; None: the task's
+    lr: float = 1e-3
+    weight_decay: float = 1e-4
+    warmup_fraction: float = 0.02  # of all steps, linear warm-up before the cosine
+    grad_clip: float = 12.0
+    val_fraction: float = 0.2
+    val_cases: tuple[str, ...] = ()
+    val_every: int = 1
+    labels_map: str | None = None
+    seed: int = 0
+    resume: bool = False
+    overwrite: bool = False
+    max_minutes: float | None = None
+    device: str = "auto"
+    patch_size: tuple[int, ...] | None = None  # None: the task's
+    num_workers: int = 0
+    foreground_fraction: float = 0.33
+    augment: bool = True
+    elastic: bool = False
+    precision: str = "auto"  # segtool.precision: auto | fp32 | bf16 | fp16
+    checkpoint_minutes: float = 5.0  # save .train/last.pt at least this often (and at every validation)
+    group_by: str | None = None  # regex: cases whose first group matches stay on one side of the split
+    licence: str | None = None
+    datasets: tuple[str, ...] = ()
+    command: str = ""
+
+
+@dataclass
+class TrainResult:
+    model_dir: Path
+    epochs_trained: int
+    global_step: int
+    best_epoch: int | None
+    validation: dict | None
+    stopped: str | None  # "max-minutes" or None
+    rank: int = 0
+    state_dict: dict = field(default_factory=dict, repr=False)  # this process's final weights (CPU)
+
+    def to_json(self) -> dict:
+        return {
+            "model_dir": str(self.model_dir),
+            "epochs_trained": self.epochs_trained,
+            "steps": self.global_step,
+            "best_epoch": self.best_epoch,
+            "validation": self.validation,
+            "stopped": self.stopped,
+        }
