@@ -78,3 +78,20 @@ def test_to_dict_is_json_ready():
     assert data["regions"] == {"all": [1]}
     assert data["model_factory"] == "tiny_task.one_conv"
     assert data["has_weights"] is False
+
+
+def test_flip_axes_are_the_flips_training_makes():
+    """--tta averages over these flips only: a sagittal spine is never flipped head to foot."""
+    assert make_spec(ndim=3).flip_axes == (0, 1, 2)
+    assert make_spec(ndim=3, slice_axis=0, patch_size=(8, 8), augmentation="mri-strong").flip_axes == (0,)
+    assert make_spec(ndim=3, slice_axis=2, patch_size=(8, 8)).flip_axes == (0, 1)
+    assert make_spec(ndim=2, modality="photo (RGB)").flip_axes == (1,)
+    assert make_spec(ndim=2, augmentation="photo").flip_axes == (0, 1)
+
+
+def test_tta_flips_only_the_given_axes():
+    from segtool.inference import _flip_sets
+
+    assert _flip_sets(2) == [(), (1,), (2,), (1, 2)]
+    assert _flip_sets(2, (0,)) == [(), (1,)]
+    assert _flip_sets(3, (1, 2)) == [(), (2,), (3,), (2, 3)]

@@ -1,7 +1,7 @@
 """Brain tumour sub-regions (BraTS) on 3D FLAIR + T1c, and whole tumour on 2D LGG slices (pre-contrast, FLAIR, post-contrast)."""
 
 from segtool.hookspecs import hookimpl
-from segtool.spec import Postprocess, TaskSpec
+from segtool.spec import Postprocess, TaskSpec, WeightsFile, WeightsRef
 
 BRATS_CITATION = (
     "Menze BH, et al. The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS). "
@@ -33,6 +33,18 @@ BRAIN_TUMOUR = TaskSpec(
 #: T1 pre-contrast, FLAIR, T1 post-contrast. Where a sequence was missing the dataset repeats FLAIR.
 LGG_CHANNELS = ("pre_contrast", "flair", "post_contrast")
 
+#: attention U-Net trained by `segtool train` on 36 LGG patients (53 min, one CPU thread): mean per-patient
+#: Dice 0.811 on 9 held-out patients, beside 0.802 for a plain U-Net trained the same way (model card).
+LGG_ATTENTION_UNET = WeightsRef(
+    package="segtool_brain_tumour",
+    weights=WeightsFile("lgg_attention_unet/model.safetensors",
+                        "990a475c0c5aeac514da9207ec38c0206144a257cd0772ce6fed1590cd84fdae"),
+    config=WeightsFile("lgg_attention_unet/config.json",
+                       "b3025fd9e962f5d5f8b54f1c64ec524d22830d17c81e1bc86e6797f327c731b5"),
+    description="attention U-Net (16-256), 128x128 windows; per-patient Dice 0.811 on 9 held-out patients "
+                "(see lgg_attention_unet/model_card.md)",
+)
+
 BRAIN_TUMOUR_2D = TaskSpec(
     name="brain-tumour-2d",
     description="Whole brain tumour (FLAIR abnormality) on 2D axial slices of pre-contrast, FLAIR and "
@@ -49,6 +61,7 @@ BRAIN_TUMOUR_2D = TaskSpec(
     labels={1: "tumour"},
     network="attention_unet",
     model_kwargs={"features": (16, 32, 64, 128, 256)},
+    models={"attention_unet": LGG_ATTENTION_UNET},
     augmentation="photo",  # torch flips, rotation, scaling, brightness/contrast, noise, blur on 2D slices
     # the largest tumour component: in 3D with --stack (a patient's slices, as Buda et al. measure),
     # else per slice; on the validation patients it raised the mean per-patient Dice by ~0.035

@@ -1,7 +1,43 @@
-"""Lumbar intervertebral discs on sagittal T2-weighted spine MRI."""
+"""Lumbar intervertebral discs on sagittal T2-weighted spine MRI.
+
+The seed's three 2D networks, each trained by `segtool train` on sagittal slices of two
+subjects (ivd_11, ivd_20) and validated on the third (ivd_25), are bundled side by side:
+`segtool run disc SERIES/` uses the best (the U-Net), `--model res_se_unet` or
+`--model deeplabv3plus` another. Each folder's model_card.md has the per-subject and
+leave-one-subject-out tables.
+"""
 
 from segtool.hookspecs import hookimpl
-from segtool.spec import Postprocess, TaskSpec
+from segtool.spec import Postprocess, TaskSpec, WeightsFile, WeightsRef
+
+
+def _bundled(network: str, weights_sha256: str, config_sha256: str, description: str) -> WeightsRef:
+    return WeightsRef(
+        package="segtool_disc",
+        weights=WeightsFile(f"{network}/model.safetensors", weights_sha256),
+        config=WeightsFile(f"{network}/config.json", config_sha256),
+        description=description,
+    )
+
+
+#: One bundled model per seed network; validation Dice on the held-out subject in each description.
+MODELS = {
+    "unet": _bundled(
+        "unet", "28a857996a2de9b4458ed027151a32d7d87d415e7a4ccca819f9bf9df19950ca",
+        "b63f0a42e2bc22c7e1dd97756bdc319490dd3238472179a0a17c9f76098238eb",
+        "U-Net (16-256), 1 mm sagittal slices; held-out subject Dice 0.893 (see unet/model_card.md)",
+    ),
+    "res_se_unet": _bundled(
+        "res_se_unet", "9c8c07df0d25faeb8d53fe0dc61a696e4bdc127dbfae18932ca61eee21627cf0",
+        "0a0146b937e74c0a8b8bda44296e19df3204a2fe93fcfe10a9fa77f0c91f7442",
+        "residual U-Net with squeeze-and-excitation; held-out subject Dice 0.876 (see res_se_unet/model_card.md)",
+    ),
+    "deeplabv3plus": _bundled(
+        "deeplabv3plus", "a4586e7458f33af67825e5c6d029cecd0e983c6dac396c1ebebc777abd0bc81c",
+        "8b6bdec2620ffd6937f7194cb0317c3e3acfa78b3378f2983fc83e45c4e472fe",
+        "DeepLabV3+; held-out subject Dice 0.866 (see deeplabv3plus/model_card.md)",
+    ),
+}
 
 DISC = TaskSpec(
     name="disc",
@@ -27,6 +63,8 @@ DISC = TaskSpec(
     regions={"disc": (1, 2, 3, 4, 5)},
     network="unet",
     model_kwargs={"features": (16, 32, 64, 128, 256)},
+    models=MODELS,
+    default_model="unet",
     # levels by position in the column (1 = L5-S1 lowest, numbers increasing toward S), so a
     # partial field of view keeps the right names; then one component per level
     postprocess=Postprocess(keep_largest=True, relabel_by_position="S"),
