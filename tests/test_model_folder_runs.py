@@ -377,3 +377,32 @@ def test_a_config_asking_for_a_huge_network_is_refused_with_exit_3(trained_slice
     (folder / "config.json").write_text(json.dumps(config), encoding="utf-8")
     result = invoke(spec, "run", spec.name, source, "--model-dir", folder, "-o", tmp_path / "o.nii.gz", ok=False)
     assert result.exit_code == 3 and "500 million" in result.output
+
+
+def test_validation_pools_a_subjects_cases_with_group_by():
+    """Dice of the stacked cases, 2·ΣI / (ΣP + ΣG), not the mean of per-slice Dice."""
+    from segtool.training.validate import overlap_counts, pool_by_group, summarise
+
+    spec = slice_spec()
+    truth = np.zeros((4, 4), dtype=np.uint8)
+    truth[:2, :2] = 1  # 4 voxels
+    hit = truth.copy()
+    speck = np.zeros_like(truth)
+    speck[3, 3] = 1  # a slice without tumour where the model marks one pixel
+    counts = {"sub-1_a": overlap_counts(spec, hit, truth), "sub-1_b": overlap_counts(spec, speck, np.zeros_like(truth)),
+              "sub-2_a": overlap_counts(spec, np.zeros_like(truth), truth)}
+    assert counts["sub-1_a"]["disk"] == (4, 4, 4) and counts["sub-1_b"]["disk"] == (0, 1, 0)
+    pooled = pool_by_group(spec, counts, r"^(sub-\d+)")
+    assert list(pooled) == ["sub-1", "sub-2"]
+    assert pooled["sub-1"]["disk"] == {"dice": 2 * 4 / (5 + 4), "hd95": None}  # per-slice mean would say 0.5
+    assert pooled["sub-2"]["disk"]["dice"] == 0.0
+    result = summarise(spec, pooled, 0.0)
+    assert result.mean_dice == pytest.approx((8 / 9 + 0.0) / 2)
+
+
+def test_training_with_group_by_validates_per_subject(tmp_path):
+    model_dir = train_folder(slice_spec(), tmp_path, "--val-fraction", "0.4")
+    config = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    validation = config["training"]["validation"]
+    assert len(validation["per_case"]) == 1 and set(validation["per_case"]) <= {"sub-0", "sub-1"}
+    assert all(scores["hd95"] is None for scores in next(iter(validation["per_case"].values())).values())

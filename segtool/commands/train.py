@@ -83,7 +83,8 @@ def _names(ctx, param, values: tuple[str, ...]):
 @click.option("--network-args", help='The family\'s own arguments as JSON, e.g. \'{"features": [16, 32, 64]}\' '
               "(default: the task's when the family is the task's, else the family's defaults).")
 @click.option("--group-by", help="Regex whose first group names a case's subject: the split keeps subjects whole "
-                                  "(e.g. '^(sub-[^_]+)').")
+                                  "(e.g. '^(sub-[^_]+)'), and validation scores subjects, their cases pooled "
+                                  "(the Dice of a patient's stacked slices).")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0.1), default=5.0,
               help="Save the resume checkpoint at least this often.")
 @click.option("--licence", "--license", "licence", help="Model card licence, e.g. apache-2.0 (default: the task's).")

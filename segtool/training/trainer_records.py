@@ -65,7 +65,7 @@ class TrainerRecords:
             with self._progress("validation", len(self.val_cases)) as advance:
                 return validate(
                     self.spec, model, self.val_cases, self.labels_map, str(self.device), self.precision,
-                    on_case=lambda done, total: advance(),
+                    on_case=lambda done, total: advance(), group_by=self.opts.group_by,
                 )
         finally:
             model.train()
