@@ -49,6 +49,7 @@ def save_dicom_series(image_path: Path, directory: Path, name: str) -> None:
     # identifiers derived from the subject's name, so a series written twice is the same series
     digits = "".join(str(ord(c)) for c in name)[:20]
     study, series = f"1.2.826.0.1.3680043.10.1234.1.{digits}", f"1.2.826.0.1.3680043.10.1234.2.{digits}"
+    frame = f"1.2.826.0.1.3680043.10.1234.3.{digits}"
     direction = image.GetDirection()  # 3x3, row-major, LPS: columns are the voxel axes' directions
     row, col = direction[0::3], direction[1::3]
     writer = sitk.ImageFileWriter()
@@ -57,7 +58,7 @@ def save_dicom_series(image_path: Path, directory: Path, name: str) -> None:
         slice_ = image[:, :, k]
         tags = {
             "0008|0060": "MR", "0008|103e": f"{name} sagittal T2", "0010|0010": name, "0010|0020": name,
-            "0020|000d": study, "0020|000e": series, "0008|0018": f"{series}.{k + 1}",
+            "0020|000d": study, "0020|000e": series, "0020|0052": frame, "0008|0018": f"{series}.{k + 1}",
             "0020|0032": "\\".join(f"{v:.4f}" for v in image.TransformIndexToPhysicalPoint((0, 0, k))),
             "0020|0037": "\\".join(f"{v:.6f}" for v in (*row, *col)),
             "0020|0013": str(k + 1), "0018|0050": f"{image.GetSpacing()[2]:.4f}",

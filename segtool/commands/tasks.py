@@ -58,8 +58,21 @@ def _show_one(info: dict) -> None:
     table.add_column("field", style="bold")
     table.add_column("value")
     for key, value in info.items():
-        table.add_row(key, str(value))
+        table.add_row(key, str(_brief(value)))
     stdout_console().print(table)
+
+
+#: Lists longer than this (a 2D task's training slices) show their length and first names; --json has them all.
+BRIEF_LIST = 12
+
+
+def _brief(value):
+    """``value`` with long lists cut to their first names and a count, at any depth."""
+    if isinstance(value, dict):
+        return {k: _brief(v) for k, v in value.items()}
+    if isinstance(value, list) and len(value) > BRIEF_LIST:
+        return value[:3] + [f"... {len(value)} in all"]
+    return value
 
 
 def _model_info(spec, app) -> dict:
@@ -87,6 +100,9 @@ def _model_info(spec, app) -> dict:
     config = resolved.config
     training = config.training or {}
     data = training.get("data") or {}
+    validation = training.get("validation")
+    if isinstance(validation, dict):  # the summary; per-case scores (hundreds of slices) stay in the card
+        validation = {k: v for k, v in validation.items() if k != "per_case"}
     info["model"] = {
         "variant": resolved.variant,
         "available": True,
@@ -96,7 +112,7 @@ def _model_info(spec, app) -> dict:
         "patch_size": config.patch_size,
         "trained_on": data.get("train_cases"),
         "validated_on": data.get("validation_cases"),
-        "validation": training.get("validation"),
+        "validation": validation,
         "minutes": training.get("minutes"),
         "command": training.get("command"),
     }
