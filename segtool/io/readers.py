@@ -195,5 +195,7 @@ def _finish_array(p: Path, array: np.ndarray, labels: bool) -> np.ndarray:
             array = rounded
         if array.size and (array.min() < np.iinfo(np.int32).min or array.max() > np.iinfo(np.int32).max):
             raise ImageReadError(f"{p}: label values {array.min()}..{array.max()} do not fit 32-bit integers")
-        return np.ascontiguousarray(array, dtype=np.int32)
+        # int32 in the stored memory order: a NIfTI's column-major labels are not transposed into a
+        # C-order copy (1-2 s at 512x512x300, most of `segtool evaluate`'s time); values are identical
+        return array.astype(np.int32, order="K", copy=False)
     return np.ascontiguousarray(array, dtype=np.float32)
