@@ -479,20 +479,20 @@ def add_disc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
 
 
-def disc_columns(args: argparse.Namespace) -> list[tuple[str, list[Path | None]]]:
-    """(column name, model folders) for every --model-dir (one folder) and --loso (its folds)."""
-    columns: list[tuple[str, list[Path | None]]] = []
+def disc_columns(args: argparse.Namespace) -> list[tuple[str, list[Path | None], bool]]:
+    """(column name, model folders, whether LOSO) for every --model-dir (one folder) and --loso (its folds)."""
+    columns: list[tuple[str, list[Path | None], bool]] = []
     if args.model_dir or not args.loso:
         dirs = list(args.model_dir or [None])
         names = [d.name if d is not None else "default" for d in dirs]
         if len(set(names)) != len(names):
             names = [str(d) if d is not None else "default" for d in dirs]
-        columns += [(n, [d]) for n, d in zip(names, dirs)]
+        columns += [(n, [d], False) for n, d in zip(names, dirs)]
     for item in args.loso:
         name, _, folds = item.partition("=")
         if not name or not folds:
             raise SystemExit(f"--loso {item!r}: expected NAME=DIR,DIR,...")
-        columns.append((f"{name} (LOSO)", [Path(f) for f in folds.split(",")]))
+        columns.append((f"{name} (LOSO)", [Path(f) for f in folds.split(",")], True))
     return columns
 
 
@@ -559,7 +559,7 @@ def disc(args: argparse.Namespace) -> int:
         log(f"disc: no data at {data} (the shared data folder ../shared/data/disc is absent); nothing to do")
         return 0
     plan = disc_columns(args)
-    columns = [name for name, _ in plan]
+    columns = [name for name, _, _ in plan]
     discs = list(DISC_LABELS.values()) + ["mean"]
     rows = {(s, d): {"subject": s, "disc": d, "models": {}, "in_training_set": {}} for s in subjects for d in discs}
     spacing = (1.0, 1.0, 1.0)
@@ -571,8 +571,7 @@ def disc(args: argparse.Namespace) -> int:
             images.append((Path(tmp) / f"{s}.nii.gz").resolve())
             truths[s] = np.asarray(mat["GT"])
         image_of = dict(zip(subjects, images))
-        runs = [(column, model_dir, len(dirs) > 1 or column.endswith("(LOSO)"))
-                for column, dirs in plan for model_dir in dirs]
+        runs = [(column, model_dir, loso) for column, dirs, loso in plan for model_dir in dirs]
         for k, (column, model_dir, loso) in enumerate(runs):
             t0 = time.perf_counter()
             scored, train = disc_fold_subjects(model_dir, subjects, loso)
@@ -620,7 +619,7 @@ def disc(args: argparse.Namespace) -> int:
             return None if isinstance(value, float) and math.isinf(value) else value
 
         payload = {"task": "disc", "data": str(data), "columns": columns,
-                   "model_dirs": {c: [str(d) if d is not None else None for d in dirs] for c, dirs in plan},
+                   "model_dirs": {c: [str(d) if d is not None else None for d in dirs] for c, dirs, _ in plan},
                    "rows": clean(table),
                    "note": "distances in mm; null = infinite (a missed disc)"}
         args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")

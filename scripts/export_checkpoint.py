@@ -14,11 +14,14 @@ MODEL_DIR with those weights, config.json's weights_sha256 updated and
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import shutil
 import sys
 from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
 
 
 def main() -> int:
@@ -31,19 +34,20 @@ def main() -> int:
         print(f"{checkpoint}: no resume checkpoint (deleted, or the run was not made by segtool train)", file=sys.stderr)
         return 1
     import torch
-    from safetensors.torch import save_file
+
+    from segtool.training.model_folder import write_weights
+    from segtool.weights.integrity import sha256_file
 
     state = torch.load(checkpoint, map_location="cpu", weights_only=False)
     args.out_dir.mkdir(parents=True, exist_ok=True)
     for name in ("config.json", "README.md", "train_log.jsonl"):
         if (args.model_dir / name).is_file():
             shutil.copyfile(args.model_dir / name, args.out_dir / name)
-    weights = args.out_dir / "model.safetensors"
-    tensors = {k.removeprefix("module."): v.detach().contiguous().clone() for k, v in state["model"].items()}
-    save_file(tensors, str(weights), metadata={"format": "pt", "producer": "segtool train (final step)"})
+    weights = write_weights(args.out_dir, {k.removeprefix("module."): v for k, v in state["model"].items()},
+                            producer="segtool train (final step)")
     config_path = args.out_dir / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
-    config["weights_sha256"] = hashlib.sha256(weights.read_bytes()).hexdigest()
+    config["weights_sha256"] = sha256_file(weights)
     config.setdefault("training", {})["selected"] = f"final step {state['global_step']}"
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"{args.out_dir}: weights of step {state['global_step']} (sha256 {config['weights_sha256']})")

@@ -46,7 +46,7 @@ HF_LICENSES = (
 )
 
 
-def write_weights(model_dir: Path, state_dict: Mapping[str, Any]) -> Path:
+def write_weights(model_dir: Path, state_dict: Mapping[str, Any], producer: str = "segtool train") -> Path:
     """model.safetensors from a state dict (tensors copied to the CPU, contiguous, unshared)."""
     from safetensors.torch import save_file
 
@@ -56,7 +56,7 @@ def write_weights(model_dir: Path, state_dict: Mapping[str, Any]) -> Path:
     os.umask(umask)
     # safetensors creates 0600; a model folder is meant to be shared
     with replacing(path, mode=0o666 & ~umask) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "producer": "segtool train"})
+        save_file(tensors, str(tmp), metadata={"format": "pt", "producer": producer})
     return path
 
 

@@ -92,10 +92,12 @@ def pool_by_group(spec: TaskSpec, counts: dict[str, dict[str, tuple[int, int, in
 
 def overlap_counts(spec: TaskSpec, pred: np.ndarray, gt: np.ndarray) -> dict[str, tuple[int, int, int]]:
     """(|P∩G|, |P|, |G|) of each label."""
+    from segtool.metrics import overlap_metrics
+
     out = {}
     for value, name in spec.labels.items():
-        p, g = pred == value, gt == value
-        out[name] = (int(np.count_nonzero(p & g)), int(np.count_nonzero(p)), int(np.count_nonzero(g)))
+        m = overlap_metrics(pred == value, gt == value)
+        out[name] = (m.tp, m.tp + m.fp, m.tp + m.fn)
     return out
 
 
