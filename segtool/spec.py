@@ -321,6 +321,25 @@ class TaskSpec:
             return (0,)
         return tuple(range(self.network_dims))
 
+    @property
+    def column_axis(self) -> int | None:
+        """Network axis along which ``postprocess.relabel_by_position`` numbers levels, else None.
+
+        The axis of the task's orientation that holds the direction (S or its opposite I,
+        ...), counted without the slice axis for slice-wise tasks: training cuts partial
+        fields of view along it (`segtool.training.field_of_view`).
+        """
+        toward = self.postprocess.relabel_by_position
+        if toward is None or self.orientation is None:
+            return None
+        pairs = {"R": "RL", "L": "RL", "A": "AP", "P": "AP", "S": "SI", "I": "SI"}
+        axis = next(i for i, code in enumerate(self.orientation) if code in pairs[toward])
+        if self.slice_axis is not None:
+            if axis == self.slice_axis:
+                return None
+            axis -= axis > self.slice_axis
+        return axis
+
     def build_network(self, network: str | None = None, model_kwargs: Mapping[str, Any] | None = None,
                       in_channels: int | None = None, out_channels: int | None = None):
         """A fresh network (imports torch): the family (or factory) with the core's arguments."""

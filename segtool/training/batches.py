@@ -14,6 +14,7 @@ from segtool.io.formats import is_photo_task
 from segtool.spec import TaskSpec
 from segtool.training.augment import AugmentSettings, augment_batch
 from segtool.training.augment_recipes import TORCHIO_RECIPES, apply_recipe, build_recipe, describe_recipe
+from segtool.training.field_of_view import FieldOfViewCut, cut_field_of_view
 from segtool.training.sampling import PatchSampler
 
 
@@ -22,12 +23,15 @@ class StepBatches(torch.utils.data.Dataset):
 
     ``augment`` is either `AugmentSettings` (the torch augmentation of photos) or a
     TorchIO Compose (`augment_recipes`). With ``slice_axis`` the sampler cuts
-    one-slice patches from the volumes and they leave here as 2D patches.
+    one-slice patches from the volumes and they leave here as 2D patches. With
+    ``field_of_view`` some patches are then cut to a band along the task's column.
     """
 
-    def __init__(self, sampler: PatchSampler, augment, seed: int, rank: int, slice_axis: int | None = None):
+    def __init__(self, sampler: PatchSampler, augment, seed: int, rank: int, slice_axis: int | None = None,
+                 field_of_view: FieldOfViewCut | None = None):
         self.sampler = sampler
         self.augment = augment
+        self.field_of_view = field_of_view
         self.seed = seed
         self.rank = rank
         self.slice_axis = slice_axis
@@ -46,6 +50,8 @@ class StepBatches(torch.utils.data.Dataset):
             x, y = augment_batch(x, y, self.augment, torch.Generator().manual_seed(seed))
         elif self.augment is not None:
             x, y = apply_recipe(self.augment, x, y, seed)
+        if self.field_of_view is not None:
+            x, y = cut_field_of_view(x, y, self.field_of_view, torch.Generator().manual_seed(seed + 1))
         return x, y
 
 
@@ -76,3 +82,11 @@ def choose_augmentation(spec: TaskSpec, augment: bool, elastic: bool):
     flips = spec.flip_axes
     description = describe_recipe(recipe, flips)
     return build_recipe(recipe, spec.network_dims, flips), description
+
+
+def choose_field_of_view(spec: TaskSpec, augment: bool) -> FieldOfViewCut | None:
+    """Partial fields of view along the column of tasks that name levels by position (discs), else None."""
+    axis = spec.column_axis
+    if not augment or spec.augmentation == "none" or axis is None:
+        return None
+    return FieldOfViewCut(axis=axis, restandardise=spec.normalization == "zscore")

@@ -31,7 +31,7 @@ from segtool.errors import UsageError
 from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME
 from segtool.spec import TaskSpec
 from segtool.training import checkpoint, distributed
-from segtool.training.batches import StepBatches, choose_augmentation, iterate_batches
+from segtool.training.batches import StepBatches, choose_augmentation, choose_field_of_view, iterate_batches
 from segtool.training.distributed import unwrap
 from segtool.training.loss import DiceCELoss
 from segtool.training.model_folder import LOG_FILENAME, truncate_log
@@ -211,7 +211,10 @@ class Trainer(TrainerData, TrainerRecords):
         if sampler is None:
             sampler = PatchSampler(self.prepared, sample_patch, self.batch_size, opts.foreground_fraction)
         augment, self.augment_description = choose_augmentation(spec, opts.augment, opts.elastic)
-        batches = StepBatches(sampler, augment, self.seed, self.dist.rank, spec.slice_axis)
+        field_of_view = choose_field_of_view(spec, opts.augment)
+        if field_of_view is not None:
+            self.augment_description = f"{self.augment_description}; {field_of_view.describe()}"
+        batches = StepBatches(sampler, augment, self.seed, self.dist.rank, spec.slice_axis, field_of_view)
         own = getattr(sampler, "description", None)  # a task's own sampler says what it does (model card)
         if own:
             self.augment_description = own if self.augment_description == "none" else f"{own}; then {self.augment_description}"
