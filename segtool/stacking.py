@@ -114,7 +114,9 @@ def predict_stack(segmenter, volumes: Sequence, keep_probabilities: bool = False
     Each slice is preprocessed on its own (as in training); slices whose model-space
     size differs from the first's are resampled onto it for the forward passes and
     the 3D postprocessing, and their labels (nearest) and probabilities (linear)
-    resampled back onto their own grid.
+    resampled back onto their own grid. When every slice has the same size and the
+    network's input differs from it (``input_size``), the probabilities go back to that
+    size first and labels and postprocessing are made there.
     """
     import torch
 
@@ -129,9 +131,17 @@ def predict_stack(segmenter, volumes: Sequence, keep_probabilities: bool = False
     image = torch.from_numpy(np.ascontiguousarray(np.stack(arrays, axis=-1)))  # (C, rows, cols, slices)
     probs = segmenter.model_probabilities(image, slice_axis=2, on_batch=on_batch)
     probs = probs.float().cpu().numpy()  # (K, rows, cols, slices)
+    pixel = tuple(prepared[0].spacing)
+    native = {tuple(v.spatial_shape) for v in volumes}
+    if len(native) == 1 and next(iter(native)) != grid:
+        # a fixed network input (input_size): probabilities back to the slices' own size (linear)
+        # before labels and 3D postprocessing, so masks are as fine as the slices
+        shape = next(iter(native))
+        pixel = tuple(volumes[0].spacing)
+        probs = np.stack([resample(np.ascontiguousarray(probs[..., i]), shape, mode="linear")
+                          for i in range(probs.shape[-1])], axis=-1)
     steps = opts.postprocess or spec.postprocess
     labels = labels_from_probabilities(probs, steps.threshold)
-    pixel = tuple(prepared[0].spacing)
     affine = np.diag([*pixel, 1.0, 1.0])  # slice thickness unknown: one pixel
     labels = apply_postprocess(labels, steps, float(np.prod(pixel)), affine=affine, num_labels=len(spec.labels))
     out = []

@@ -157,6 +157,34 @@ def test_stack_postprocesses_in_3d_and_writes_every_slice(tmp_path, tri):
     assert read_mask(tmp_path / "alone" / f"{paths[5].stem}_seg.tif").sum() == 9
 
 
+def test_stack_with_a_fixed_network_input_makes_masks_at_the_slices_own_resolution(tmp_path):
+    """input_size 12x10 on 24x20 slices: the stacked masks equal the slice-by-slice ones (probabilities
+    resized back linearly before labels), not 2x2 blocks of labels made at the network's size."""
+    sized = make_spec("tri", ndim=2, channels=CHANNELS, input_size=(12, 10))
+    ref = make_bundled_package(tmp_path / "site", f"tiny_tri_{next(_counter)}", sized)
+    import sys
+
+    sys.path.insert(0, str(tmp_path / "site"))
+    try:
+        spec = make_spec("tri", ndim=2, channels=CHANNELS, input_size=(12, 10), models={"default": ref})
+        rows = np.arange(24, dtype=float)[:, None] ** 3 * (230 / 23**3)  # a ramp: z-score 0 inside a 2x2 block
+        ramp = np.repeat(np.repeat(rows, 20, axis=1)[..., None], 3, axis=2)
+        folder = tmp_path / "p"
+        folder.mkdir()
+        paths = [save_rgb(folder / f"TCGA_XX_0001_20000101_{i}.tif", ramp) for i in (1, 2, 3)]
+        stacked = invoke(spec, ["run", "tri", "--stack", str(folder), "--output-dir", str(tmp_path / "s"), "-q"])
+        alone = invoke(spec, ["run", "tri", *map(str, paths), "--output-dir", str(tmp_path / "a"), "-q"])
+    finally:
+        sys.path.remove(str(tmp_path / "site"))
+    assert stacked.exit_code == 0 and alone.exit_code == 0, stacked.output + alone.output
+    for p in paths:
+        mask = read_mask(tmp_path / "s" / f"{p.stem}_seg.tif")
+        assert mask.shape == (24, 20)
+        assert np.array_equal(mask, read_mask(tmp_path / "a" / f"{p.stem}_seg.tif"))
+        first = int(np.flatnonzero(mask[:, 0])[0])
+        assert first % 2 == 1 and mask[first:].all() and not mask[:first].any()  # edge inside a 2x2 block
+
+
 def test_stack_files_of_one_folder_and_own_sizes(tmp_path, tri):
     box = ((2, 8), (2, 8))
     paths = patient(tmp_path / "p", [box, box, box], shapes=[(24, 20), (30, 26), (24, 20)])
