@@ -476,7 +476,69 @@ def add_disc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--loso", action="append", default=[], metavar="NAME=DIR,DIR,DIR",
                         help="leave-one-subject-out column NAME: each subject is scored by the fold (model folder) "
                              "whose config.json does not list it among its training cases; repeatable")
+    parser.add_argument("--partial-fov", action="store_true",
+                        help="also score crops of each scored subject that hold only some discs (the column cut "
+                             "between two discs): are the discs it sees named right?")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
+
+
+#: Partial fields of view: (name, the two disc values between which the column is cut, which side is kept).
+DISC_CROPS = (("L3-L4 and above", (2, 3), "upper"), ("L2-L3 and above", (3, 4), "upper"),
+              ("L3-L4 and below", (3, 4), "lower"))
+
+
+def disc_crops(image: Path, truth: "np.ndarray", folder: Path) -> list[tuple[str, Path, "np.ndarray"]]:
+    """(crop name, cropped image file, cropped truth) for each of DISC_CROPS: the volume cut along its
+    superior-inferior axis midway between the centroids of two discs; the affine moves with the crop."""
+    import nibabel as nib
+    import numpy as np
+    from scipy import ndimage
+
+    img = nib.load(str(image))
+    axis = [code in "SI" for code in nib.aff2axcodes(img.affine)].index(True)
+    centre = {v: ndimage.center_of_mass(truth == v)[axis] for v in DISC_LABELS}
+    upward = np.sign(img.affine[2, axis])  # index step along the axis goes toward S (+1) or I (-1)
+    out = []
+    for name, (low, high), side in DISC_CROPS:
+        cut = int(round((centre[low] + centre[high]) / 2))
+        keep_high_index = (side == "upper") == (upward > 0)
+        index = [slice(None)] * 3
+        index[axis] = slice(cut, None) if keep_high_index else slice(0, cut)
+        path = folder / f"{image.name.split('.')[0]}_{side}_{low}{high}.nii.gz"
+        nib.save(img.slicer[tuple(index)], str(path))
+        out.append((name, path.resolve(), truth[tuple(index)]))
+    return out
+
+
+def score_crop(pred: "np.ndarray", truth: "np.ndarray") -> dict[str, Any]:
+    """Discs whose true value the crop holds: mean Dice; named right when Dice > 0.5; labels predicted
+    that the crop does not hold (wrong names)."""
+    import numpy as np
+
+    from segtool import metrics as M
+
+    seen = [int(v) for v in np.unique(truth) if v in DISC_LABELS and (truth == v).sum() > 0]
+    dice = {DISC_LABELS[v]: M.overlap_metrics(pred == v, truth == v, (1.0, 1.0, 1.0)).dice for v in seen}
+    extra = [DISC_LABELS[int(v)] for v in np.unique(pred) if v in DISC_LABELS and int(v) not in seen
+             and (pred == v).sum() >= 50]
+    return {"discs": list(dice), "dice": float(np.mean(list(dice.values()))) if dice else None,
+            "named_right": sum(d > 0.5 for d in dice.values()), "wrong_names": extra}
+
+
+def disc_partial_table(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    lines = ["| subject | field of view | " + " | ".join(f"{c}: Dice, named right, wrong names" for c in columns) + " |",
+             "|---|---|" + "---|" * len(columns)]
+    for row in rows:
+        cells = []
+        for c in columns:
+            r = row["models"].get(c)
+            if not isinstance(r, dict):
+                cells.append(r or "—")
+                continue
+            dice = "—" if r["dice"] is None else f"{r['dice']:.3f}"
+            cells.append(f"{dice}, {r['named_right']}/{len(r['discs'])}, {', '.join(r['wrong_names']) or 'none'}")
+        lines.append(f"| {row['subject']} | {row['crop']} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
 
 
 def disc_columns(args: argparse.Namespace) -> list[tuple[str, list[Path | None], bool]]:
@@ -563,6 +625,7 @@ def disc(args: argparse.Namespace) -> int:
     discs = list(DISC_LABELS.values()) + ["mean"]
     rows = {(s, d): {"subject": s, "disc": d, "models": {}, "in_training_set": {}} for s in subjects for d in discs}
     spacing = (1.0, 1.0, 1.0)
+    partial: dict[tuple[str, str], dict[str, Any]] = {}
     with tempfile.TemporaryDirectory(prefix="segtool-accuracy-disc-") as tmp:
         images, truths = [], {}
         for s in subjects:
@@ -607,9 +670,22 @@ def disc(args: argparse.Namespace) -> int:
                                                        "hd95": float(np.mean([r["hd95"] for r in scores]))}
             if status == "ok":
                 log(f"disc {column} ({model_dir}): {len(scored)} subject(s) in {time.perf_counter() - t0:.0f} s")
+            if args.partial_fov:
+                crops = [(s, *c) for s in scored for c in disc_crops(image_of[s], truths[s], Path(tmp))]
+                status, outputs, message = run_segtool([c[2] for c in crops], Path(tmp) / f"crop{k}", model_dir,
+                                                       task="disc")
+                for s, name, path, truth in crops:
+                    row = partial.setdefault((s, name), {"subject": s, "crop": name, "models": {}})
+                    out = outputs.get(str(path)) if status == "ok" else None
+                    row["models"][column] = "failed" if out is None else score_crop(
+                        np.asanyarray(nib.load(out).dataobj), truth)
     table = list(rows.values())
     print(disc_table(table, columns))
     print("\n" + disc_summary(table, columns))
+    if args.partial_fov:
+        print("\nPartial fields of view (the column cut midway between two discs; Dice of the discs the crop "
+              "holds, how many of them are named right (Dice > 0.5), labels given that the crop does not hold):\n")
+        print(disc_partial_table(list(partial.values()), columns))
     print("\nPer disc Dice and HD95 (mm, segtool.metrics, voxel surfaces, the 1 mm grid of SOURCE.md); "
           "mean = over the five discs (HD95 inf when a disc is missed).")
     if args.json_out is not None:
@@ -620,7 +696,7 @@ def disc(args: argparse.Namespace) -> int:
 
         payload = {"task": "disc", "data": str(data), "columns": columns,
                    "model_dirs": {c: [str(d) if d is not None else None for d in dirs] for c, dirs, _ in plan},
-                   "rows": clean(table),
+                   "rows": clean(table), "partial_fov": list(partial.values()),
                    "note": "distances in mm; null = infinite (a missed disc)"}
         args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     return 0

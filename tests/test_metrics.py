@@ -406,3 +406,27 @@ def test_distances_equal_a_distance_transform_of_the_bounding_box():
     assert np.sort(sd.pred_to_gt) == pytest.approx(np.sort(edt_b[sa]), abs=1e-12)
     assert np.sort(sd.gt_to_pred) == pytest.approx(np.sort(edt_a[sb]), abs=1e-12)
     assert sd.gt_to_pred.max() > _ring(spacing)[1][-1]  # beyond the ring: the k-d tree found it
+
+
+@pytest.mark.parametrize("surface", ["voxel", "surfel"])
+def test_column_major_images_give_the_values_of_their_c_order_copies(surface):
+    """NIfTI label arrays come column-major; evaluate works on their transposes with the spacing reversed."""
+    from segtool.metrics.labels import evaluate as evaluate_labels
+
+    rng = np.random.default_rng(3)
+    gt = np.zeros((14, 11, 9), dtype=np.int32)
+    gt[2:10, 3:9, 1:7] = 1
+    gt[4:7, 4:6, 2:5] = 2
+    pred = gt.copy()
+    pred[rng.random(gt.shape) < 0.05] = 1
+    pred[9:12, 1:3, 6:8] = 2
+    spacing = (0.5, 0.8, 1.7)
+    fortran = [np.asfortranarray(a) for a in (pred, gt)]
+    assert fortran[0].flags.f_contiguous and not fortran[0].flags.c_contiguous
+    ours = evaluate_labels(*fortran, spacing, surface=surface, regions={"both": (1, 2)})
+    reference = evaluate_labels(pred, gt, spacing, surface=surface, regions={"both": (1, 2)})
+    assert [m.name for m in ours] == ["1", "2", "both"]
+    for a, b in zip(ours, reference):
+        assert a.overlap == b.overlap
+        for key in ("hd", "hd95", "assd", "nsd"):
+            assert getattr(a.distance, key) == pytest.approx(getattr(b.distance, key), abs=1e-12)

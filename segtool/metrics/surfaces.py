@@ -90,7 +90,7 @@ def _pad(mask: np.ndarray) -> np.ndarray:
 
 def voxel_surface(mask: np.ndarray) -> np.ndarray:
     """Foreground voxels with a background face neighbour (outside counts as background)."""
-    interior = mask.copy()
+    interior = mask.copy(order="K")  # the mask's own memory order: mixing orders is ~20x slower
     for axis in range(mask.ndim):
         lo = [slice(None)] * mask.ndim
         hi = [slice(None)] * mask.ndim
