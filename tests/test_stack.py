@@ -24,13 +24,17 @@ CHANNELS = ("pre", "flair", "post")
 _counter = itertools.count()
 
 
+def bundled_tri(tmp_path, monkeypatch, **overrides):
+    """A 3-channel 2D test task with bundled one-conv weights (``overrides``: other spec fields)."""
+    package = f"tiny_tri_{next(_counter)}"
+    ref = make_bundled_package(tmp_path / "site", package, make_spec("tri", ndim=2, channels=CHANNELS, **overrides))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    return make_spec("tri", ndim=2, channels=CHANNELS, models={"default": ref}, **overrides)
+
+
 @pytest.fixture
 def tri(tmp_path, monkeypatch):
-    """A 3-channel 2D test task with bundled one-conv weights."""
-    package = f"tiny_tri_{next(_counter)}"
-    ref = make_bundled_package(tmp_path / "site", package, make_spec("tri", ndim=2, channels=CHANNELS))
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    return make_spec("tri", ndim=2, channels=CHANNELS, models={"default": ref})
+    return bundled_tri(tmp_path, monkeypatch)
 
 
 def invoke(spec, args):
@@ -157,25 +161,17 @@ def test_stack_postprocesses_in_3d_and_writes_every_slice(tmp_path, tri):
     assert read_mask(tmp_path / "alone" / f"{paths[5].stem}_seg.tif").sum() == 9
 
 
-def test_stack_with_a_fixed_network_input_makes_masks_at_the_slices_own_resolution(tmp_path):
+def test_stack_with_a_fixed_network_input_makes_masks_at_the_slices_own_resolution(tmp_path, monkeypatch):
     """input_size 12x10 on 24x20 slices: the stacked masks equal the slice-by-slice ones (probabilities
     resized back linearly before labels), not 2x2 blocks of labels made at the network's size."""
-    sized = make_spec("tri", ndim=2, channels=CHANNELS, input_size=(12, 10))
-    ref = make_bundled_package(tmp_path / "site", f"tiny_tri_{next(_counter)}", sized)
-    import sys
-
-    sys.path.insert(0, str(tmp_path / "site"))
-    try:
-        spec = make_spec("tri", ndim=2, channels=CHANNELS, input_size=(12, 10), models={"default": ref})
-        rows = np.arange(24, dtype=float)[:, None] ** 3 * (230 / 23**3)  # a ramp: z-score 0 inside a 2x2 block
-        ramp = np.repeat(np.repeat(rows, 20, axis=1)[..., None], 3, axis=2)
-        folder = tmp_path / "p"
-        folder.mkdir()
-        paths = [save_rgb(folder / f"TCGA_XX_0001_20000101_{i}.tif", ramp) for i in (1, 2, 3)]
-        stacked = invoke(spec, ["run", "tri", "--stack", str(folder), "--output-dir", str(tmp_path / "s"), "-q"])
-        alone = invoke(spec, ["run", "tri", *map(str, paths), "--output-dir", str(tmp_path / "a"), "-q"])
-    finally:
-        sys.path.remove(str(tmp_path / "site"))
+    spec = bundled_tri(tmp_path, monkeypatch, input_size=(12, 10))
+    rows = np.arange(24, dtype=float)[:, None] ** 3 * (230 / 23**3)  # a ramp: z-score 0 inside a 2x2 block
+    ramp = np.repeat(np.repeat(rows, 20, axis=1)[..., None], 3, axis=2)
+    folder = tmp_path / "p"
+    folder.mkdir()
+    paths = [save_rgb(folder / f"TCGA_XX_0001_20000101_{i}.tif", ramp) for i in (1, 2, 3)]
+    stacked = invoke(spec, ["run", "tri", "--stack", str(folder), "--output-dir", str(tmp_path / "s"), "-q"])
+    alone = invoke(spec, ["run", "tri", *map(str, paths), "--output-dir", str(tmp_path / "a"), "-q"])
     assert stacked.exit_code == 0 and alone.exit_code == 0, stacked.output + alone.output
     for p in paths:
         mask = read_mask(tmp_path / "s" / f"{p.stem}_seg.tif")
