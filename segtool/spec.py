@@ -11,11 +11,9 @@ from dataclasses import dataclass, field, fields
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from segtool.errors import InvalidSpecError
+from segtool.spec_weights import HEX40, HEX64, WeightsFile, WeightsRef, _fail  # noqa: F401  (re-exported)
 
 TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
-HEX40 = re.compile(r"^[0-9a-f]{40}$")
-HEX64 = re.compile(r"^[0-9a-f]{64}$")
 ORIENTATION = re.compile(r"^[LR][AP][SI]$|^[LR][SI][AP]$|^[AP][LR][SI]$|^[AP][SI][LR]$|^[SI][LR][AP]$|^[SI][AP][LR]$")
 
 #: Normalisations the core knows (see segtool.normalize).
@@ -26,55 +24,6 @@ AUGMENTATIONS = ("default", "mri-strong", "photo", "none")
 
 #: What the core supplies to every network (from channels and labels); a spec never sets them.
 CORE_NETWORK_ARGUMENTS = ("spatial_dims", "in_channels", "out_channels")
-
-
-def _fail(what: str, problem: str) -> None:
-    raise InvalidSpecError(f"{what}: {problem}")
-
-
-@dataclass(frozen=True)
-class WeightsFile:
-    """One file of a model and the sha256 it must hash to."""
-
-    filename: str
-    sha256: str
-
-    def __post_init__(self) -> None:
-        if not self.filename or self.filename.startswith("/") or ".." in self.filename.split("/"):
-            _fail("weights file", f"bad filename {self.filename!r}")
-        if not HEX64.match(self.sha256 or ""):
-            _fail("weights file", f"{self.filename}: sha256 must be 64 lowercase hex digits")
-
-
-@dataclass(frozen=True)
-class WeightsRef:
-    """Where one model variant's files live.
-
-    Either bundled (``package`` names an importable package whose data files are
-    ``weights.filename`` and ``config.filename``) or on the Hugging Face Hub
-    (``repo_id`` at ``revision``, a full 40-hex commit, never a branch).
-    """
-
-    weights: WeightsFile
-    config: WeightsFile
-    repo_id: str | None = None
-    revision: str | None = None
-    package: str | None = None
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        hub = self.repo_id is not None or self.revision is not None
-        if hub == (self.package is not None):
-            _fail("weights", "give either package= (bundled) or repo_id= and revision= (Hub), not both")
-        if hub:
-            if not self.repo_id or self.repo_id.count("/") != 1:
-                _fail("weights", f"repo_id must be 'owner/name', got {self.repo_id!r}")
-            if not HEX40.match(self.revision or ""):
-                _fail("weights", f"{self.repo_id}: revision must be a full 40-hex commit, got {self.revision!r}")
-
-    @property
-    def source(self) -> str:
-        return "bundled" if self.package else "hub"
 
 
 @dataclass(frozen=True)
