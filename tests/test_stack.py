@@ -249,7 +249,7 @@ def test_brain_tumour_2d_declares_the_lgg_channels_and_takes_one_tiff(tmp_path):
     spec = App(warn=lambda message: None).registry.get("brain-tumour-2d")
     assert spec.channels == ("pre_contrast", "flair", "post_contrast")  # the dataset's order
     assert spec.network == "attention_unet" and dict(spec.labels) == {1: "tumour"}
-    assert spec.patch_size == (256, 256) and spec.augmentation == "photo"
+    assert spec.input_size == spec.patch_size == (128, 128) and spec.augmentation == "photo"  # a whole slice a window
     slice_ = save_rgb(tmp_path / "TCGA_XX_0001_20000101_1.tif", blob_slice((256, 256), ((9, 40), (9, 40))))
     assert [c.inputs for c in group_cases([slice_, slice_], spec)] == [(slice_,), (slice_,)]
     grey = tmp_path / "flair.tif"
