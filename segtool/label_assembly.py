@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 
 #: Output planes are interpolated and labelled in groups of about this many bytes of probabilities.
-PLANES_BYTES = 16 * 1024 * 1024
+PLANES_BYTES = 4 * 1024 * 1024
 
 
 def source_rows(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -36,6 +36,23 @@ def source_rows(size_in: int, size_out: int) -> tuple[np.ndarray, np.ndarray, np
     high = np.minimum(low + 1, size_in - 1)
     weight = np.clip(src - low.astype(np.float32), 0.0, 1.0).astype(np.float32)
     return low, high, weight
+
+
+def argmax_classes(probs: np.ndarray) -> np.ndarray:
+    """``np.argmax(probs, axis=1)`` (the first class on a tie) of (n, K, ...) probabilities, K <= 256, as uint8.
+
+    One pass per class over contiguous planes: numpy's argmax off the last axis is several
+    times slower. NaN values (numpy counts the first NaN as the maximum) go to numpy.
+    """
+    best = probs[:, 0].copy()
+    labels = np.zeros(best.shape, dtype=np.uint8)
+    for k in range(1, probs.shape[1]):
+        candidate = probs[:, k]
+        labels[candidate > best] = k
+        np.maximum(best, candidate, out=best)
+    if np.isnan(best).any():
+        return np.argmax(probs, axis=1).astype(np.uint8)
+    return labels
 
 
 class LabelAssembler:
@@ -100,12 +117,11 @@ class LabelAssembler:
         return F.interpolate(rows, size=self.rest_out, mode=mode, align_corners=False)
 
     def _write(self, first: int, probs: "torch.Tensor") -> None:
-        array = probs.numpy()
-        if self.threshold is not None and array.shape[1] == 2:
-            labels = array[:, 1] >= self.threshold
+        if self.threshold is not None and probs.shape[1] == 2:
+            labels = probs[:, 1].numpy() >= self.threshold
         else:
-            labels = np.argmax(array, axis=1)
-        np.moveaxis(self.labels, self.axis, 0)[first : first + array.shape[0]] = labels
+            labels = argmax_classes(probs.numpy())
+        np.moveaxis(self.labels, self.axis, 0)[first : first + probs.shape[0]] = labels
 
     def finish(self) -> np.ndarray:
         if self.next_out != self.labels.shape[self.axis]:

@@ -8,21 +8,58 @@ import numpy as np
 RGB_MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)
 RGB_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 
+#: Normalised values are computed and written about this many voxels at a time (no whole-channel temporaries).
+CHUNK_VOXELS = 1 << 22
 
-def _zscore(values: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray:
+_Z_METHODS = ("zscore", "zscore-nonzero", "percentile")
+
+
+def _statistics(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float] | None:
+    """(mean, std) of ``values`` (where ``mask``), as numpy computes them on the whole sample; None if empty."""
     sample = values if mask is None else values[mask]
     if sample.size == 0:
-        return np.zeros_like(values)
-    mean = float(sample.mean())
-    std = float(sample.std())
-    out = (values - mean) / max(std, 1e-8)
-    if mask is not None:
-        out[~mask] = 0.0
-    return out
+        return None
+    return float(sample.mean()), float(sample.std())
+
+
+def _channel_plan(channel: np.ndarray, method: str) -> tuple[tuple | None, tuple[float, float] | None]:
+    """(clip bounds or None, (mean, std) or None) of one channel."""
+    if method == "zscore":
+        return None, _statistics(channel)
+    if method == "zscore-nonzero":
+        return None, _statistics(channel, channel != 0)
+    lo, hi = np.percentile(channel, [0.5, 99.5])
+    return (lo, hi), _statistics(np.clip(channel, lo, hi))
+
+
+def _zscore_into(out: np.ndarray, channel: np.ndarray, method: str, bounds, stats) -> None:
+    """``out[...] = (values - mean) / max(std, 1e-8)``, 0 outside the mask, written a few planes at a time.
+
+    ``values`` is the channel, clipped to ``bounds`` if given. The arithmetic is the
+    elementwise arithmetic of the whole channel (in the values' dtype, then cast to
+    float32), so the result is identical to computing it at once.
+    """
+    if stats is None:  # no voxel to take statistics from (zscore-nonzero of an all-zero channel)
+        out[...] = 0.0
+        return
+    mean, std = stats
+    scale = max(std, 1e-8)
+    step = max(1, CHUNK_VOXELS // max(1, int(np.prod(channel.shape[1:], dtype=np.int64))))
+    for first in range(0, channel.shape[0], step):
+        part = slice(first, first + step)
+        values = channel[part] if bounds is None else np.clip(channel[part], *bounds)
+        out[part] = (values - mean) / scale
+        if method == "zscore-nonzero":
+            out[part][channel[part] == 0] = 0.0
 
 
 def normalize(array: np.ndarray, method: str) -> np.ndarray:
-    """Normalise a channels-first array, each channel on its own. Returns float32."""
+    """Normalise a channels-first array, each channel on its own. Returns float32.
+
+    Every channel's statistics come first (one channel's sample at a time), then the
+    output is allocated and written in slabs: peak memory stays near the input plus
+    the output.
+    """
     array = np.asarray(array, dtype=np.float32)
     if method == "none":
         return array.copy()
@@ -32,15 +69,10 @@ def normalize(array: np.ndarray, method: str) -> np.ndarray:
         scale = 255.0 if array.max() > 1.0 else 1.0
         shape = (3,) + (1,) * (array.ndim - 1)
         return ((array / scale - RGB_MEAN.reshape(shape)) / RGB_STD.reshape(shape)).astype(np.float32)
+    if method not in _Z_METHODS:
+        raise ValueError(f"unknown normalisation {method!r}")
+    plans = [_channel_plan(channel, method) for channel in array]
     out = np.empty_like(array)
-    for c, channel in enumerate(array):
-        if method == "zscore":
-            out[c] = _zscore(channel)
-        elif method == "zscore-nonzero":
-            out[c] = _zscore(channel, channel != 0)
-        elif method == "percentile":
-            lo, hi = np.percentile(channel, [0.5, 99.5])
-            out[c] = _zscore(np.clip(channel, lo, hi))
-        else:
-            raise ValueError(f"unknown normalisation {method!r}")
+    for c, (channel, (bounds, stats)) in enumerate(zip(array, plans)):
+        _zscore_into(out[c], channel, method, bounds, stats)
     return out

@@ -4,8 +4,9 @@ A task with ``input_size`` (clothing: 320 x 208) resizes each photo to that size
 whatever its own (`segtool.pipeline.preprocess`), and its patch is that size: one
 window per photo. So `segtool run` on many photos reads them ahead, stacks up to the
 batch size of them and sends them through the network together; each photo's
-probabilities are resized back to its own size and postprocessed on their own, as
-`Segmenter.predict` does for one photo. A photo that cannot be read fails alone.
+labels are made on its own size a few rows at a time (`segtool.label_assembly`, as
+`Segmenter.predict` does for one photo) and postprocessed on their own. A photo that
+cannot be read fails alone.
 """
 
 from __future__ import annotations
@@ -41,14 +42,33 @@ def predict_photos(segmenter, volumes: list, keep_probabilities: bool = False,
         probs = segmenter.model_probabilities(image, slice_axis=2, on_batch=on_batch)
         for j, i in enumerate(live):
             volume = volumes[i]
-            on_input = probabilities_to_input_grid(spec, probs[..., j], prepared[j])
-            labels = labels_from_probabilities(on_input, steps.threshold)
+            on_input = None
+            if keep_probabilities:
+                on_input = probabilities_to_input_grid(spec, probs[..., j], prepared[j])
+                labels = labels_from_probabilities(on_input, steps.threshold)
+            else:
+                labels = assembled_labels(probs[..., j], prepared[j], steps.threshold)
             area = float(np.prod(volume.spacing))
             labels = apply_postprocess(labels, steps, area, affine=volume.affine, num_labels=len(spec.labels))
             counts = label_counts(labels, spec.num_classes)
-            out[i] = Prediction(labels, on_input if keep_probabilities else None,
-                                {int(k): float(counts[k] * area) for k in spec.labels})
+            out[i] = Prediction(labels, on_input, {int(k): float(counts[k] * area) for k in spec.labels})
     return [out[i] for i in range(len(volumes))]
+
+
+def assembled_labels(probs, prepared, threshold: float | None) -> np.ndarray:
+    """uint8 labels on the photo's own grid from its model-grid probabilities (K, rows, cols), a few rows at a time.
+
+    As `Segmenter.labels` makes them (`segtool.label_assembly`): a 3000 x 4000 photo's
+    class probabilities (14 classes: 670 MB) are never held at once.
+    """
+    from segtool.label_assembly import LabelAssembler
+
+    assembler = LabelAssembler(tuple(probs.shape[1:]), tuple(prepared.oriented_shape), 0, threshold)
+    assembler.add(0, probs.movedim(1, 0))  # rows: (rows, K, cols)
+    labels = assembler.finish()
+    if prepared.reorientation is not None:
+        labels = prepared.reorientation.undo(labels[None])[0]
+    return labels
 
 
 def batched_predictions(items: Iterable, segmenter, size: int, keep_probabilities: bool = False,

@@ -18,23 +18,67 @@ def labels_from_probabilities(probs: np.ndarray, threshold: float | None = None)
     return np.argmax(probs, axis=0).astype(dtype)
 
 
+#: Component maps are counted and looked up this many voxels at a time: numpy's bincount and fancy
+#: indexing would otherwise make an int64 copy of the whole (int32) map, twice the input's float32 bytes.
+CHUNK_VOXELS = 1 << 22
+
+
+def _bincount(components: np.ndarray, minlength: int = 0) -> np.ndarray:
+    """``np.bincount(components.ravel(), minlength=minlength)``, counted a chunk at a time."""
+    flat = components.reshape(-1)
+    counts = np.zeros(minlength, dtype=np.int64)
+    for start in range(0, flat.size, CHUNK_VOXELS):
+        part = np.bincount(flat[start : start + CHUNK_VOXELS], minlength=minlength)
+        if part.size > counts.size:
+            counts = np.concatenate([counts, np.zeros(part.size - counts.size, dtype=np.int64)])
+        counts[: part.size] += part
+    return counts
+
+
+def _lookup(table: np.ndarray, components: np.ndarray) -> np.ndarray:
+    """``table[components]`` (same shape as ``components``), looked up a chunk at a time."""
+    out = np.empty(components.shape, dtype=table.dtype)
+    flat_out, flat = out.reshape(-1), np.ascontiguousarray(components).reshape(-1)
+    for start in range(0, flat.size, CHUNK_VOXELS):
+        flat_out[start : start + CHUNK_VOXELS] = table[flat[start : start + CHUNK_VOXELS]]
+    return out
+
+
+def _label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
+    """``ndimage.label(mask, structure)``: the same numbering, as uint16 when it fits (half int32's memory)."""
+    components = np.empty(mask.shape, dtype=np.uint16)
+    try:
+        count = ndimage.label(mask, structure, output=components)
+    except RuntimeError:  # more than 65,535 components: scipy refuses the narrow type
+        del components
+        return ndimage.label(mask, structure, output=np.int32)
+    return components, int(count)
+
+
 def _components(labels: np.ndarray):
-    """For each non-zero label: (value, component map, component sizes with background 0)."""
+    """For each non-zero label: (value, component map, component sizes with background 0).
+
+    Callers drop their reference to a map before asking for the next (one map alive at a time).
+    """
     structure = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
     for value in np.unique(labels):
         if value == 0:
             continue
-        components, _ = ndimage.label(labels == value, structure)
-        sizes = np.bincount(components.ravel())
+        components, _ = _label(labels == value, structure)
+        sizes = _bincount(components)
         sizes[0] = 0
         yield value, components, sizes
+        del components
 
 
 def keep_largest_component(labels: np.ndarray) -> np.ndarray:
     """For each label, keep only its largest connected component (full connectivity)."""
     out = labels.copy()
     for _, components, sizes in _components(labels):
-        out[(components != 0) & (components != sizes.argmax())] = 0
+        remove = np.ones(sizes.size, dtype=bool)  # every component but the largest; not the background
+        remove[0] = remove[sizes.argmax()] = False
+        out[_lookup(remove, components)] = 0
+        del components
     return out
 
 
@@ -57,7 +101,8 @@ def remove_small_objects(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     for _, components, sizes in _components(labels):
         small = sizes < min_voxels
         small[0] = False
-        out[small[components]] = 0
+        out[_lookup(small, components)] = 0
+        del components
     return out
 
 
@@ -122,25 +167,25 @@ def relabel_by_position(labels: np.ndarray, affine: np.ndarray, toward: str, num
         raise ValueError(f"toward must be one of {', '.join(_DIRECTIONS)}, got {toward!r}")
     labels = np.asarray(labels)
     structure = ndimage.generate_binary_structure(labels.ndim, 1)
-    components, count = ndimage.label(labels > 0, structure)
+    components, count = _label(labels > 0, structure)
     if count == 0:
         return labels.copy()
-    index = components.ravel()
-    sizes = np.bincount(index, minlength=count + 1)[1:]
+    sizes = _bincount(components, count + 1)[1:]
     # position (mm) of every voxel centre along the direction: linear in the voxel index
     axis = np.zeros(3)
     axis[:] = _DIRECTIONS[toward]
     matrix = np.asarray(affine, dtype=float)
     per_axis = (matrix[:3, : labels.ndim].T @ axis)  # mm per voxel step along each array axis
     offset = float(matrix[:3, 3] @ axis)
-    where = np.nonzero(components)
-    ids = components[where] - 1
-    position = offset + sum(c * w for c, w in zip(where, per_axis))
-    centroid = np.bincount(ids, weights=position, minlength=count) / sizes
+    # per-component sums in voxel order, a slab at a time (np.add.at adds in order, as bincount does)
+    position_sum = np.zeros(count)
     low = np.full(count, np.inf)
     high = np.full(count, -np.inf)
-    np.minimum.at(low, ids, position)
-    np.maximum.at(high, ids, position)
+    for ids, position, _ in _foreground(components, labels, per_axis, offset):
+        np.add.at(position_sum, ids, position)
+        np.minimum.at(low, ids, position)
+        np.maximum.at(high, ids, position)
+    centroid = position_sum / sizes
 
     major = [i for i in range(count) if sizes[i] >= FRAGMENT_SHARE * sizes.max()]
     major.sort(key=lambda i: centroid[i])
@@ -158,10 +203,10 @@ def relabel_by_position(labels: np.ndarray, affine: np.ndarray, toward: str, num
     for g, members in enumerate(groups):
         group_of[members] = g
     votes = np.zeros((len(groups), num_labels + 1))
-    values = labels[where].astype(np.int64)
-    in_group = group_of[ids] >= 0
-    in_range = (values >= 1) & (values <= num_labels)
-    np.add.at(votes, (group_of[ids][in_group & in_range], values[in_group & in_range]), 1)
+    for ids, _, values in _foreground(components, labels, per_axis, offset):
+        in_group = group_of[ids] >= 0
+        in_range = (values >= 1) & (values <= num_labels)
+        np.add.at(votes, (group_of[ids][in_group & in_range], values[in_group & in_range]), 1)
     majority = votes.argmax(axis=1)
     share = votes.max(axis=1) / np.maximum(votes.sum(axis=1), 1)
     confident = np.nonzero(share >= CONFIDENT_SHARE)[0]
@@ -175,7 +220,21 @@ def relabel_by_position(labels: np.ndarray, affine: np.ndarray, toward: str, num
         if g < 0:  # a fragment: the level of the group whose extent holds it, else removed
             g = next((k for k, (lo, hi) in enumerate(extents) if lo <= centroid[i] <= hi), -1)
         new_of_component[i + 1] = level[g] if g >= 0 else 0
-    return new_of_component[components].astype(labels.dtype)
+    return _lookup(new_of_component.astype(labels.dtype), components)
+
+
+def _foreground(components: np.ndarray, labels: np.ndarray, per_axis: np.ndarray, offset: float):
+    """(component index - 1, position in mm, label as int64) of the foreground voxels, in voxel (C) order,
+    a slab of about CHUNK_VOXELS along the first axis at a time (no whole-volume index arrays)."""
+    plane = int(np.prod(components.shape[1:], dtype=np.int64))
+    step = max(1, CHUNK_VOXELS // max(1, plane))
+    for first in range(0, components.shape[0], step):
+        slab = components[first : first + step]
+        where = np.nonzero(slab)
+        ids = slab[where] - 1
+        values = labels[first : first + step][where].astype(np.int64)
+        where = (where[0] + first, *where[1:])
+        yield ids, offset + sum(c * w for c, w in zip(where, per_axis)), values
 
 
 def override(defaults: Postprocess, **changes) -> Postprocess:

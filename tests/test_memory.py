@@ -156,3 +156,170 @@ def test_spinal_gm_crop_and_within_mm_give_the_labels_of_pasted_probabilities():
     lean = segmenter.predict(volume)
     full = segmenter.predict(volume, keep_probabilities=True)
     assert lean.labels.any() and np.array_equal(lean.labels, full.labels)
+
+
+# --- the lean steps give the values of the plain whole-array computation they replace ---------------------------
+
+
+@pytest.mark.parametrize("dtype, scaling, shape, cls, suffix", [
+    (np.int16, (2.5, -3.0), (7, 9, 5), "Nifti1Image", ".nii.gz"),
+    (np.float32, None, (7, 9, 5, 1), "Nifti1Image", ".nii"),
+    (np.uint8, (0.1, 0.0), (6, 8), "Nifti2Image", ".nii"),
+    (np.float64, None, (5, 4, 3), "Nifti2Image", ".nii.gz"),
+    (np.int32, (1.0, 7.25), (11, 3, 6), "Nifti1Image", ".nii.gz"),
+    (np.dtype(">f4"), None, (4, 5, 6), "Nifti1Image", ".nii"),
+])
+def test_nifti_images_are_read_plane_by_plane_with_get_fdata_values(tmp_path, monkeypatch, dtype, scaling, shape, cls,
+                                                                    suffix):
+    import nibabel as nib
+
+    from segtool.io import nifti
+    from segtool.io.readers import read_volume
+
+    monkeypatch.setattr(nifti, "READ_CHUNK_BYTES", 64)  # a few planes per read: many slabs
+    rng = np.random.default_rng(2)
+    data = (rng.normal(0.0, 1000.0, shape) if np.dtype(dtype).kind == "f" else rng.integers(0, 120, shape)).astype(dtype)
+    img = getattr(nib, cls)(data, np.diag([0.9, 1.1, 2.0, 1.0]), dtype=dtype)
+    if scaling is not None:
+        img.header.set_slope_inter(*scaling)
+    path = tmp_path / f"img{suffix}"
+    img.to_filename(str(path))
+    assert nifti._read_float32_nifti(path) is not None, "the plane-by-plane path reads it"
+    expected = nib.load(str(path)).get_fdata(dtype=np.float32)
+    while expected.ndim > 3 and expected.shape[-1] == 1:
+        expected = expected[..., 0]
+    volume = read_volume(path)
+    assert volume.array.dtype == np.float32 and volume.array.flags.c_contiguous
+    assert volume.array.shape == (1, *expected.shape) and np.array_equal(volume.array[0], expected)
+    if scaling is not None:
+        assert not np.array_equal(volume.array[0], np.asarray(img.dataobj, dtype=np.float32)) or scaling == (1.0, 0.0)
+
+
+def test_damaged_nifti_files_still_get_the_whole_file_message(tmp_path):
+    import nibabel as nib
+
+    from segtool.errors import ImageReadError
+    from segtool.io import nifti
+    from segtool.io.readers import read_volume
+
+    nib.save(nib.Nifti1Image(np.arange(600, dtype=np.float32).reshape(10, 6, 10), np.eye(4)), tmp_path / "a.nii.gz")
+    nib.save(nib.Nifti1Image(np.arange(600, dtype=np.float32).reshape(10, 6, 10), np.eye(4)), tmp_path / "a.nii")
+    raw, plain = (tmp_path / "a.nii.gz").read_bytes(), (tmp_path / "a.nii").read_bytes()
+    (tmp_path / "cut.nii.gz").write_bytes(raw[: len(raw) - 6])
+    crc = bytearray(raw)
+    crc[-8] ^= 0xFF
+    (tmp_path / "crc.nii.gz").write_bytes(bytes(crc))
+    (tmp_path / "short.nii").write_bytes(plain[:-40])
+    for name in ("cut.nii.gz", "crc.nii.gz", "short.nii"):
+        assert nifti._read_float32_nifti(tmp_path / name) is None
+        with pytest.raises(ImageReadError, match="corrupt or truncated"):
+            read_volume(tmp_path / name)
+
+
+def _whole_array_normalize(array: np.ndarray, method: str) -> np.ndarray:
+    """The plain computation `segtool.normalize` does in slabs: whole-channel temporaries."""
+    out = np.empty_like(array)
+    for c, channel in enumerate(array):
+        mask = channel != 0 if method == "zscore-nonzero" else None
+        values = channel
+        if method == "percentile":
+            lo, hi = np.percentile(channel, [0.5, 99.5])
+            values = np.clip(channel, lo, hi)
+        sample = values if mask is None else values[mask]
+        if sample.size == 0:
+            out[c] = 0.0
+            continue
+        z = (values - float(sample.mean())) / max(float(sample.std()), 1e-8)
+        if mask is not None:
+            z[~mask] = 0.0
+        out[c] = z
+    return out
+
+
+@pytest.mark.parametrize("method", ["zscore", "zscore-nonzero", "percentile"])
+def test_normalize_in_slabs_equals_the_whole_array_computation(monkeypatch, method):
+    from segtool import normalize as normalize_module
+
+    monkeypatch.setattr(normalize_module, "CHUNK_VOXELS", 50)  # a plane or two per slab
+    rng = np.random.default_rng(4)
+    array = (np.abs(rng.normal(300.0, 80.0, (2, 13, 11, 7))) ** 1.5).astype(np.float32)
+    array[:, :2] = 0.0
+    array[1] = np.where(rng.random(array[1].shape) < 0.3, 0.0, array[1])
+    got = normalize_module.normalize(array, method)
+    assert got.dtype == np.float32 and np.array_equal(got, _whole_array_normalize(array, method))
+    empty = np.zeros((1, 4, 5), np.float32)
+    assert np.array_equal(normalize_module.normalize(empty, method), _whole_array_normalize(empty, method))
+
+
+def test_postprocess_counts_and_looks_up_int32_components_in_chunks(monkeypatch):
+    from scipy import ndimage
+
+    from segtool import postprocess
+
+    rng = np.random.default_rng(6)
+    labels = (ndimage.uniform_filter(rng.random((24, 20, 18)), 3) * 6).astype(np.uint8) % 4
+    affine = np.diag([1.0, 1.0, 2.0, 1.0])
+    whole = [postprocess.keep_largest_component(labels), postprocess.remove_small_objects(labels, 9),
+             postprocess.relabel_by_position(labels, affine, "S", 3)]
+    assert all(np.array_equal(*pair) is False for pair in [(whole[0], labels), (whole[1], labels)])
+    monkeypatch.setattr(postprocess, "CHUNK_VOXELS", 37)
+    chunked = [postprocess.keep_largest_component(labels), postprocess.remove_small_objects(labels, 9),
+               postprocess.relabel_by_position(labels, affine, "S", 3)]
+    for a, b in zip(whole, chunked):
+        assert a.dtype == b.dtype == np.uint8 and np.array_equal(a, b)
+    _, components, sizes = next(postprocess._components(labels))
+    assert components.dtype == np.uint16  # int32 only past 65,535 components
+    assert np.array_equal(sizes[1:], np.bincount(components.ravel())[1:])
+
+
+def test_component_maps_are_uint16_until_the_count_needs_int32():
+    from scipy import ndimage
+
+    from segtool import postprocess
+
+    dots = np.zeros((520, 520), dtype=bool)
+    dots[::2, ::2] = True  # 67,600 isolated pixels: more than uint16 can number
+    structure = ndimage.generate_binary_structure(2, 1)
+    components, count = postprocess._label(dots, structure)
+    expected, expected_count = ndimage.label(dots, structure)
+    assert components.dtype == np.int32 and count == expected_count == 67_600
+    assert np.array_equal(components, expected)
+    few, few_count = postprocess._label(dots[:20, :20], structure)
+    assert few.dtype == np.uint16 and few_count == 100 and np.array_equal(few, ndimage.label(dots[:20, :20], structure)[0])
+    labels = dots.astype(np.uint8)
+    labels[100:140, 100:140] = 1  # one large component among the dots
+    kept = postprocess.keep_largest_component(labels)  # over 65,535 components at full connectivity: int32
+    full, _ = ndimage.label(labels == 1, ndimage.generate_binary_structure(2, 2))
+    largest = np.bincount(full.ravel())[1:].argmax() + 1
+    assert np.array_equal(kept, (full == largest).astype(np.uint8)) and kept[100:140, 100:140].all()
+
+
+def test_argmax_over_classes_is_numpys_first_maximum():
+    from segtool.label_assembly import argmax_classes
+
+    rng = np.random.default_rng(8)
+    for classes in (2, 3, 14):
+        probs = rng.integers(0, 4, (9, classes, 11, 5)).astype(np.float32) / 4  # many exact ties
+        assert np.array_equal(argmax_classes(probs), np.argmax(probs, axis=1))
+    probs[0, 1, 0, 0] = probs[3, 2, 4, 1] = np.nan
+    assert np.array_equal(argmax_classes(probs), np.argmax(probs, axis=1))
+
+
+def test_outputs_onto_an_input_by_another_name_are_refused_with_each_input_checked_once(tmp_path):
+    """The output checks find the target's real path and inode once per write (runs on thousands of photos)."""
+    from segtool.errors import OutputExistsError
+    from segtool.io.atomic import _check_target
+
+    inputs = [tmp_path / f"in{i}.png" for i in range(3)]
+    for path in inputs:
+        path.write_bytes(b"x")
+    (tmp_path / "hard.png").hardlink_to(inputs[1])
+    (tmp_path / "soft.png").symlink_to(inputs[2])
+    for target in (tmp_path / "hard.png", tmp_path / "soft.png", inputs[0]):
+        with pytest.raises(OutputExistsError, match="refusing to overwrite an input image"):
+            _check_target(target, inputs, overwrite=True)
+    _check_target(tmp_path / "new.png", inputs, overwrite=False)  # missing: no input's other name
+    (tmp_path / "old.png").write_bytes(b"y")
+    _check_target(tmp_path / "old.png", inputs, overwrite=True)
+    with pytest.raises(OutputExistsError, match="output exists"):
+        _check_target(tmp_path / "old.png", inputs, overwrite=False)

@@ -57,3 +57,24 @@ def test_tasks_without_a_fixed_input_size_are_not_batched_this_way():
     spec = App().registry.get("spinal-cord")
     segmenter = Segmenter(spec, torch.nn.Identity(), InferenceOptions(device="cpu", precision="fp32"))
     assert not batchable(spec, segmenter)
+
+
+def test_batched_labels_are_assembled_row_by_row_like_a_single_photos():
+    """Without --prob no photo's class probabilities are held at its own size: labels come a few rows at a time
+    (`segtool.label_assembly`), as `Segmenter.predict` makes them for one photo; with --prob, from the full
+    probabilities (the two may differ only where classes tie within float32 rounding)."""
+    spec = replace(App().registry.get("clothing"), input_size=(40, 30), patch_size=(40, 30), batch_size=4)
+    model = CountingConvs(spec.num_classes).eval()
+    segmenter = Segmenter(spec, model, InferenceOptions(device="cpu", precision="fp32"))
+    photos = [photo(97, 61, 5), photo(40, 30, 6), photo(23, 150, 7)]
+    lean = predict_photos(segmenter, photos)
+    full = predict_photos(segmenter, photos, keep_probabilities=True)
+    for volume, a, b in zip(photos, lean, full):
+        assert a.probabilities is None and b.probabilities.shape == (spec.num_classes, *volume.spatial_shape)
+        assert a.labels.dtype == np.uint8 and a.labels.shape == volume.spatial_shape
+        assert len(np.unique(a.labels)) > 1
+        ordered = np.sort(b.probabilities, axis=0)
+        tied = (ordered[-1] - ordered[-2]) < 1e-5
+        assert np.array_equal(a.labels[~tied], b.labels[~tied]) and (a.labels != b.labels).mean() <= 1e-3
+        alone = segmenter.predict(volume).labels  # batched float32 forward passes may differ by rounding only
+        assert np.array_equal(a.labels[~tied], alone[~tied])

@@ -82,10 +82,28 @@ def _is_same_file(a: Path, b: Path) -> bool:
         return False
 
 
+def _same_inode(target_stat: os.stat_result, p: Path) -> bool:
+    """``os.path.samefile(target, p)`` given the target's stat; False when ``p`` cannot be stat'ed."""
+    try:
+        return os.path.samestat(target_stat, os.stat(p))
+    except OSError:
+        return False
+
+
 def _check_target(target: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse inputs always, existing files unless ``overwrite``, directories always."""
-    if any(_is_same_file(target, p) for p in inputs):
-        raise OutputExistsError(f"{target}: refusing to overwrite an input image")
+    """Refuse inputs always, existing files unless ``overwrite``, directories always.
+
+    `_is_same_file` against every input, with the target's real path and inode found
+    once (a call on thousands of photos protects each from every output).
+    """
+    real = os.path.realpath(target)
+    try:
+        target_stat = os.stat(target)
+    except OSError:
+        target_stat = None  # a missing target can be no input's other name
+    for p in inputs:
+        if os.path.realpath(p) == real or (target_stat is not None and _same_inode(target_stat, p)):
+            raise OutputExistsError(f"{target}: refusing to overwrite an input image")
     if target.is_dir():
         raise OutputExistsError(f"{target}: is a directory")
     if target.exists() and not overwrite:

@@ -69,9 +69,85 @@ def _nifti_from_bytes(raw: bytes):
     raise ValueError("not a NIfTI file: no n+1/n+2 magic in the header")
 
 
+#: Image data is read, scaled and converted to float32 about this many stored bytes at a time.
+READ_CHUNK_BYTES = 16 * 1024 * 1024
+
+
+def _read_float32_nifti(p: Path):
+    """(image, float32 C-order data) of a single-file NIfTI read a few planes at a time, or None.
+
+    The values are ``get_fdata(dtype=np.float32)``'s (nibabel's scaling, applied the same
+    way plane by plane), but the data is held once: no whole-file bytes, no array of the
+    stored type, no Fortran-order array to transpose (together 2x the float32 data). The
+    file is still read to its end, so gzip checks its CRC and length. None for anything
+    unusual (a short or damaged file, a zero-size, complex or structured image): the
+    whole-file path then reads it, or says what is wrong.
+    """
+    import gzip
+
+    import nibabel as nib
+    from nibabel.fileholders import FileHolder
+
+    try:
+        with open(p, "rb") as fh:
+            gz = fh.read(2) == b"\x1f\x8b"
+        with (gzip.open(p, "rb") if gz else open(p, "rb")) as fh:
+            head = fh.read(348)
+            cls = nib.Nifti1Image if head[344:348] == b"n+1\0" else nib.Nifti2Image if head[4:8] == b"n+2\0" else None
+            if cls is None:
+                return None
+            fh.seek(0)
+            holder = FileHolder(fileobj=fh)
+            img = cls.from_file_map({"image": holder, "header": holder}, mmap=False)
+            proxy = img.dataobj
+            shape, dtype = tuple(int(n) for n in proxy.shape), np.dtype(proxy.dtype)
+            if len(shape) < 2 or 0 in shape or dtype.kind not in "iuf" or dtype.fields or proxy.order != "F":
+                return None
+            data = _scaled_planes(fh, proxy, shape, dtype)
+            if data is None:
+                return None
+            while fh.read(READ_CHUNK_BYTES):  # to the end: a gzip stream's CRC and length are checked there
+                pass
+    except Exception:  # noqa: BLE001 - the whole-file path reads it again and explains the problem
+        return None
+    return img, data
+
+
+def _scaled_planes(fh, proxy, shape: tuple[int, ...], dtype: np.dtype) -> np.ndarray | None:
+    """The data (C order, float32) from ``fh``, stored Fortran order: the last axis's planes come one after another."""
+    from nibabel.volumeutils import apply_read_scaling
+
+    core = list(shape)
+    while len(core) > 1 and core[-1] == 1:  # trailing singleton axes do not change the stored order
+        core.pop()
+    out = np.empty(core, dtype=np.float32)
+    plane = int(np.prod(core[:-1], dtype=np.int64))
+    step = max(1, READ_CHUNK_BYTES // max(1, plane * dtype.itemsize))
+    # nibabel's ArrayProxy._get_scaled with dtype=float32, as get_fdata(dtype=np.float32) calls it
+    slope, inter = np.asanyarray(proxy.slope), np.asanyarray(proxy.inter)
+    if np.can_cast(slope, np.float32):
+        slope = slope.astype(np.float32)
+    if np.can_cast(inter, np.float32):
+        inter = inter.astype(np.float32)
+    fh.seek(proxy.offset)
+    for first in range(0, core[-1], step):
+        count = min(step, core[-1] - first)
+        stored = np.empty(plane * count, dtype=dtype)
+        raw, filled = stored.view(np.uint8), 0
+        while filled < raw.size:
+            got = fh.readinto(raw[filled:])
+            if not got:
+                return None  # short file
+            filled += got
+        scaled = apply_read_scaling(stored.reshape((*core[:-1], count), order="F"), slope, inter)
+        out[..., first : first + count] = scaled.astype(np.promote_types(scaled.dtype, np.float32), copy=False)
+    return out.reshape(shape)
+
+
 def _read_nifti(p: Path, labels: bool) -> Volume:
     """NIfTI-1/2 single file via nibabel; the header (qform/sform codes...) is kept."""
-    img, data = _load_nibabel(p, labels, "NIfTI")
+    fast = None if labels else _read_float32_nifti(p)
+    img, data = fast if fast is not None else _load_nibabel(p, labels, "NIfTI")
     array, meta = _spatial_to_volume_array(data)
     meta.update(input_paths=[p], dtype=str(img.get_data_dtype()))
     return Volume(array, np.asarray(img.affine, dtype=np.float64), p, "nifti", img.header.copy(), meta)

@@ -174,13 +174,21 @@ def _pillow_can_open(p: Path) -> bool:
 LABEL_ROUNDING_TOLERANCE = 1e-3
 
 
+def _all_finite(array: np.ndarray, chunk: int = 1 << 22) -> bool:
+    """``np.isfinite(array).all()``, a few million values at a time (no whole-image boolean map)."""
+    if not (array.flags.c_contiguous or array.flags.f_contiguous):
+        return bool(np.isfinite(array).all())
+    flat = array.ravel(order="K")  # a view of a contiguous array
+    return all(bool(np.isfinite(flat[start : start + chunk]).all()) for start in range(0, flat.size, chunk))
+
+
 def _finish_array(p: Path, array: np.ndarray, labels: bool) -> np.ndarray:
     """Check size and finiteness; float32 for images, rounded int32 for labels."""
     if array.size == 0:
         raise ImageReadError(f"{p}: image has zero size (shape {_shape_str(array.shape[1:])})")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise ImageReadError(f"{p}: complex-valued images are not supported")
-    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+    if np.issubdtype(array.dtype, np.floating) and not _all_finite(array):
         raise ImageReadError(f"{p}: image contains NaN/inf values")
     if labels:
         if np.issubdtype(array.dtype, np.floating):
