@@ -29,9 +29,10 @@ MODELS = {
         "leave-one-subject-out 0.891 (see unet/model_card.md)",
     ),
     "res_se_unet": _bundled(
-        "res_se_unet", "9c8c07df0d25faeb8d53fe0dc61a696e4bdc127dbfae18932ca61eee21627cf0",
-        "0a0146b937e74c0a8b8bda44296e19df3204a2fe93fcfe10a9fa77f0c91f7442",
-        "residual U-Net with squeeze-and-excitation; held-out subject Dice 0.876 (see res_se_unet/model_card.md)",
+        "res_se_unet", "7395b741e6117e43c4fa029bebae3c51feced27773c9a6001847bfce8fcf3d01",
+        "e51c2b5cf239824891df772aecd5911cb27f1ac2c5274e756f2f9fbd72f57ec5",
+        "residual U-Net with squeeze-and-excitation; held-out subject Dice 0.883, leave-one-subject-out 0.873 "
+        "(see res_se_unet/model_card.md)",
     ),
     "deeplabv3plus": _bundled(
         "deeplabv3plus", "a4586e7458f33af67825e5c6d029cecd0e983c6dac396c1ebebc777abd0bc81c",
