@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
+from segtool.normalize import normalize
+
 
 @dataclass(frozen=True)
 class FieldOfViewCut:
@@ -46,10 +48,8 @@ def cut_field_of_view(
         target = (length - band) // 2  # where inference would put an image of `band` rows
         image = images[b].narrow(cut.axis + 1, start, band).clone()
         label = labels[b].narrow(cut.axis, start, band).clone()
-        if cut.restandardise:
-            flat = image.reshape(image.shape[0], -1)
-            mean, std = flat.mean(dim=1), flat.std(dim=1).clamp_min(1e-6)
-            image = (image - mean.view(-1, *[1] * (image.dim() - 1))) / std.view(-1, *[1] * (image.dim() - 1))
+        if cut.restandardise:  # exactly as `segtool run` standardises a shorter scan
+            image = torch.from_numpy(normalize(image.float().numpy(), "zscore")).to(images.dtype)
         images[b].zero_()
         labels[b].zero_()
         images[b].narrow(cut.axis + 1, target, band).copy_(image)
