@@ -3,6 +3,7 @@
     python benchmarks/accuracy.py spinal-gm [--data ../shared/data/spinal-gm] [--model-dir DIR] [--json out.json]
     python benchmarks/accuracy.py brain-tumour-2d [--data DIR] [--model-dir DIR ...] [--patients A,B] [--run-args '...']
     python benchmarks/accuracy.py brain-tissue [--data ../shared/data/brain-tissue] [--model-dir DIR ...] [--json out.json]
+    python benchmarks/accuracy.py brain-tumour [--cv NAME=DIR,DIR,DIR,DIR] [--model-dir DIR ...] (accuracy_brain_tumour.py)
 
 One subcommand per task; `TASKS` maps a task name to the function that benchmarks it
 (and `ARGUMENTS` to the function adding its options), so another task is one more
@@ -62,8 +63,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -78,35 +77,13 @@ for _p in (ROOT, BENCH):
 
 import gmseg_reference as ref  # noqa: E402
 
-#: segtool run's exit status when no weights are available (segtool.errors.EXIT_WEIGHTS_UNAVAILABLE)
-EXIT_NO_WEIGHTS = 3
-NO_MODEL = "no model"
-
-
-def log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
+from accuracy_brain_tumour import add_brain_tumour_arguments, brain_tumour  # noqa: E402
+from accuracy_common import (  # noqa: E402
+    EXIT_NO_WEIGHTS, NO_MODEL, log, run_segtool, segtool_records, training_cases,
+)
 
 
 # --------------------------------------------------------------------------- segtool's own model
-
-
-def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str] | None:
-    """``training.data.train_cases`` of the model's config.json, or None when unknown."""
-    try:
-        if model_dir is not None:
-            training = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("training") or {}
-        else:  # the task's default model, resolved offline as `segtool run` would
-            from segtool.app import App
-            from segtool.weights import HubSettings, resolve_model
-
-            app = App(warn=lambda message: None)
-            spec = app.registry.get(task)
-            resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True), app.plugin_manager)
-            training = resolved.config.training or {}
-        cases = (training.get("data") or {}).get("train_cases")
-        return [str(c) for c in cases] if cases is not None else None
-    except Exception:  # no model, no config, an unreadable file: the column says "?"
-        return None
 
 
 def gm_label(model_dir: Path | None) -> int:
@@ -121,36 +98,6 @@ def gm_label(model_dir: Path | None) -> int:
     except Exception:
         pass
     return 1
-
-
-def run_segtool(images: list[Path], out_dir: Path, model_dir: Path | None, timeout: float = 1800,
-                task: str = "spinal-gm"):
-    """``segtool run TASK IMAGES --output-dir OUT --json`` (TASK: spinal-gm unless given).
-
-    Returns (status, {input path: output path or None}, message); status is "ok",
-    "no model" (exit 3) or "error".
-    """
-    cmd = [sys.executable, "-m", "segtool", "run", task, *map(str, images),
-           "--output-dir", str(out_dir), "--json", "--quiet", "--overwrite"]
-    if model_dir is not None:
-        cmd += ["--model-dir", str(model_dir)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
-    last = (proc.stderr.strip().splitlines() or [""])[-1]
-    if proc.returncode == EXIT_NO_WEIGHTS:
-        return NO_MODEL, {}, last
-    outputs: dict[str, str | None] = {}
-    for line in proc.stdout.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "input" in record:
-            outputs[str(Path(record["input"]).resolve())] = record["output"] if record.get("status") == "done" else None
-    if proc.returncode not in (0, 1) or not outputs:
-        return "error", outputs, f"segtool run exited {proc.returncode}: {last}"
-    return "ok", outputs, last
 
 
 # --------------------------------------------------------------------------- spinal-gm
@@ -324,28 +271,14 @@ def stack_dice(pred: "np.ndarray", truth: "np.ndarray") -> float:
 
 def run_stacks(folders: list[Path], out_dir: Path, model_dir: Path | None, extra: list[str], timeout: float = 3600):
     """``segtool run brain-tumour-2d --stack FOLDERS --output-dir OUT --json``: (status, records, message, seconds)."""
-    cmd = [sys.executable, "-m", "segtool", "run", "brain-tumour-2d", "--stack", *map(str, folders),
-           "--output-dir", str(out_dir), "--json", "--quiet", "--overwrite", *extra]
-    if model_dir is not None:
-        cmd += ["--model-dir", str(model_dir)]
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
     t0 = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    status, records, last = segtool_records(
+        "brain-tumour-2d", ["--stack", *map(str, folders), "--output-dir", str(out_dir), *extra], model_dir, timeout)
     seconds = time.perf_counter() - t0
-    last = (proc.stderr.strip().splitlines() or [""])[-1]
-    if proc.returncode == EXIT_NO_WEIGHTS:
+    if status == EXIT_NO_WEIGHTS:
         return NO_MODEL, [], last, seconds
-    records = []
-    for line in proc.stdout.splitlines():
-        try:
-            record = json.loads(line)
-        except ValueError:
-            continue
-        if isinstance(record, dict) and "input" in record:
-            records.append(record)
-    if proc.returncode not in (0, 1) or not records:
-        return "error", records, f"segtool run exited {proc.returncode}: {last}", seconds
+    if status not in (0, 1) or not records:
+        return "error", records, f"segtool run exited {status}: {last}", seconds
     return "ok", records, last, seconds
 
 
@@ -479,6 +412,7 @@ def add_disc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partial-fov", action="store_true",
                         help="also score crops of each scored subject that hold only some discs (the column cut "
                              "between two discs): are the discs it sees named right?")
+    parser.add_argument("--run-args", default="", help="extra `segtool run` arguments, e.g. '--tta'")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
 
 
@@ -641,7 +575,7 @@ def disc(args: argparse.Namespace) -> int:
             if not scored:
                 continue
             status, outputs, message = run_segtool([image_of[s] for s in scored], Path(tmp) / f"out{k}", model_dir,
-                                                   task="disc")
+                                                   task="disc", extra=args.run_args.split())
             if status != "ok":
                 log(f"disc {column}: {status} ({message})")
             for s in scored:
@@ -673,7 +607,7 @@ def disc(args: argparse.Namespace) -> int:
             if args.partial_fov:
                 crops = [(s, *c) for s in scored for c in disc_crops(image_of[s], truths[s], Path(tmp))]
                 status, outputs, message = run_segtool([c[2] for c in crops], Path(tmp) / f"crop{k}", model_dir,
-                                                       task="disc")
+                                                       task="disc", extra=args.run_args.split())
                 for s, name, path, truth in crops:
                     row = partial.setdefault((s, name), {"subject": s, "crop": name, "models": {}})
                     out = outputs.get(str(path)) if status == "ok" else None
@@ -1013,7 +947,7 @@ def brain_tissue(args: argparse.Namespace) -> int:
 #: task -> the function that benchmarks it (takes the parsed arguments, returns the exit status)
 TASKS: dict[str, Callable[[argparse.Namespace], int]] = {
     "spinal-gm": spinal_gm, "brain-tumour-2d": brain_tumour_2d, "disc": disc, "clothing": clothing,
-    "brain-tissue": brain_tissue,
+    "brain-tissue": brain_tissue, "brain-tumour": brain_tumour,
 }
 #: task -> the function that adds its options to its subcommand
 ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
@@ -1022,6 +956,7 @@ ARGUMENTS: dict[str, Callable[[argparse.ArgumentParser], None]] = {
     "disc": add_disc_arguments,
     "clothing": add_clothing_arguments,
     "brain-tissue": add_brain_tissue_arguments,
+    "brain-tumour": add_brain_tumour_arguments,
 }
 
 

@@ -46,10 +46,13 @@ def margins_in_voxels(affine: np.ndarray, margin_mm: tuple[float, ...]) -> tuple
 
 
 def largest_component(mask: np.ndarray) -> np.ndarray:
-    components, count = ndimage.label(mask)
+    """The largest face-connected component of ``mask`` (uint16 component map and chunked counts when they fit)."""
+    from segtool.postprocess import _bincount, _label
+
+    components, count = _label(mask, ndimage.generate_binary_structure(mask.ndim, 1))
     if count <= 1:
         return mask
-    sizes = np.bincount(components.ravel())
+    sizes = _bincount(components)
     sizes[0] = 0
     return components == int(np.argmax(sizes))
 

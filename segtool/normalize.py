@@ -14,22 +14,43 @@ CHUNK_VOXELS = 1 << 22
 _Z_METHODS = ("zscore", "zscore-nonzero", "percentile")
 
 
-def _statistics(values: np.ndarray, mask: np.ndarray | None = None) -> tuple[float, float] | None:
-    """(mean, std) of ``values`` (where ``mask``), as numpy computes them on the whole sample; None if empty."""
-    sample = values if mask is None else values[mask]
-    if sample.size == 0:
+def _slabs(channel: np.ndarray):
+    """Slices of ``channel``'s first axis holding about CHUNK_VOXELS voxels each."""
+    step = max(1, CHUNK_VOXELS // max(1, int(np.prod(channel.shape[1:], dtype=np.int64))))
+    return [slice(first, first + step) for first in range(0, channel.shape[0], step)]
+
+
+def _statistics(channel: np.ndarray, bounds=None, nonzero: bool = False) -> tuple[float, float] | None:
+    """(mean, std) of the channel's values (clipped to ``bounds``; the non-zero voxels only if ``nonzero``),
+    in float64, a slab at a time (two passes: the mean, then the squared deviations); None if empty.
+
+    No whole-channel temporary: numpy would copy the masked sample, or the channel clipped
+    to float64 percentiles (twice the input), and then hold a deviation array as large.
+    """
+    def parts():
+        for part in _slabs(channel):
+            values = channel[part] if bounds is None else np.clip(channel[part], *bounds)
+            yield values[channel[part] != 0] if nonzero else values
+
+    count, total = 0, 0.0
+    for values in parts():
+        count += values.size
+        total += float(values.sum(dtype=np.float64))
+    if count == 0:
         return None
-    return float(sample.mean()), float(sample.std())
+    mean = total / count
+    squares = sum(float(np.square(np.subtract(values, mean, dtype=np.float64)).sum()) for values in parts())
+    return mean, float(np.sqrt(squares / count))
 
 
 def _channel_plan(channel: np.ndarray, method: str) -> tuple[tuple | None, tuple[float, float] | None]:
     """(clip bounds or None, (mean, std) or None) of one channel."""
-    if method == "zscore":
-        return None, _statistics(channel)
+    if method == "zscore":  # numpy's own statistics: the deviation temporary is input-sized, as the output is
+        return None, ((float(channel.mean()), float(channel.std())) if channel.size else None)
     if method == "zscore-nonzero":
-        return None, _statistics(channel, channel != 0)
+        return None, _statistics(channel, nonzero=True)
     lo, hi = np.percentile(channel, [0.5, 99.5])
-    return (lo, hi), _statistics(np.clip(channel, lo, hi))
+    return (lo, hi), _statistics(channel, (lo, hi))
 
 
 def _zscore_into(out: np.ndarray, channel: np.ndarray, method: str, bounds, stats) -> None:
@@ -44,9 +65,7 @@ def _zscore_into(out: np.ndarray, channel: np.ndarray, method: str, bounds, stat
         return
     mean, std = stats
     scale = max(std, 1e-8)
-    step = max(1, CHUNK_VOXELS // max(1, int(np.prod(channel.shape[1:], dtype=np.int64))))
-    for first in range(0, channel.shape[0], step):
-        part = slice(first, first + step)
+    for part in _slabs(channel):
         values = channel[part] if bounds is None else np.clip(channel[part], *bounds)
         out[part] = (values - mean) / scale
         if method == "zscore-nonzero":

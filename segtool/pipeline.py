@@ -73,11 +73,23 @@ def _to_model_grid(spec: TaskSpec, array: np.ndarray, affine: np.ndarray, mode: 
     return array, reorientation, oriented_shape, spacing
 
 
+#: Normalisations applied on the input's own grid, before resampling. ``zscore-nonzero`` must come first:
+#: resampling blends the zero background into the edge of the head, and those blended voxels would
+#: count as inside it (a raw-scaled and a z-scored copy of one image would then differ); linear
+#: resampling commutes with the gain and offset every other method removes.
+NORMALISE_FIRST = ("zscore-nonzero",)
+
+
 def preprocess(spec: TaskSpec, volume: "Volume") -> Prepared:
-    """Reorient, resample (linear) and normalise an image for ``spec``."""
+    """Reorient, resample (linear) and normalise an image for ``spec`` (normalise first: NORMALISE_FIRST)."""
     array = np.asarray(volume.array, dtype=np.float32)
+    first = spec.normalization in NORMALISE_FIRST
+    if first:
+        array = normalize(array, spec.normalization)
     array, reorientation, oriented_shape, spacing = _to_model_grid(spec, array, volume.affine, "linear")
-    return Prepared(normalize(array, spec.normalization), reorientation, oriented_shape, tuple(spacing))
+    if not first:
+        array = normalize(array, spec.normalization)
+    return Prepared(array, reorientation, oriented_shape, tuple(spacing))
 
 
 def preprocess_labels(spec: TaskSpec, labels: "Volume") -> np.ndarray:

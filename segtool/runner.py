@@ -148,6 +148,7 @@ class OutputPlan:
     suffix: str = "_seg"  # the task's output suffix (TaskSpec.output_suffix)
     format: str | None = None  # --format: "nifti" or "dicom-seg"; None: from -o's suffix, else NIfTI
     overlay: bool = False  # 2D tasks: also write <stem>_overlay.png (the image, classes blended in, a legend)
+    regions: bool = False  # --regions: write the task's nested regions as one map (segtool.regions), not its labels
 
     def labels_path(self, case: Case, kind: str) -> Path:
         from segtool.io import default_output_path
@@ -330,9 +331,17 @@ def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, star
     if prediction is None:
         prediction = segmenter.predict(volume, keep_probabilities=plan.probabilities, on_batch=on_batch)
     colours = spec.label_colours() if volume.ndim == 2 else None
+    labels, names = prediction.labels, spec.labels
+    volumes = {spec.labels[k]: v for k, v in prediction.volumes_mm3.items()}
+    if plan.regions:
+        from segtool.regions import region_label_map, region_volumes
+
+        labels, names = region_label_map(labels, spec.regions)
+        volumes = region_volumes(prediction.volumes_mm3, spec.regions)
+        colours = None
     written = write_labels(
-        prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected,
-        label_names=spec.labels, algorithm=f"segtool {spec.name}", palette=colours,
+        labels, volume, target, overwrite=plan.overwrite, protect=protected,
+        label_names=names, algorithm=f"segtool {spec.name}", palette=colours,
     )
     if plan.overlay:
         from segtool.overlays import write_overlay
@@ -347,7 +356,6 @@ def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, star
                 protect=protected,
             )
         )
-    volumes = {spec.labels[k]: v for k, v in prediction.volumes_mm3.items()}
     result = CaseResult(
         case.name, str(written), spec.name, model_name, time.perf_counter() - start, "done", None, prob_path, volumes
     )

@@ -8,6 +8,18 @@ BRATS_CITATION = (
     "IEEE TMI 34(10):1993-2024 (2015)."
 )
 
+#: 3D U-Net trained by `segtool train` at 2 mm on the 4 BraTS 2013 cases (650 steps, 22 min on one CPU
+#: thread); 4-fold cross-validated Dice WT 0.690, TC 0.299, ET 0.382 (brats_unet/model_card.md)
+BRATS_UNET = WeightsRef(
+    package="segtool_brain_tumour",
+    weights=WeightsFile("brats_unet/model.safetensors",
+                        "8d844914c6404f0808d7432509c54ef7e589e4668a93c56ad3a1bf9678ec2354"),
+    config=WeightsFile("brats_unet/config.json",
+                       "0439d740588676852a8bd9b79c0ab2032b098373b857cb0a0cec254b2d2db993"),
+    description="3D U-Net (16-128) at 2 mm, 4 BraTS cases; cross-validated Dice WT 0.69, TC 0.30, ET 0.38 "
+                "(see brats_unet/model_card.md)",
+)
+
 BRAIN_TUMOUR = TaskSpec(
     name="brain-tumour",
     description="Brain tumour sub-regions (BraTS labels; whole tumour, core, enhancing) on FLAIR + T1c MRI.",
@@ -15,15 +27,19 @@ BRAIN_TUMOUR = TaskSpec(
     channels=("flair", "t1c"),
     ndim=3,
     orientation="RAS",
-    target_spacing=(1.0, 1.0, 1.0),
-    patch_size=(96, 96, 96),
+    # trained and run at 2 mm (a 240x240x155 brain becomes 120x120x78: one or two windows);
+    # the probabilities go back to the input's grid before the labels are chosen
+    target_spacing=(2.0, 2.0, 2.0),
+    patch_size=(64, 64, 64),
     overlap=0.5,
     batch_size=2,
     normalization="zscore-nonzero",
     labels={1: "necrosis", 2: "edema", 3: "non_enhancing", 4: "enhancing"},
     regions={"whole_tumour": (1, 2, 3, 4), "tumour_core": (1, 3, 4), "enhancing_tumour": (4,)},
     network="unet",
-    model_kwargs={"features": (16, 32, 64, 128, 256)},
+    model_kwargs={"features": (16, 32, 64, 128)},
+    models={"unet": BRATS_UNET},
+    augmentation="mri-strong",  # affine, elastic, low resolution, bias field, gamma, noise, blur, L-R flips
     postprocess=Postprocess(min_size_mm3=10.0),
     citation=BRATS_CITATION,
     licence="CC-BY-NC-SA-3.0 (training data)",

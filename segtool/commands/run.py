@@ -56,6 +56,9 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
 @click.option("--shard", help="I/N: process every N-th case starting at case I (0-based), for job arrays.")
 @click.option("--overlay", is_flag=True,
               help="2D tasks: also write <stem>_overlay.png, the image with the classes blended in and a legend.")
+@click.option("--regions", is_flag=True,
+              help="Tasks with nested regions (brain-tumour: whole tumour, core, enhancing): write them as one "
+                   "map instead of the labels, 1 = outermost region only ... N = innermost.")
 @click.option("--qc", "qc_dir", type=click.Path(file_okay=False, path_type=Path), help="Write QC pictures and an HTML report here.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per case instead of output paths.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or logs on stderr.")
@@ -83,6 +86,15 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
         raise UsageError("give --weights or --model-dir, not both")
     if opts["overlay"] and spec.ndim != 2:
         raise UsageError(f"--overlay: task {spec.name!r} is {spec.ndim}D; overlays are for 2D tasks (use --qc)")
+    if opts["regions"]:
+        from segtool.regions import nested_regions
+
+        if opts["stack"]:
+            raise UsageError("--regions and --stack cannot be combined (--stack writes the labels of each slice)")
+        try:
+            nested_regions(spec.regions)
+        except ValueError as exc:
+            raise UsageError(f"--regions: task {spec.name!r}: {exc}") from None
     for name in ("threshold", "overlap", "min_size_mm3"):  # click's FloatRange lets nan through
         value = opts[name]
         if value is not None and not math.isfinite(value):
@@ -167,6 +179,7 @@ def _output_plan(spec, opts):
         suffix=output_suffix(spec),
         format=opts["output_format"],
         overlay=opts["overlay"],
+        regions=opts["regions"],
     )
 
 

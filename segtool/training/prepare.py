@@ -24,7 +24,8 @@ from segtool.io.atomic import replacing, write_text_atomic
 from segtool.spec import TaskSpec
 from segtool.training.datasets import Case, DataLayoutError
 
-CACHE_FORMAT = 1
+#: Bumped when preprocessing changes in a way the fingerprint cannot see (2: zscore-nonzero before resampling).
+CACHE_FORMAT = 2
 #: Foreground voxel positions kept per label and case for oversampling.
 MAX_FOREGROUND_POSITIONS = 10_000
 #: Intensity samples kept per channel and case for the statistics.

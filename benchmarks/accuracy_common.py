@@ -1,0 +1,76 @@
+"""What every task's accuracy benchmark shares: running ``segtool run`` in a subprocess and
+reading the training cases a model folder records (benchmarks/accuracy.py and its task modules)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+#: segtool run's exit status when no weights are available (segtool.errors.EXIT_WEIGHTS_UNAVAILABLE)
+EXIT_NO_WEIGHTS = 3
+NO_MODEL = "no model"
+
+
+def log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str] | None:
+    """``training.data.train_cases`` of the model's config.json, or None when unknown."""
+    try:
+        if model_dir is not None:
+            training = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("training") or {}
+        else:  # the task's default model, resolved offline as `segtool run` would
+            from segtool.app import App
+            from segtool.weights import HubSettings, resolve_model
+
+            app = App(warn=lambda message: None)
+            spec = app.registry.get(task)
+            resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True), app.plugin_manager)
+            training = resolved.config.training or {}
+        cases = (training.get("data") or {}).get("train_cases")
+        return [str(c) for c in cases] if cases is not None else None
+    except Exception:  # no model, no config, an unreadable file: the column says "?"
+        return None
+
+
+def segtool_records(task: str, args: list[str], model_dir: Path | None, timeout: float) -> tuple[int, list[dict], str]:
+    """``segtool run TASK ARGS... --json --quiet --overwrite`` in a subprocess (this checkout first on the path):
+    (exit status, its JSON records, the last line of its stderr)."""
+    cmd = [sys.executable, "-m", "segtool", "run", task, *args, "--json", "--quiet", "--overwrite"]
+    if model_dir is not None:
+        cmd += ["--model-dir", str(model_dir)]
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(ROOT)] + ([env["PYTHONPATH"]] if env.get("PYTHONPATH") else []))
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, env=env)
+    records = []
+    for line in proc.stdout.splitlines():
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if isinstance(record, dict) and "input" in record:
+            records.append(record)
+    return proc.returncode, records, (proc.stderr.strip().splitlines() or [""])[-1]
+
+
+def run_segtool(images: list[Path], out_dir: Path, model_dir: Path | None, timeout: float = 1800,
+                task: str = "spinal-gm", extra: list[str] | tuple[str, ...] = ()):
+    """``segtool run TASK IMAGES --output-dir OUT --json [EXTRA...]`` (TASK: spinal-gm unless given).
+
+    Returns (status, {input path: output path or None}, message); status is "ok",
+    "no model" (exit 3) or "error".
+    """
+    status, records, last = segtool_records(task, [*map(str, images), "--output-dir", str(out_dir), *extra],
+                                            model_dir, timeout)
+    if status == EXIT_NO_WEIGHTS:
+        return NO_MODEL, {}, last
+    outputs = {str(Path(r["input"]).resolve()): r["output"] if r.get("status") == "done" else None for r in records}
+    if status not in (0, 1) or not outputs:
+        return "error", outputs, f"segtool run exited {status}: {last}"
+    return "ok", outputs, last
