@@ -82,6 +82,23 @@ def keep_largest_component(labels: np.ndarray) -> np.ndarray:
     return out
 
 
+def keep_largest_union(labels: np.ndarray, members: tuple[int, ...]) -> np.ndarray:
+    """Keep the largest connected component (full connectivity) of the voxels holding any of ``members``,
+    with their own labels; the members' voxels outside it become background, other labels stay."""
+    union = np.isin(labels, members)
+    if not union.any():
+        return labels
+    structure = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
+    components, _ = _label(union, structure)
+    sizes = _bincount(components)
+    sizes[0] = 0
+    remove = np.ones(sizes.size, dtype=bool)
+    remove[0] = remove[sizes.argmax()] = False
+    out = labels.copy()
+    out[_lookup(remove, components)] = 0
+    return out
+
+
 def fill_holes(labels: np.ndarray) -> np.ndarray:
     """Fill background holes enclosed by a single label."""
     out = labels.copy()
@@ -114,7 +131,7 @@ def apply_postprocess(
     num_labels: int | None = None,
 ) -> np.ndarray:
     """Run the enabled steps in a fixed order: small objects, relabel by position, largest
-    component, holes.
+    component of the union, largest component of each label, holes.
 
     ``affine`` (voxel to RAS, mm) and ``num_labels`` (the task's N) are needed by
     ``relabel_by_position`` only.
@@ -125,6 +142,8 @@ def apply_postprocess(
         if affine is None or num_labels is None:
             raise ValueError("relabel_by_position needs the image's affine and the number of labels")
         labels = relabel_by_position(labels, affine, steps.relabel_by_position, num_labels)
+    if steps.keep_largest_union:
+        labels = keep_largest_union(labels, steps.keep_largest_union)
     if steps.keep_largest:
         labels = keep_largest_component(labels)
     if steps.fill_holes:

@@ -68,6 +68,10 @@ def load_segmenter(
         spec.postprocess, threshold=threshold, keep_largest=keep_largest, fill_holes=fill_holes,
         min_size_mm3=min_size_mm3,
     )
+    if keep_largest is False and steps.keep_largest_union:  # --no-keep-largest: every component, of the union too
+        from dataclasses import replace
+
+        steps = replace(steps, keep_largest_union=())
     options = InferenceOptions(
         device=device, batch_size=batch_size, overlap=overlap, precision=precision, tta=tta, postprocess=steps,
     )

@@ -39,8 +39,15 @@ class Postprocess:
     # direction (R, L, A, P, S or I), label numbers increasing toward it, anchored on
     # the network's vote (segtool.postprocess.relabel_by_position). None: off.
     relabel_by_position: str | None = None
+    # Labels that together form one object (a tumour's sub-regions): keep the largest connected
+    # component of their union, every label inside it as predicted; labels outside it become
+    # background (segtool.postprocess.keep_largest_union). Empty: off.
+    keep_largest_union: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "keep_largest_union", tuple(int(v) for v in self.keep_largest_union))
+        if any(v <= 0 for v in self.keep_largest_union):
+            _fail("postprocess", "keep_largest_union takes label values > 0")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
             _fail("postprocess", f"threshold must lie in (0, 1), got {self.threshold}")
         if self.min_size_mm3 < 0:

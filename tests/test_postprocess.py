@@ -181,3 +181,42 @@ def test_apply_postprocess_relabels_before_keeping_the_largest_component():
         apply_postprocess(predicted, steps, 1.0)
     with pytest.raises(Exception, match="relabel_by_position"):
         Postprocess(relabel_by_position="X")
+
+
+def test_keep_largest_union_keeps_the_largest_object_with_its_own_labels():
+    from segtool.postprocess import keep_largest_union
+
+    labels = np.zeros((12, 12), dtype=np.uint8)
+    labels[1:6, 1:4] = 2  # the large object: oedema around ...
+    labels[2:4, 4:6] = 4  # ... an enhancing part touching it: one object of 19 pixels
+    labels[9:11, 9:11] = 1  # a separate 4-pixel blob of a member label: removed
+    labels[9:11, 1:3] = 7  # a label outside the union: untouched
+    out = keep_largest_union(labels, (1, 2, 3, 4))
+    expected = labels.copy()
+    expected[9:11, 9:11] = 0
+    assert np.array_equal(out, expected)
+    # per-label largest components would have dropped nothing here, and the union step nothing of label 7
+    assert np.array_equal(keep_largest_union(np.zeros((3, 3), np.uint8), (1,)), np.zeros((3, 3), np.uint8))
+
+
+def test_keep_largest_union_runs_in_apply_postprocess_and_rejects_background():
+    from segtool.postprocess import apply_postprocess
+    from segtool.errors import InvalidSpecError
+    from segtool.spec import Postprocess
+
+    labels = np.zeros((4, 9), dtype=np.uint8)
+    labels[1:3, 0:4] = 1
+    labels[1:3, 6:8] = 2
+    out = apply_postprocess(labels, Postprocess(keep_largest_union=[1, 2]), 1.0)
+    assert out[1:3, 0:4].tolist() == [[1] * 4] * 2 and not out[:, 5:].any()
+    with pytest.raises(InvalidSpecError, match="keep_largest_union"):
+        Postprocess(keep_largest_union=(0, 1))
+
+
+def test_no_keep_largest_also_turns_off_the_union_step(tmp_path):
+    from segtool.pipeline import Segmenter
+
+    default = Segmenter.from_task("brain-tumour", offline=True, cache_dir=tmp_path)
+    assert default.options.postprocess.keep_largest_union == (1, 2, 3, 4)
+    every = Segmenter.from_task("brain-tumour", offline=True, cache_dir=tmp_path, keep_largest=False)
+    assert every.options.postprocess.keep_largest_union == () and not every.options.postprocess.keep_largest

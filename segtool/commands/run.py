@@ -43,7 +43,9 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
 @click.option("--prob", "probabilities", is_flag=True, help="Also write per-class probabilities (<stem>_prob.nii.gz).")
 @click.option("--threshold", type=click.FloatRange(0.0, 1.0, min_open=True, max_open=True),
               help="Binary tasks: foreground probability cut-off.")
-@click.option("--keep-largest/--no-keep-largest", default=None, help="Keep each label's largest component.")
+@click.option("--keep-largest/--no-keep-largest", default=None,
+              help="Keep each label's largest component. --no-keep-largest also keeps every component of a "
+                   "task's one object (brain-tumour: several tumour foci).")
 @click.option("--fill-holes/--no-fill-holes", default=None, help="Fill holes inside each label.")
 @click.option("--min-size", "min_size_mm3", type=click.FloatRange(min=0.0), help="Remove components smaller than this (mm³).")
 @click.option("--allow-uneven", is_flag=True,
