@@ -71,31 +71,30 @@ def _components(labels: np.ndarray):
         del components
 
 
+def _clear_all_but_largest(out: np.ndarray, mask: np.ndarray) -> None:
+    """Set ``out`` to 0 where ``mask`` lies outside its largest connected component (full connectivity)."""
+    components, _ = _label(mask, ndimage.generate_binary_structure(mask.ndim, mask.ndim))
+    sizes = _bincount(components)
+    sizes[0] = 0
+    remove = np.ones(sizes.size, dtype=bool)  # every component but the largest; not the background
+    remove[0] = remove[sizes.argmax()] = False
+    out[_lookup(remove, components)] = 0
+
+
 def keep_largest_component(labels: np.ndarray) -> np.ndarray:
     """For each label, keep only its largest connected component (full connectivity)."""
     out = labels.copy()
-    for _, components, sizes in _components(labels):
-        remove = np.ones(sizes.size, dtype=bool)  # every component but the largest; not the background
-        remove[0] = remove[sizes.argmax()] = False
-        out[_lookup(remove, components)] = 0
-        del components
+    for value in np.unique(labels):
+        if value != 0:
+            _clear_all_but_largest(out, labels == value)
     return out
 
 
 def keep_largest_union(labels: np.ndarray, members: tuple[int, ...]) -> np.ndarray:
     """Keep the largest connected component (full connectivity) of the voxels holding any of ``members``,
     with their own labels; the members' voxels outside it become background, other labels stay."""
-    union = np.isin(labels, members)
-    if not union.any():
-        return labels
-    structure = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
-    components, _ = _label(union, structure)
-    sizes = _bincount(components)
-    sizes[0] = 0
-    remove = np.ones(sizes.size, dtype=bool)
-    remove[0] = remove[sizes.argmax()] = False
     out = labels.copy()
-    out[_lookup(remove, components)] = 0
+    _clear_all_but_largest(out, np.isin(labels, members))
     return out
 
 
