@@ -187,11 +187,11 @@ def _stream_windows(
         if hi <= lo:
             return
         part = done[lo - first : hi - first]
-        if by_image:
-            yield lo, part[(slice(None), slice(None), *crop)] / weight
+        if by_image:  # divided in place: `done` is this call's own stacked copy
+            yield lo, part[(slice(None), slice(None), *crop)].div_(weight)
         else:
             weight_rows = _plane_weight(plan, patch, importance_stitch, lo, hi)[(slice(None), *crop[1:])]
-            yield lo - first_real, part[(slice(None), slice(None), *crop[1:])] / weight_rows[:, None]
+            yield lo - first_real, part[(slice(None), slice(None), *crop[1:])].div_(weight_rows[:, None])
 
     layout = memory_format(device, precision, len(spatial))
     for first in range(0, len(windows), batch_size):
@@ -323,7 +323,7 @@ def sliding_window_inference(
 
 #: Slice-wise streaming: the slices whose windows go through the network together hold at most this many
 #: bytes of probabilities (at least one slice).
-STREAM_CHUNK_BYTES = 64 * 1024 * 1024
+STREAM_CHUNK_BYTES = 16 * 1024 * 1024
 
 
 def _stream_to_sink(

@@ -117,13 +117,55 @@ class LabelAssembler:
         return F.interpolate(rows, size=self.rest_out, mode=mode, align_corners=False)
 
     def _write(self, first: int, probs: "torch.Tensor") -> None:
-        if self.threshold is not None and probs.shape[1] == 2:
-            labels = probs[:, 1].numpy() >= self.threshold
-        else:
-            labels = argmax_classes(probs.numpy())
+        labels = _decider(self.threshold, probs.shape[1])(probs.numpy())
         np.moveaxis(self.labels, self.axis, 0)[first : first + probs.shape[0]] = labels
 
     def finish(self) -> np.ndarray:
         if self.next_out != self.labels.shape[self.axis]:
             raise RuntimeError(f"labels incomplete: {self.next_out} of {self.labels.shape[self.axis]} planes")
         return self.labels
+
+
+def image_labels(probs: "torch.Tensor", out_shape: tuple[int, int], threshold: float | None = None) -> np.ndarray:
+    """uint8 labels on ``out_shape`` of one 2D image's probabilities (K, rows, cols): bilinear, then argmax or threshold.
+
+    The labels `LabelAssembler` gives, made where they can differ: a pixel whose four
+    source pixels all carry the same label keeps it (interpolation is a convex
+    combination, so the winner at every corner wins between them, first class on a tie
+    included), and only the other pixels, along the label boundaries, get their K
+    probabilities interpolated (PyTorch's bilinear, ``align_corners=False``: columns, then
+    rows). Output rows go a few at a time, so memory stays near the output's own uint8.
+    """
+    values = probs.float().cpu().contiguous().numpy()
+    if np.isnan(values).any():  # NaN ranks as numpy's maximum: the whole-plane path keeps that rule
+        assembler = LabelAssembler(tuple(values.shape[1:]), tuple(out_shape), 0, threshold)
+        assembler.add(0, probs.float().cpu().movedim(1, 0))
+        return assembler.finish()
+    decide = _decider(threshold, values.shape[0])
+    source = decide(values[None])[0]
+    row_low, row_high, row_weight = source_rows(values.shape[1], out_shape[0])
+    col_low, col_high, col_weight = source_rows(values.shape[2], out_shape[1])
+    labels = np.empty(out_shape, dtype=np.uint8)
+    step = max(1, PLANES_BYTES // (values.shape[0] * out_shape[1] * 4))
+    for start in range(0, out_shape[0], step):
+        low, high = row_low[start : start + step], row_high[start : start + step]
+        corner = source[low][:, col_low]
+        mixed = corner != source[low][:, col_high]
+        mixed |= corner != source[high][:, col_low]
+        mixed |= corner != source[high][:, col_high]
+        rows, cols = np.nonzero(mixed)
+        if rows.size:
+            r_low, r_high, c_low, c_high = low[rows], high[rows], col_low[cols], col_high[cols]
+            wc, wr = col_weight[cols], row_weight[start + rows]
+            top = values[:, r_low, c_low] * (np.float32(1) - wc) + values[:, r_low, c_high] * wc
+            bottom = values[:, r_high, c_low] * (np.float32(1) - wc) + values[:, r_high, c_high] * wc
+            corner[rows, cols] = decide((top * (np.float32(1) - wr) + bottom * wr)[None])[0]
+        labels[start : start + step] = corner
+    return labels
+
+
+def _decider(threshold: float | None, num_classes: int):
+    """Labels of (n, K, ...) probabilities: ``p(1) >= threshold`` for a binary task with a threshold, else the argmax."""
+    if threshold is not None and num_classes == 2:
+        return lambda probs: probs[:, 1] >= threshold
+    return argmax_classes

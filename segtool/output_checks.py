@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Sequence
 
 from segtool.errors import UsageError
 from segtool.spec import TaskSpec
@@ -18,10 +18,11 @@ def check_plan(cases: Sequence, plan, spec: TaskSpec) -> None:
     and any output that is an input of this call (even through links, even with
     ``--overwrite``).
     """
+    from segtool.io.atomic import InputIndex
     from segtool.io.formats import PHOTO_OUT_SUFFIXES, _output_format, _suffix
     from segtool.runner import case_inputs
 
-    protected = _InputIndex(p for case in cases for p in case_inputs(case))
+    protected = InputIndex(p for case in cases for p in case_inputs(case))
     seen: dict[str, object] = {}
     for case in cases:
         targets = plan.targets(case)
@@ -50,27 +51,3 @@ def check_plan(cases: Sequence, plan, spec: TaskSpec) -> None:
                     f"{target}: the output of {case.name} would overwrite an input of this call ({hit}); "
                     "choose another --output-dir"
                 )
-
-
-class _InputIndex:
-    """The inputs of a call by real path and by (device, inode), so links and hard links are caught."""
-
-    def __init__(self, paths: Iterable[Path]) -> None:
-        self.by_path: dict[str, Path] = {}
-        self.by_inode: dict[tuple[int, int], Path] = {}
-        for path in paths:
-            self.by_path.setdefault(os.path.normcase(os.path.realpath(path)), path)
-            try:
-                st = os.stat(path)
-            except OSError:
-                continue
-            self.by_inode.setdefault((st.st_dev, st.st_ino), path)
-
-    def find(self, target: Path, real: str) -> Path | None:
-        if real in self.by_path:
-            return self.by_path[real]
-        try:
-            st = os.stat(target)
-        except OSError:
-            return None
-        return self.by_inode.get((st.st_dev, st.st_ino))

@@ -36,4 +36,4 @@ def write_overlay(volume, labels, colours, names, path: Path, overwrite: bool = 
         planes = planes.T
     picture = photo_overlay(display_rgb(volume), planes, colours or {}, names)
     return _atomic_write(path, volume, overwrite, lambda tmp: Image.fromarray(picture).save(str(tmp), format="PNG"),
-                         [Path(p) for p in protect])
+                         protect)

@@ -56,16 +56,15 @@ def predict_photos(segmenter, volumes: list, keep_probabilities: bool = False,
 
 
 def assembled_labels(probs, prepared, threshold: float | None) -> np.ndarray:
-    """uint8 labels on the photo's own grid from its model-grid probabilities (K, rows, cols), a few rows at a time.
+    """uint8 labels on the photo's own grid from its model-grid probabilities (K, rows, cols).
 
-    As `Segmenter.labels` makes them (`segtool.label_assembly`): a 3000 x 4000 photo's
-    class probabilities (14 classes: 670 MB) are never held at once.
+    The labels `Segmenter.labels` makes (`segtool.label_assembly.image_labels`): only
+    pixels on label boundaries get their class probabilities interpolated, a few rows at
+    a time, so a 3000 x 4000 photo's class probabilities (14 classes: 670 MB) are never held.
     """
-    from segtool.label_assembly import LabelAssembler
+    from segtool.label_assembly import image_labels
 
-    assembler = LabelAssembler(tuple(probs.shape[1:]), tuple(prepared.oriented_shape), 0, threshold)
-    assembler.add(0, probs.movedim(1, 0))  # rows: (rows, K, cols)
-    labels = assembler.finish()
+    labels = image_labels(probs, tuple(prepared.oriented_shape), threshold)
     if prepared.reorientation is not None:
         labels = prepared.reorientation.undo(labels[None])[0]
     return labels

@@ -271,8 +271,10 @@ def run_cases(
     protected from being overwritten. With ``SEGTOOL_DEBUG`` set, an unexpected
     error's traceback is printed on stderr (the case still fails, the others go on).
     """
+    from segtool.io.atomic import InputIndex
+
     check_plan(cases, plan, spec)
-    protected = tuple(p for case in cases for p in case_inputs(case))
+    protected = InputIndex(p for case in cases for p in case_inputs(case))
     results = []
     todo: list[Case] = []
     for case in cases:

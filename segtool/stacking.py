@@ -194,11 +194,12 @@ def run_stacks(
     its share of its stack's time.
     """
     from segtool.io import write_labels, write_probabilities
+    from segtool.io.atomic import InputIndex
     from segtool.runner import CaseResult, _qc_failed, case_inputs, check_plan, failure_message, guess_output_kind
 
     cases = [case for stack in stacks for case in stack.cases]
     check_plan(cases, plan, spec)
-    protected = tuple(p for case in cases for p in case_inputs(case))
+    protected = InputIndex(p for case in cases for p in case_inputs(case))
     results = []
     todo = []
     for stack in stacks:

@@ -312,17 +312,23 @@ def test_argmax_over_classes_is_numpys_first_maximum():
     assert np.array_equal(argmax_classes(probs), np.argmax(probs, axis=1))
 
 
-def test_outputs_onto_an_input_by_another_name_are_refused_with_each_input_checked_once(tmp_path):
-    """The output checks find the target's real path and inode once per write (runs on thousands of photos)."""
-    from segtool.errors import OutputExistsError
-    from segtool.io.atomic import _check_target
+def test_outputs_onto_an_input_by_another_name_are_refused_with_the_inputs_indexed_once(tmp_path, monkeypatch):
+    """The inputs' real paths and inodes are found once per call; each write then costs one lookup (thousands of photos)."""
+    import os
 
-    inputs = [tmp_path / f"in{i}.png" for i in range(3)]
-    for path in inputs:
+    from segtool.errors import OutputExistsError
+    from segtool.io.atomic import InputIndex, _check_target
+
+    paths = [tmp_path / f"in{i}.png" for i in range(3)]
+    for path in paths:
         path.write_bytes(b"x")
-    (tmp_path / "hard.png").hardlink_to(inputs[1])
-    (tmp_path / "soft.png").symlink_to(inputs[2])
-    for target in (tmp_path / "hard.png", tmp_path / "soft.png", inputs[0]):
+    inputs = [InputIndex(paths)]
+    (tmp_path / "hard.png").hardlink_to(paths[1])
+    (tmp_path / "soft.png").symlink_to(paths[2])
+    calls = []
+    real = os.path.realpath
+    monkeypatch.setattr(os.path, "realpath", lambda p, *a, **k: calls.append(p) or real(p, *a, **k))
+    for target in (tmp_path / "hard.png", tmp_path / "soft.png", paths[0]):
         with pytest.raises(OutputExistsError, match="refusing to overwrite an input image"):
             _check_target(target, inputs, overwrite=True)
     _check_target(tmp_path / "new.png", inputs, overwrite=False)  # missing: no input's other name
@@ -330,3 +336,60 @@ def test_outputs_onto_an_input_by_another_name_are_refused_with_each_input_check
     _check_target(tmp_path / "old.png", inputs, overwrite=True)
     with pytest.raises(OutputExistsError, match="output exists"):
         _check_target(tmp_path / "old.png", inputs, overwrite=False)
+    assert len(calls) == 6  # one per check, none per input
+
+@pytest.mark.parametrize("out_shape", [(97, 61), (23, 11), (40, 30)])
+@pytest.mark.parametrize("threshold", [None, 0.3])
+def test_image_labels_equal_bilinear_probabilities_then_argmax(monkeypatch, out_shape, threshold):
+    """Only boundary pixels are interpolated, a few rows at a time; the labels are those of the whole bilinear map."""
+    import segtool.label_assembly as assembly
+
+    monkeypatch.setattr(assembly, "PLANES_BYTES", 2000)  # many row groups
+    rng = np.random.default_rng(11)
+    classes = 2 if threshold is not None else 5
+    logits = F.interpolate(torch.from_numpy(rng.normal(0, 3, (1, classes, 6, 5))).float(), size=(40, 30),
+                           mode="bilinear", align_corners=False)[0]
+    probs = torch.softmax(logits, dim=0)
+    full = F.interpolate(probs[None].double(), size=out_shape, mode="bilinear", align_corners=False)[0].numpy()
+    if threshold is None:
+        expected = full.argmax(axis=0)
+        ordered = np.sort(full, axis=0)
+        margin = ordered[-1] - ordered[-2]
+    else:
+        expected, margin = full[1] >= threshold, np.abs(full[1] - threshold)
+    labels = assembly.image_labels(probs, out_shape, threshold)
+    assert labels.dtype == np.uint8 and labels.shape == out_shape
+    assert len(np.unique(expected)) > 1
+    assert (margin[labels != expected] < TIE).all()
+    streamed = assembly.LabelAssembler((40, 30), out_shape, 0, threshold)
+    streamed.add(0, probs.movedim(1, 0))
+    assert np.array_equal(labels, streamed.finish())
+
+
+def test_image_labels_rank_nan_as_numpy_does():
+    from segtool.label_assembly import image_labels
+
+    probs = torch.full((3, 4, 4), 0.2)
+    probs[1] = 0.5
+    probs[2, 1, 1] = float("nan")
+    labels = image_labels(probs, (8, 8))
+    expected = np.argmax(F.interpolate(probs[None], size=(8, 8), mode="bilinear", align_corners=False)[0].numpy(), axis=0)
+    assert np.array_equal(labels, expected) and (labels == 2).any() and (labels == 1).any()
+
+
+def test_batched_photos_get_the_labels_of_a_float64_reference():
+    """Photos of other sizes than the input size, batched through one forward pass: each photo's labels as alone."""
+    from segtool.photo_batch import predict_photos
+
+    task = small_task(App().registry.get("clothing"))
+    model = TwoConvs(task.network_dims, task.in_channels, task.num_classes).eval()
+    segmenter = Segmenter(task, model, InferenceOptions(device="cpu", precision="fp32"))
+    rng = np.random.default_rng(8)
+    volumes = [Volume(np.clip(rng.normal(120.0, 60.0, (3, *shape)), 0, 255).astype(np.float32), np.eye(4), None,
+                      "photo") for shape in [(53, 47), (17, 90), (40, 30), (120, 77)]]
+    predictions = predict_photos(segmenter, volumes)
+    for volume, prediction in zip(volumes, predictions):
+        expected, margin = reference(task, model, volume)
+        assert prediction.labels.shape == volume.spatial_shape and len(np.unique(expected)) > 1
+        differ = prediction.labels != expected
+        assert (margin[differ] < TIE).all() and differ.mean() <= MAX_TIE_SHARE

@@ -19,7 +19,7 @@ import tempfile
 import uuid
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterable, Iterator, Sequence
 
 from segtool.errors import OutputExistsError, SegtoolError, UsageError
 from segtool.io.formats import ANALYZE_SUFFIXES, _suffix
@@ -90,20 +90,45 @@ def _same_inode(target_stat: os.stat_result, p: Path) -> bool:
         return False
 
 
-def _check_target(target: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse inputs always, existing files unless ``overwrite``, directories always.
+class InputIndex:
+    """A call's inputs by real path and by (device, inode), found once: links and hard links to them are caught.
 
-    `_is_same_file` against every input, with the target's real path and inode found
-    once (a call on thousands of photos protects each from every output).
+    `segtool run` builds one for all its inputs and passes it as ``protect`` to every
+    write, so each write costs a lookup, not a `realpath` per input (thousands of photos).
     """
-    real = os.path.realpath(target)
-    try:
-        target_stat = os.stat(target)
-    except OSError:
-        target_stat = None  # a missing target can be no input's other name
-    for p in inputs:
-        if os.path.realpath(p) == real or (target_stat is not None and _same_inode(target_stat, p)):
-            raise OutputExistsError(f"{target}: refusing to overwrite an input image")
+
+    def __init__(self, paths: Iterable[str | os.PathLike]) -> None:
+        self.by_path: dict[str, Path] = {}
+        self.by_inode: dict[tuple[int, int], Path] = {}
+        for path in map(Path, paths):
+            self.by_path.setdefault(os.path.normcase(os.path.realpath(path)), path)
+            try:
+                st = os.stat(path)
+            except OSError:
+                continue
+            self.by_inode.setdefault((st.st_dev, st.st_ino), path)
+
+    def find(self, target: Path, real: str | None = None) -> Path | None:
+        """The input that ``target`` (real path ``real``, found here if not given) is another name of, or None."""
+        real = os.path.normcase(os.path.realpath(target)) if real is None else real
+        if real in self.by_path:
+            return self.by_path[real]
+        try:
+            st = os.stat(target)
+        except OSError:
+            return None  # a missing target can be no input's other name
+        return self.by_inode.get((st.st_dev, st.st_ino))
+
+
+def as_input_index(protect: "InputIndex | Iterable[str | os.PathLike]") -> InputIndex:
+    return protect if isinstance(protect, InputIndex) else InputIndex(protect)
+
+
+def _check_target(target: Path, inputs: Sequence[InputIndex], overwrite: bool) -> None:
+    """Refuse inputs always (any name of one), existing files unless ``overwrite``, directories always."""
+    real = os.path.normcase(os.path.realpath(target))
+    if any(index.find(target, real) is not None for index in inputs):
+        raise OutputExistsError(f"{target}: refusing to overwrite an input image")
     if target.is_dir():
         raise OutputExistsError(f"{target}: is a directory")
     if target.exists() and not overwrite:
@@ -123,14 +148,16 @@ class _UnsupportedFormat(Exception):
 
 
 def _atomic_write(
-    out: Path, reference: Volume, overwrite: bool, write: Callable[[Path], None], protect: Sequence[Path] = ()
+    out: Path, reference: Volume, overwrite: bool, write: Callable[[Path], None],
+    protect: "InputIndex | Iterable[str | os.PathLike]" = (),
 ) -> Path:
     """Write via ``write(tmp_path)`` into a temp dir beside ``out``, then os.replace into place.
 
     Never onto an input of ``reference`` nor onto any path of ``protect`` (the other
-    inputs of the same call), whatever ``overwrite`` says.
+    inputs of the same call: paths, or an `InputIndex` built once for the call),
+    whatever ``overwrite`` says.
     """
-    inputs = _input_paths(reference) + [Path(p) for p in protect]
+    inputs = (InputIndex(_input_paths(reference)), as_input_index(protect))
     for target in [out] + _companions(out):
         _check_target(target, inputs, overwrite)
     try:
@@ -152,7 +179,7 @@ def _atomic_write(
     return out
 
 
-def _move_into_place(produced: list[Path], directory: Path, inputs: list[Path], overwrite: bool) -> None:
+def _move_into_place(produced: list[Path], directory: Path, inputs: Sequence[InputIndex], overwrite: bool) -> None:
     """Check every produced file's destination first, then os.replace each."""
     for f in produced:
         _check_target(directory / f.name, inputs, overwrite)

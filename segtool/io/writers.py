@@ -9,7 +9,7 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from segtool.errors import GeometryError, UsageError
-from segtool.io.atomic import _atomic_write
+from segtool.io.atomic import InputIndex, _atomic_write
 from segtool.io.formats import NIFTI_SUFFIXES, _output_format, _suffix
 from segtool.io.itk import _write_sitk_labels
 from segtool.io.messages import _shape_str
@@ -23,7 +23,7 @@ def write_labels(
     reference: Volume,
     out_path: str | os.PathLike,
     overwrite: bool = False,
-    protect: Sequence[str | os.PathLike] = (),
+    protect: "InputIndex | Sequence[str | os.PathLike]" = (),
     label_names: Mapping[int, str] | None = None,
     algorithm: str = "segtool",
     palette: Mapping[int, tuple[int, int, int]] | None = None,
@@ -53,14 +53,14 @@ def write_labels(
     which lacks uint16), with scl_slope/inter 1/0.  Refuses (OutputExistsError) to
     write onto any input of the reference even with ``overwrite``, and onto an
     existing file without ``overwrite``; nor onto any path in ``protect`` (the other
-    inputs of the same call).  Atomic (see :mod:`segtool.io.atomic`).
+    inputs of the same call, as paths or one `segtool.io.atomic.InputIndex` built for
+    the whole call).  Atomic (see :mod:`segtool.io.atomic`).
     """
     out = Path(out_path).expanduser()
     data = _label_array(labels, reference)
     fmt = _output_format(out)
     if fmt == "photo":
         _check_photo_output(out, data)
-    protected = [Path(p) for p in protect]
     if fmt == "dicom-seg":
         from segtool.io.dicom_seg import write_dicom_seg
 
@@ -72,7 +72,7 @@ def write_labels(
     else:
         def write(tmp: Path) -> None:
             _LABEL_WRITERS[fmt](data, reference, tmp)
-    return _atomic_write(out, reference, overwrite, write, protected)
+    return _atomic_write(out, reference, overwrite, write, protect)
 
 
 def write_probabilities(
@@ -80,7 +80,7 @@ def write_probabilities(
     reference: Volume,
     out_path: str | os.PathLike,
     overwrite: bool = False,
-    protect: Sequence[str | os.PathLike] = (),
+    protect: "InputIndex | Sequence[str | os.PathLike]" = (),
 ) -> Path:
     """Write float32 class probabilities ``(C, *spatial)`` as a 4D NIfTI ``(x, y, z, C)``.
 
@@ -101,9 +101,8 @@ def write_probabilities(
     data = np.moveaxis(probs, 0, -1)
     if reference.ndim == 2:
         data = data[:, :, None, :]
-    protected = [Path(p) for p in protect]
     return _atomic_write(
-        out, reference, overwrite, lambda tmp: _write_nifti(data, reference, tmp, np.float32), protected
+        out, reference, overwrite, lambda tmp: _write_nifti(data, reference, tmp, np.float32), protect
     )
 
 
