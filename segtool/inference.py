@@ -116,8 +116,12 @@ class _Rows:
 
     def add(self, rows: tuple[int, int], where: tuple[slice, ...], value: torch.Tensor) -> None:
         """Add ``value`` (rows, K, *window) at rows [rows[0], rows[1]) and ``where`` in the rest."""
+        whole = tuple(value.shape[2:]) == self.rest  # the window covers the row: its first value is the sum
         for r in range(*rows):
             row = self.rows.get(r)
+            if row is None and whole:
+                self.rows[r] = value[r - rows[0]]  # a view of this batch's probabilities, no longer used elsewhere
+                continue
             if row is None:
                 row = self.rows[r] = torch.zeros((self.num_classes, *self.rest), dtype=torch.float32, device=self.device)
             row[(slice(None), *where)] += value[r - rows[0]]
@@ -159,17 +163,21 @@ def _stream_windows(
     spatial = tuple(images.shape[2:])
     plan = plan_windows(spatial, patch, overlap)
     padded = _pad(images, plan.pads)
-    importance = gaussian_importance(patch).to(device)
-    importance_stitch = importance.to(stitch_device)
+    # One window per image (a photo at a fixed input size): its Gaussian weight would cancel, so it is left out.
+    importance = gaussian_importance(patch).to(device) if len(plan.starts) > 1 else None
+    importance_stitch = None if importance is None else importance.to(stitch_device)
     count = images.shape[0]
     windows = _window_order(count, plan, patch, chunk if by_image else count)
     crop = tuple(slice(a, a + n) for (a, _), n in zip(plan.pads, spatial))
     if by_image:
         rows_of = [(n, n + 1) for n, _ in windows]
-        weight = torch.zeros(plan.padded_shape, dtype=torch.float32, device=stitch_device)
-        for s in plan.slices(patch):
-            weight[s] += importance_stitch
-        weight, first_real, real_rows = weight[crop], 0, count
+        weight = None
+        if importance is not None:
+            weight = torch.zeros(plan.padded_shape, dtype=torch.float32, device=stitch_device)
+            for s in plan.slices(patch):
+                weight[s] += importance_stitch
+            weight = weight[crop]
+        first_real, real_rows = 0, count
         buffer = _Rows(plan.padded_shape, num_classes, stitch_device)
     else:
         rows_of = [(s[0].start, s[0].stop) for _, s in windows]
@@ -187,7 +195,9 @@ def _stream_windows(
         if hi <= lo:
             return
         part = done[lo - first : hi - first]
-        if by_image:  # divided in place: `done` is this call's own stacked copy
+        if importance is None:
+            yield lo - first_real, part[(slice(None), slice(None), *(crop if by_image else crop[1:]))]
+        elif by_image:  # divided in place: `done` is this call's own stacked copy
             yield lo, part[(slice(None), slice(None), *crop)].div_(weight)
         else:
             weight_rows = _plane_weight(plan, patch, importance_stitch, lo, hi)[(slice(None), *crop[1:])]
@@ -200,7 +210,8 @@ def _stream_windows(
         batch = batch.contiguous(memory_format=layout)
         with torch.inference_mode(), autocast(device, precision):
             logits = model(batch)
-        probs = (torch.softmax(logits.float(), dim=1) * importance).to(stitch_device)
+        probs = torch.softmax(logits.float(), dim=1)
+        probs = (probs if importance is None else probs * importance).to(stitch_device)
         for window, (n, s), rows in zip(probs, chosen, rows_of[first : first + batch_size]):
             if by_image:
                 buffer.add(rows, s, window[None])

@@ -66,22 +66,25 @@ def _zscore_into(out: np.ndarray, channel: np.ndarray, method: str, bounds, stat
     mean, std = stats
     scale = max(std, 1e-8)
     for part in _slabs(channel):
+        zero = channel[part] == 0 if method == "zscore-nonzero" else None  # before ``out`` may overwrite it
         values = channel[part] if bounds is None else np.clip(channel[part], *bounds)
         out[part] = (values - mean) / scale
-        if method == "zscore-nonzero":
-            out[part][channel[part] == 0] = 0.0
+        if zero is not None:
+            out[part][zero] = 0.0
 
 
-def normalize(array: np.ndarray, method: str) -> np.ndarray:
+def normalize(array: np.ndarray, method: str, in_place: bool = False) -> np.ndarray:
     """Normalise a channels-first array, each channel on its own. Returns float32.
 
     Every channel's statistics come first (one channel's sample at a time), then the
     output is allocated and written in slabs: peak memory stays near the input plus
-    the output.
+    the output. With ``in_place`` (a float32 array nobody else needs, e.g. a freshly
+    resampled one) the z-score methods write over the input instead: the same values,
+    no second array.
     """
     array = np.asarray(array, dtype=np.float32)
     if method == "none":
-        return array.copy()
+        return array if in_place else array.copy()
     if method == "rgb":
         if array.shape[0] != 3:
             raise ValueError("rgb normalisation needs 3 channels")
@@ -91,7 +94,7 @@ def normalize(array: np.ndarray, method: str) -> np.ndarray:
     if method not in _Z_METHODS:
         raise ValueError(f"unknown normalisation {method!r}")
     plans = [_channel_plan(channel, method) for channel in array]
-    out = np.empty_like(array)
+    out = array if in_place and array.flags.writeable else np.empty_like(array)
     for c, (channel, (bounds, stats)) in enumerate(zip(array, plans)):
         _zscore_into(out[c], channel, method, bounds, stats)
     return out

@@ -38,7 +38,8 @@ def predict_photos(segmenter, volumes: list, keep_probabilities: bool = False,
     out = {i: segmenter._empty(volumes[i], keep_probabilities) for i in range(len(volumes)) if i not in live}
     if live:
         prepared = [preprocess(spec, volumes[i]) for i in live]
-        image = torch.from_numpy(np.stack([p.array for p in prepared], axis=-1))  # (C, rows, cols, photos)
+        # (C, rows, cols, photos) as a view of photo-major memory: each window is one contiguous photo
+        image = torch.from_numpy(np.stack([p.array for p in prepared])).permute(1, 2, 3, 0)
         probs = segmenter.model_probabilities(image, slice_axis=2, on_batch=on_batch)
         for j, i in enumerate(live):
             volume = volumes[i]

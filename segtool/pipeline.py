@@ -80,15 +80,24 @@ def _to_model_grid(spec: TaskSpec, array: np.ndarray, affine: np.ndarray, mode: 
 NORMALISE_FIRST = ("zscore-nonzero",)
 
 
-def preprocess(spec: TaskSpec, volume: "Volume") -> Prepared:
-    """Reorient, resample (linear) and normalise an image for ``spec`` (normalise first: NORMALISE_FIRST)."""
+def preprocess(spec: TaskSpec, volume: "Volume", consume_input: bool = False) -> Prepared:
+    """Reorient, resample (linear) and normalise an image for ``spec`` (normalise first: NORMALISE_FIRST).
+
+    A resampled array is preprocess's own and is normalised in place. With
+    ``consume_input`` (the caller needs the input's values no more: `segtool run` without
+    overlays or QC) the input's own float32 array may be normalised in place too, so the
+    input and its normalised copy are never held together; its shape, affine and header
+    stay valid, its values do not.
+    """
     array = np.asarray(volume.array, dtype=np.float32)
     first = spec.normalization in NORMALISE_FIRST
     if first:
-        array = normalize(array, spec.normalization)
+        array = normalize(array, spec.normalization, in_place=consume_input)
+    source = array
     array, reorientation, oriented_shape, spacing = _to_model_grid(spec, array, volume.affine, "linear")
     if not first:
-        array = normalize(array, spec.normalization)
+        own = consume_input or not np.may_share_memory(array, source)
+        array = normalize(array, spec.normalization, in_place=own)
     return Prepared(array, reorientation, oriented_shape, tuple(spacing))
 
 
@@ -190,7 +199,8 @@ class Segmenter:
         probs = self.model_probabilities(torch.from_numpy(prepared.array), self.spec.slice_axis, on_batch)
         return probabilities_to_input_grid(self.spec, probs, prepared)
 
-    def labels(self, volume: "Volume", on_batch: Callable[[int, int], None] | None = None) -> np.ndarray:
+    def labels(self, volume: "Volume", on_batch: Callable[[int, int], None] | None = None,
+               consume_input: bool = False) -> np.ndarray:
         """uint8 labels (argmax or threshold) on the input grid, as from `probabilities`, a few planes at a time.
 
         The class probabilities of the whole input are never held at once
@@ -202,7 +212,7 @@ class Segmenter:
         from segtool.label_assembly import LabelAssembler
 
         spec, opts = self.spec, self.options
-        prepared = preprocess(spec, volume)
+        prepared = preprocess(spec, volume, consume_input)
         image = torch.from_numpy(prepared.array)
         steps = opts.postprocess or spec.postprocess
         axis = spec.slice_axis if spec.slice_axis is not None else 0
@@ -222,7 +232,7 @@ class Segmenter:
     def _window_options(self) -> dict:
         opts = self.options
         return dict(overlap=self.spec.overlap if opts.overlap is None else opts.overlap,
-                    batch_size=opts.batch_size or self.spec.batch_size, device=self.device,
+                    batch_size=opts.batch_size or self.spec.run_batch_size, device=self.device,
                     precision=self.precision, warn=self.warn)
 
     def model_probabilities(self, image: "torch.Tensor", slice_axis: int | None,
@@ -237,7 +247,7 @@ class Segmenter:
             spec.patch_size,
             num_classes=spec.num_classes,
             overlap=spec.overlap if opts.overlap is None else opts.overlap,
-            batch_size=opts.batch_size or spec.batch_size,
+            batch_size=opts.batch_size or spec.run_batch_size,
             device=self.device,
             precision=self.precision,
             tta=opts.tta,
@@ -252,7 +262,14 @@ class Segmenter:
         volume: "Volume",
         keep_probabilities: bool = False,
         on_batch: Callable[[int, int], None] | None = None,
+        consume_input: bool = False,
     ) -> Prediction:
+        """Labels (postprocessed), optionally probabilities, and label volumes of one image.
+
+        With ``consume_input`` the caller needs ``volume``'s values no more (its grid, affine
+        and header yes): the image may be normalised in place instead of beside a copy
+        (`preprocess`). A localised task (spinal-gm) keeps the input for its crop.
+        """
         from segtool.locate import crop_volume, keep_within, locate_structure, paste_probabilities
 
         spec, opts = self.spec, self.options
@@ -273,11 +290,11 @@ class Segmenter:
                     on_input = keep_within(on_input, located.mask, volume.spacing, spec.locate.within_mm)
             labels = labels_from_probabilities(on_input, steps.threshold)
         elif located is None:
-            labels = self.labels(volume, on_batch)
+            labels = self.labels(volume, on_batch, consume_input=consume_input)
         else:  # the same labels as pasted probabilities give: background outside the box and beyond within_mm
             box = located.box.slices
             labels = np.zeros(volume.spatial_shape, dtype=np.uint8)
-            labels[box] = self.labels(crop_volume(volume, located.box), on_batch)
+            labels[box] = self.labels(crop_volume(volume, located.box), on_batch, consume_input=True)  # its own copy
             if spec.locate.within_mm is not None:
                 labels[box][~_near(located.mask[box], volume.spacing, spec.locate.within_mm)] = 0
         voxel_mm3 = float(np.prod(volume.spacing))

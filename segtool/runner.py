@@ -290,7 +290,7 @@ def run_cases(
 
     reads = iter_read_ahead(todo, spec, allow_uneven)
     if batchable(spec, segmenter):  # photos resized to one size: several per forward pass
-        size = segmenter.options.batch_size or spec.batch_size
+        size = segmenter.options.batch_size or spec.run_batch_size
         items = batched_predictions(reads, segmenter, size, plan.probabilities, on_batch)
     else:
         items = ((case, future, None, 0.0) for case, future in reads)
@@ -331,7 +331,10 @@ def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, star
     if target.exists() and not plan.overwrite:
         raise OutputExistsError(f"{target}: output exists (use --overwrite or --skip-existing)")
     if prediction is None:
-        prediction = segmenter.predict(volume, keep_probabilities=plan.probabilities, on_batch=on_batch)
+        # Without an overlay or QC page nothing reads the image's values after the prediction.
+        consume = not plan.overlay and qc is None
+        prediction = segmenter.predict(volume, keep_probabilities=plan.probabilities, on_batch=on_batch,
+                                       consume_input=consume)
     colours = spec.label_colours() if volume.ndim == 2 else None
     labels, names = prediction.labels, spec.labels
     volumes = {spec.labels[k]: v for k, v in prediction.volumes_mm3.items()}

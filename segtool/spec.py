@@ -118,6 +118,9 @@ class TaskSpec:
     input_size: tuple[int, ...] | None = None
     overlap: float = 0.5
     batch_size: int = 2
+    # Windows per forward pass in `segtool run` when it differs from training's batch_size
+    # (a network whose activations cost far more memory than the input). None: batch_size.
+    inference_batch_size: int | None = None
     normalization: str = "zscore"
     regions: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     # The task's own class colours (value -> RGB; 0 may be given for background): mask
@@ -136,6 +139,11 @@ class TaskSpec:
     licence: str = ""
     modality: str = ""
     version: str = "0"
+
+    @property
+    def run_batch_size(self) -> int:
+        """Windows per forward pass in `segtool run` (``inference_batch_size``, else ``batch_size``)."""
+        return self.inference_batch_size or self.batch_size
 
     def __post_init__(self) -> None:
         what = f"task {self.name!r}"
@@ -194,6 +202,8 @@ class TaskSpec:
             _fail(what, "overlap must lie in [0, 1)")
         if self.batch_size < 1:
             _fail(what, "batch_size must be >= 1")
+        if self.inference_batch_size is not None and self.inference_batch_size < 1:
+            _fail(what, "inference_batch_size must be >= 1 or None")
         if self.normalization not in NORMALIZATIONS:
             _fail(what, f"normalization must be one of {', '.join(NORMALIZATIONS)}")
         models = dict(self.models)

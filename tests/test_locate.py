@@ -55,9 +55,9 @@ def test_fine_task_segments_only_a_crop_around_the_located_structure(tmp_path, t
     shapes = {}
 
     def recording(real):
-        def record(self, volume, on_batch=None):
+        def record(self, volume, on_batch=None, **options):
             shapes.setdefault(self.spec.name, []).append(volume.spatial_shape)
-            return real(self, volume, on_batch)
+            return real(self, volume, on_batch, **options)
         return record
 
     # the volumes the networks see: labels (the lean path) or probabilities (--prob, --tta)
@@ -84,7 +84,8 @@ def test_a_small_field_of_view_is_segmented_whole(tmp_path, two_stage, monkeypat
     for method in ("probabilities", "labels"):
         real = getattr(Segmenter, method)
         monkeypatch.setattr(Segmenter, method,
-                            lambda self, v, on_batch=None, real=real: names.append(self.spec.name) or real(self, v, on_batch))
+                            lambda self, v, on_batch=None, real=real, **options:
+                            names.append(self.spec.name) or real(self, v, on_batch, **options))
     image, cord = neck()
     small, small_cord = image[50:70, 4:22], cord[50:70, 4:22]  # 10 x 9 mm: already a crop
     source = tmp_path / "crop.nii.gz"

@@ -377,11 +377,18 @@ def test_image_labels_rank_nan_as_numpy_does():
     assert np.array_equal(labels, expected) and (labels == 2).any() and (labels == 1).any()
 
 
-def test_batched_photos_get_the_labels_of_a_float64_reference():
-    """Photos of other sizes than the input size, batched through one forward pass: each photo's labels as alone."""
+@pytest.mark.parametrize("patch", [(16, 12), (40, 30)], ids=["windows", "one-window"])
+def test_batched_photos_get_the_labels_of_a_float64_reference(patch):
+    """Photos of other sizes than the input size, batched through one forward pass: each photo's labels as alone.
+
+    With the patch equal to the input size (clothing's own setting) each photo is one
+    window, whose Gaussian weight `segtool.inference` leaves out; the reference keeps it.
+    """
+    from segtool.inference import plan_windows
     from segtool.photo_batch import predict_photos
 
-    task = small_task(App().registry.get("clothing"))
+    task = replace(small_task(App().registry.get("clothing")), patch_size=patch)
+    assert (len(plan_windows((40, 30), patch, task.overlap).starts) == 1) == (patch == (40, 30))
     model = TwoConvs(task.network_dims, task.in_channels, task.num_classes).eval()
     segmenter = Segmenter(task, model, InferenceOptions(device="cpu", precision="fp32"))
     rng = np.random.default_rng(8)
@@ -393,3 +400,51 @@ def test_batched_photos_get_the_labels_of_a_float64_reference():
         assert prediction.labels.shape == volume.spatial_shape and len(np.unique(expected)) > 1
         differ = prediction.labels != expected
         assert (margin[differ] < TIE).all() and differ.mean() <= MAX_TIE_SHARE
+
+
+@pytest.mark.parametrize("method", ["zscore", "zscore-nonzero", "percentile", "none"])
+def test_normalising_in_place_gives_the_same_values_in_the_same_array(method):
+    from segtool.normalize import normalize
+
+    rng = np.random.default_rng(2)
+    array = rng.normal(50.0, 20.0, (2, 9, 8, 7)).astype(np.float32)
+    array[:, :2] = 0.0
+    expected = normalize(array, method)
+    result = normalize(array, method, in_place=True)
+    assert result is array and np.array_equal(result, expected)
+
+
+@pytest.mark.parametrize("spacing", [1.0, 0.7], ids=["same grid", "resampled"])
+def test_preprocess_never_writes_over_the_input_volume(spacing):
+    """The model-grid copy is normalised in place only when it is preprocess's own (resampled), never the input."""
+    spec = replace(App().registry.get("spinal-cord"), target_spacing=(spacing, spacing, None))
+    rng = np.random.default_rng(4)
+    array = rng.normal(300.0, 60.0, (1, 20, 18, 5)).astype(np.float32)
+    volume = Volume(array, np.eye(4), None, "nifti")
+    before = array.copy()
+    prepared = preprocess(spec, volume)
+    assert np.array_equal(volume.array, before)
+    assert abs(float(prepared.array.mean())) < 0.5  # normalised
+    assert not np.may_share_memory(prepared.array, volume.array)
+
+
+@pytest.mark.parametrize("spec", builtin_specs(), ids=lambda spec: spec.name)
+def test_consuming_the_input_gives_the_same_prediction(spec):
+    """`segtool run` lets the image be normalised in place (no overlay, no QC): the same labels and volumes."""
+    task = small_task(spec)
+    model = TwoConvs(task.network_dims, task.in_channels, task.num_classes).eval()
+    segmenter = Segmenter(task, model, InferenceOptions(device="cpu", precision="fp32"))
+    volume = synthetic(task)
+    kept = segmenter.predict(replace(volume, array=volume.array.copy()))
+    consumed = segmenter.predict(volume, consume_input=True)
+    assert np.array_equal(kept.labels, consumed.labels) and kept.volumes_mm3 == consumed.volumes_mm3
+
+
+
+def test_a_consumed_input_on_the_model_grid_is_normalised_in_its_own_array():
+    spec = replace(App().registry.get("spinal-cord"), target_spacing=None)
+    array = np.random.default_rng(4).normal(300.0, 60.0, (1, 20, 18, 5)).astype(np.float32)
+    volume = Volume(array, np.eye(4), None, "nifti")
+    expected = preprocess(spec, replace(volume, array=array.copy())).array
+    prepared = preprocess(spec, volume, consume_input=True)
+    assert np.shares_memory(prepared.array, array) and np.array_equal(prepared.array, expected)

@@ -122,9 +122,9 @@ def test_run_uses_the_trained_patch_size_and_normalisation(tmp_path, monkeypatch
         seen["slice_axis"] = kwargs.get("slice_axis")
         return real_window(model, image, patch_size, *args, **kwargs)
 
-    def recording_normalize(array, method):
+    def recording_normalize(array, method, **options):
         seen["normalization"] = method
-        return real_normalize(array, method)
+        return real_normalize(array, method, **options)
 
     monkeypatch.setattr(segtool.inference, "sliding_window_inference", recording_window)
     monkeypatch.setattr(segtool.pipeline, "normalize", recording_normalize)

