@@ -1,7 +1,8 @@
 """Peak memory of `segtool run` per task, as a multiple of the input's float32 bytes.
 
 For every task and input size, `segtool run` runs as its own process on a synthetic
-input; its peak resident memory (``ru_maxrss`` of that child, from ``os.wait4``) minus
+input; its peak resident memory (the child's own VmHWM, read at its exit; see
+`peak_rss_bytes`) minus
 the peak of a bare ``python -c "import torch, segtool"`` process is divided by the
 input's size as float32 (all channels). Goal: <= 3 for every task. Memory does not
 depend on how busy the CPUs are, so one run per size is enough (``--repeats`` for more;
@@ -32,15 +33,53 @@ import numpy as np
 HERE = Path(__file__).resolve().parent
 
 
+#: Runs a Python command line (``-c CODE`` or ``-m MODULE``) and writes its own VmHWM (peak RSS of the
+#: process image after exec, KiB) to the file named by SEGTOOL_PEAK_FILE at exit.
+HIGH_WATER = """
+import atexit, os, runpy, sys
+def report():
+    with open('/proc/self/status') as status:
+        peak = next(line.split()[1] for line in status if line.startswith('VmHWM:'))
+    with open(os.environ['SEGTOOL_PEAK_FILE'], 'w') as out:
+        out.write(peak)
+atexit.register(report)
+mode, target, *rest = sys.argv[1:]
+sys.argv = [target, *rest]
+if mode == '-c':
+    exec(compile(target, '<string>', 'exec'), {'__name__': '__main__'})
+else:
+    runpy.run_module(target, run_name='__main__', alter_sys=True)
+"""
+
+
 def peak_rss_bytes(args: list[str], env: dict | None = None) -> tuple[int, int]:
-    """(exit status, peak resident bytes) of ``args`` run as a child process."""
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
-    _, status, usage = os.wait4(proc.pid, 0)
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
+    """(exit status, peak resident bytes) of ``args`` (``python -c CODE ...`` or ``python -m MODULE ...``).
+
+    The child's own high-water mark (VmHWM) is read from /proc at its exit: ``ru_maxrss``
+    from ``os.wait4`` is no good here, because Linux carries the parent's resident size
+    at fork into the child's maximum across exec (a parent that once held a large input
+    would inflate every child after it). Elsewhere, ``ru_maxrss`` it is.
+    """
+    if not sys.platform.startswith("linux"):
+        proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        _report_failure(proc, status)
+        return os.waitstatus_to_exitcode(status), usage.ru_maxrss * 1024
+    with tempfile.TemporaryDirectory() as tmp:
+        peak_file = Path(tmp) / "peak"
+        child_env = dict(env if env is not None else os.environ, SEGTOOL_PEAK_FILE=str(peak_file))
+        proc = subprocess.Popen([args[0], "-c", HIGH_WATER, *args[1:]], stdout=subprocess.DEVNULL,
+                                stderr=subprocess.PIPE, env=child_env)
+        _, status, _ = os.wait4(proc.pid, 0)
+        _report_failure(proc, status)
+        peak = int(peak_file.read_text()) * 1024 if peak_file.exists() else 0
+    return os.waitstatus_to_exitcode(status), peak
+
+
+def _report_failure(proc, status) -> None:
+    if os.waitstatus_to_exitcode(status) != 0:
         sys.stderr.write(proc.stderr.read().decode(errors="replace")[-2000:])
     proc.stderr.close()
-    return proc.returncode, usage.ru_maxrss * 1024  # KiB on Linux
 
 
 def import_baseline(env: dict) -> int:

@@ -43,13 +43,21 @@ def _statistics(channel: np.ndarray, bounds=None, nonzero: bool = False) -> tupl
     return mean, float(np.sqrt(squares / count))
 
 
-def _channel_plan(channel: np.ndarray, method: str) -> tuple[tuple | None, tuple[float, float] | None]:
-    """(clip bounds or None, (mean, std) or None) of one channel."""
+def _channel_plan(channel: np.ndarray, method: str, scratch: np.ndarray | None = None
+                  ) -> tuple[tuple | None, tuple[float, float] | None]:
+    """(clip bounds or None, (mean, std) or None) of one channel.
+
+    ``scratch``: a contiguous copy of the channel that may be scrambled (the output buffer,
+    written afterwards): the percentiles partition it instead of a copy of their own.
+    """
     if method == "zscore":  # numpy's own statistics: the deviation temporary is input-sized, as the output is
         return None, ((float(channel.mean()), float(channel.std())) if channel.size else None)
     if method == "zscore-nonzero":
         return None, _statistics(channel, nonzero=True)
-    lo, hi = np.percentile(channel, [0.5, 99.5])
+    if scratch is not None:
+        lo, hi = np.percentile(scratch, [0.5, 99.5], overwrite_input=True)
+    else:
+        lo, hi = np.percentile(channel, [0.5, 99.5])
     return (lo, hi), _statistics(channel, (lo, hi))
 
 
@@ -77,8 +85,8 @@ def normalize(array: np.ndarray, method: str, in_place: bool = False) -> np.ndar
     """Normalise a channels-first array, each channel on its own. Returns float32.
 
     Every channel's statistics come first (one channel's sample at a time), then the
-    output is allocated and written in slabs: peak memory stays near the input plus
-    the output. With ``in_place`` (a float32 array nobody else needs, e.g. a freshly
+    output is written in slabs: peak memory stays near the input plus the output (the
+    percentile method allocates the output first and partitions it for its percentiles). With ``in_place`` (a float32 array nobody else needs, e.g. a freshly
     resampled one) the z-score methods write over the input instead: the same values,
     no second array.
     """
@@ -93,8 +101,13 @@ def normalize(array: np.ndarray, method: str, in_place: bool = False) -> np.ndar
         return ((array / scale - RGB_MEAN.reshape(shape)) / RGB_STD.reshape(shape)).astype(np.float32)
     if method not in _Z_METHODS:
         raise ValueError(f"unknown normalisation {method!r}")
-    plans = [_channel_plan(channel, method) for channel in array]
-    out = array if in_place and array.flags.writeable else np.empty_like(array)
+    if in_place and array.flags.writeable:
+        out, scratch = array, False
+    elif method == "percentile":  # the output starts as the percentiles' scratch copy: no third array
+        out, scratch = np.array(array, dtype=np.float32, order="C", copy=True), True
+    else:
+        out, scratch = np.empty_like(array), False
+    plans = [_channel_plan(channel, method, out[c] if scratch else None) for c, channel in enumerate(array)]
     for c, (channel, (bounds, stats)) in enumerate(zip(array, plans)):
         _zscore_into(out[c], channel, method, bounds, stats)
     return out

@@ -213,6 +213,8 @@ class Segmenter:
 
         spec, opts = self.spec, self.options
         prepared = preprocess(spec, volume, consume_input)
+        if consume_input:  # the caller gave the values up: hold none of them once the model grid has its own
+            volume.array = np.broadcast_to(np.zeros((), dtype=np.float32), volume.array.shape)
         image = torch.from_numpy(prepared.array)
         steps = opts.postprocess or spec.postprocess
         axis = spec.slice_axis if spec.slice_axis is not None else 0
@@ -268,7 +270,9 @@ class Segmenter:
 
         With ``consume_input`` the caller needs ``volume``'s values no more (its grid, affine
         and header yes): the image may be normalised in place instead of beside a copy
-        (`preprocess`). A localised task (spinal-gm) keeps the input for its crop.
+        (`preprocess`), and ``volume.array`` becomes a read-only zero placeholder of its shape,
+        so the input's memory is free for postprocessing. A localised task (spinal-gm) keeps
+        the input for its crop.
         """
         from segtool.locate import crop_volume, keep_within, locate_structure, paste_probabilities
 

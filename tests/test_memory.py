@@ -435,9 +435,11 @@ def test_consuming_the_input_gives_the_same_prediction(spec):
     model = TwoConvs(task.network_dims, task.in_channels, task.num_classes).eval()
     segmenter = Segmenter(task, model, InferenceOptions(device="cpu", precision="fp32"))
     volume = synthetic(task)
+    shape = volume.array.shape
     kept = segmenter.predict(replace(volume, array=volume.array.copy()))
     consumed = segmenter.predict(volume, consume_input=True)
     assert np.array_equal(kept.labels, consumed.labels) and kept.volumes_mm3 == consumed.volumes_mm3
+    assert volume.array.shape == shape and set(volume.array.strides) == {0} and not volume.array.any()
 
 
 
