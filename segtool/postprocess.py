@@ -78,7 +78,13 @@ def _clear_all_but_largest(out: np.ndarray, mask: np.ndarray) -> None:
     sizes[0] = 0
     remove = np.ones(sizes.size, dtype=bool)  # every component but the largest; not the background
     remove[0] = remove[sizes.argmax()] = False
-    out[_lookup(remove, components)] = 0
+    if not out.flags.c_contiguous or not components.flags.c_contiguous:
+        out[_lookup(remove, components)] = 0
+        return
+    flat_out, flat = out.reshape(-1), components.reshape(-1)  # views: cleared a chunk at a time, no whole mask
+    for start in range(0, flat.size, CHUNK_VOXELS):
+        part = flat_out[start : start + CHUNK_VOXELS]
+        part[remove[flat[start : start + CHUNK_VOXELS]]] = 0
 
 
 def keep_largest_component(labels: np.ndarray) -> np.ndarray:

@@ -53,6 +53,12 @@ class TwoConvs(torch.nn.Module):
         return self.second(torch.tanh(self.first(x)))
 
 
+def seeded_segmenter(task):
+    """The seeded stand-in network for ``task`` and an fp32 CPU segmenter around it."""
+    model = TwoConvs(task.network_dims, task.in_channels, task.num_classes).eval()
+    return model, Segmenter(task, model, InferenceOptions(device="cpu", precision="fp32"))
+
+
 def small_task(spec):
     """The task with a small patch and fixed input size (many windows), no localiser and batches of 3."""
     patch = (12, 10, 6) if spec.network_dims == 3 else (16, 12)
@@ -117,8 +123,7 @@ def reference(spec, model, volume) -> tuple[np.ndarray, np.ndarray]:
 @pytest.mark.parametrize("spec", builtin_specs(), ids=lambda spec: spec.name)
 def test_lean_labels_equal_a_float64_reference(spec):
     task = small_task(spec)
-    model = TwoConvs(task.network_dims, task.in_channels, task.num_classes).eval()
-    segmenter = Segmenter(task, model, InferenceOptions(device="cpu", precision="fp32"))
+    model, segmenter = seeded_segmenter(task)
     volume = synthetic(task)
     expected, margin = reference(task, model, volume)
     labels = segmenter.labels(volume)
@@ -389,8 +394,7 @@ def test_batched_photos_get_the_labels_of_a_float64_reference(patch):
 
     task = replace(small_task(App().registry.get("clothing")), patch_size=patch)
     assert (len(plan_windows((40, 30), patch, task.overlap).starts) == 1) == (patch == (40, 30))
-    model = TwoConvs(task.network_dims, task.in_channels, task.num_classes).eval()
-    segmenter = Segmenter(task, model, InferenceOptions(device="cpu", precision="fp32"))
+    model, segmenter = seeded_segmenter(task)
     rng = np.random.default_rng(8)
     volumes = [Volume(np.clip(rng.normal(120.0, 60.0, (3, *shape)), 0, 255).astype(np.float32), np.eye(4), None,
                       "photo") for shape in [(53, 47), (17, 90), (40, 30), (120, 77)]]
@@ -432,8 +436,7 @@ def test_preprocess_never_writes_over_the_input_volume(spacing):
 def test_consuming_the_input_gives_the_same_prediction(spec):
     """`segtool run` lets the image be normalised in place (no overlay, no QC): the same labels and volumes."""
     task = small_task(spec)
-    model = TwoConvs(task.network_dims, task.in_channels, task.num_classes).eval()
-    segmenter = Segmenter(task, model, InferenceOptions(device="cpu", precision="fp32"))
+    model, segmenter = seeded_segmenter(task)
     volume = synthetic(task)
     shape = volume.array.shape
     kept = segmenter.predict(replace(volume, array=volume.array.copy()))
