@@ -86,9 +86,9 @@ def normalize(array: np.ndarray, method: str, in_place: bool = False) -> np.ndar
 
     Every channel's statistics come first (one channel's sample at a time), then the
     output is written in slabs: peak memory stays near the input plus the output (the
-    percentile method allocates the output first and partitions it for its percentiles). With ``in_place`` (a float32 array nobody else needs, e.g. a freshly
-    resampled one) the z-score methods write over the input instead: the same values,
-    no second array.
+    percentile method allocates the output first and partitions it for its percentiles).
+    With ``in_place`` (a float32 array nobody else needs, e.g. a freshly resampled one)
+    the z-score methods write over the input instead: the same values, no second array.
     """
     array = np.asarray(array, dtype=np.float32)
     if method == "none":

@@ -242,22 +242,10 @@ class Segmenter:
         """Sliding-window probabilities (K, *spatial) of a preprocessed (C, *spatial) image, with this run's options."""
         from segtool.inference import sliding_window_inference
 
-        spec, opts = self.spec, self.options
-        return sliding_window_inference(
-            self.model,
-            image,
-            spec.patch_size,
-            num_classes=spec.num_classes,
-            overlap=spec.overlap if opts.overlap is None else opts.overlap,
-            batch_size=opts.batch_size or spec.run_batch_size,
-            device=self.device,
-            precision=self.precision,
-            tta=opts.tta,
-            tta_axes=spec.flip_axes,
-            on_batch=on_batch,
-            warn=self.warn,
-            slice_axis=slice_axis,
-        )
+        spec = self.spec
+        return sliding_window_inference(self.model, image, spec.patch_size, num_classes=spec.num_classes,
+                                        tta=self.options.tta, tta_axes=spec.flip_axes, on_batch=on_batch,
+                                        slice_axis=slice_axis, **self._window_options())
 
     def predict(
         self,

@@ -78,10 +78,15 @@ def _clear_all_but_largest(out: np.ndarray, mask: np.ndarray) -> None:
     sizes[0] = 0
     remove = np.ones(sizes.size, dtype=bool)  # every component but the largest; not the background
     remove[0] = remove[sizes.argmax()] = False
+    _clear_components(out, remove, components)
+
+
+def _clear_components(out: np.ndarray, remove: np.ndarray, components: np.ndarray) -> None:
+    """``out[remove[components]] = 0``, a chunk at a time (no whole-volume mask) when both arrays are contiguous."""
     if not out.flags.c_contiguous or not components.flags.c_contiguous:
         out[_lookup(remove, components)] = 0
         return
-    flat_out, flat = out.reshape(-1), components.reshape(-1)  # views: cleared a chunk at a time, no whole mask
+    flat_out, flat = out.reshape(-1), components.reshape(-1)  # views
     for start in range(0, flat.size, CHUNK_VOXELS):
         part = flat_out[start : start + CHUNK_VOXELS]
         part[remove[flat[start : start + CHUNK_VOXELS]]] = 0
@@ -123,7 +128,7 @@ def remove_small_objects(labels: np.ndarray, min_voxels: int) -> np.ndarray:
     for _, components, sizes in _components(labels):
         small = sizes < min_voxels
         small[0] = False
-        out[_lookup(small, components)] = 0
+        _clear_components(out, small, components)
         del components
     return out
 

@@ -82,14 +82,6 @@ def _is_same_file(a: Path, b: Path) -> bool:
         return False
 
 
-def _same_inode(target_stat: os.stat_result, p: Path) -> bool:
-    """``os.path.samefile(target, p)`` given the target's stat; False when ``p`` cannot be stat'ed."""
-    try:
-        return os.path.samestat(target_stat, os.stat(p))
-    except OSError:
-        return False
-
-
 class InputIndex:
     """A call's inputs by real path and by (device, inode), found once: links and hard links to them are caught.
 
