@@ -4,11 +4,10 @@
 
 Copies model.safetensors, config.json and train_log.jsonl, writes the model card
 (README.md of the folder, plus an optional extra section such as a per-case table)
-as model_card.md, and prints the sha256 of the two pinned files for the plugin's
-``WeightsRef(package=..., weights=WeightsFile("model.safetensors", SHA),
-config=WeightsFile("config.json", SHA))``. With ``--variant NAME`` the files go to
-PLUGIN_DIR/NAME/ (one of several bundled models of a task, e.g. disc's three networks)
-and the printed filenames carry the folder. ``--set postprocess.keep_largest=true`` (repeatable) sets one
+as model_card.md, and prints the plugin's declaration with the sha256 of the two pinned
+files: ``WeightsRef.bundled(PACKAGE, WEIGHTS_SHA, CONFIG_SHA, description)``. With
+``--variant NAME`` the files go to PLUGIN_DIR/NAME/ (one of several bundled models of a
+task, e.g. disc's three networks) and the declaration carries ``folder="NAME"``. ``--set postprocess.keep_largest=true`` (repeatable) sets one
 config.json value (JSON) measured better than the training run's default, recorded in
 ``training.bundle_overrides``. Refuses a folder whose config.json does not
 record the sha256 of its weights, or records another one.
@@ -70,9 +69,9 @@ def main() -> int:
     if args.card_extra:
         card = card.rstrip("\n") + "\n\n" + args.card_extra.read_text(encoding="utf-8")
     (target / "model_card.md").write_text(card, encoding="utf-8")
-    prefix = f"{args.variant}/" if args.variant else ""
-    for name in ("model.safetensors", "config.json"):
-        print(f'WeightsFile("{prefix}{name}", "{sha256(target / name)}")')
+    folder = f', folder="{args.variant}"' if args.variant else ""
+    print(f'WeightsRef.bundled("{args.plugin_dir.name}", "{sha256(target / "model.safetensors")}", '
+          f'"{sha256(target / "config.json")}", "DESCRIPTION"{folder})')
     return 0
 
 

@@ -58,6 +58,15 @@ class WeightsRef:
             if not HEX40.match(self.revision or ""):
                 _fail("weights", f"{self.repo_id}: revision must be a full 40-hex commit, got {self.revision!r}")
 
+    @classmethod
+    def bundled(cls, package: str, weights_sha256: str, config_sha256: str, description: str = "",
+                folder: str = "") -> "WeightsRef":
+        """A model shipped inside ``package``: ``[folder/]model.safetensors`` and ``[folder/]config.json``."""
+        prefix = f"{folder}/" if folder else ""
+        return cls(weights=WeightsFile(f"{prefix}model.safetensors", weights_sha256),
+                   config=WeightsFile(f"{prefix}config.json", config_sha256), package=package,
+                   description=description)
+
     @property
     def source(self) -> str:
         return "bundled" if self.package else "hub"

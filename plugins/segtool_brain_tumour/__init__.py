@@ -1,7 +1,7 @@
 """Brain tumour sub-regions (BraTS) on 3D FLAIR + T1c, and whole tumour on 2D LGG slices (pre-contrast, FLAIR, post-contrast)."""
 
 from segtool.hookspecs import hookimpl
-from segtool.spec import Postprocess, TaskSpec, WeightsFile, WeightsRef
+from segtool.spec import Postprocess, TaskSpec, WeightsRef
 
 BRATS_CITATION = (
     "Menze BH, et al. The Multimodal Brain Tumor Image Segmentation Benchmark (BRATS). "
@@ -10,14 +10,13 @@ BRATS_CITATION = (
 
 #: 3D U-Net trained by `segtool train` at 2 mm on the 4 BraTS 2013 cases (650 steps, 22 min on one CPU
 #: thread); 4-fold cross-validated Dice WT 0.699, TC 0.307, ET 0.387 (brats_unet/model_card.md)
-BRATS_UNET = WeightsRef(
-    package="segtool_brain_tumour",
-    weights=WeightsFile("brats_unet/model.safetensors",
-                        "8d844914c6404f0808d7432509c54ef7e589e4668a93c56ad3a1bf9678ec2354"),
-    config=WeightsFile("brats_unet/config.json",
-                       "3b2f0181a153c758fb8e480d7b3333b6bfdfb2d724e11bd457687c628143b6fe"),
-    description="3D U-Net (16-128) at 2 mm, 4 BraTS cases; cross-validated Dice WT 0.70, TC 0.31, ET 0.39 "
-                "(see brats_unet/model_card.md)",
+BRATS_UNET = WeightsRef.bundled(
+    "segtool_brain_tumour",
+    "8d844914c6404f0808d7432509c54ef7e589e4668a93c56ad3a1bf9678ec2354",
+    "3b2f0181a153c758fb8e480d7b3333b6bfdfb2d724e11bd457687c628143b6fe",
+    "3D U-Net (16-128) at 2 mm, 4 BraTS cases; cross-validated Dice WT 0.70, TC 0.31, ET 0.39 "
+    "(see brats_unet/model_card.md)",
+    folder="brats_unet",
 )
 
 BRAIN_TUMOUR = TaskSpec(
@@ -53,14 +52,13 @@ LGG_CHANNELS = ("pre_contrast", "flair", "post_contrast")
 
 #: attention U-Net trained by `segtool train` on 36 LGG patients (53 min, one CPU thread): mean per-patient
 #: Dice 0.811 on 9 held-out patients, beside 0.802 for a plain U-Net trained the same way (model card).
-LGG_ATTENTION_UNET = WeightsRef(
-    package="segtool_brain_tumour",
-    weights=WeightsFile("lgg_attention_unet/model.safetensors",
-                        "61a32dfd692be989a239b6a733c247c4389a24858354224b739cf08665416251"),
-    config=WeightsFile("lgg_attention_unet/config.json",
-                       "45c15175b7294ed1162bcd064e41bd5d109f77e6650b0845aa79d86791d9aaf7"),
-    description="attention U-Net (16-256), slices resized to 128x128; per-patient Dice 0.824 on 9 held-out patients "
-                "(see lgg_attention_unet/model_card.md)",
+LGG_ATTENTION_UNET = WeightsRef.bundled(
+    "segtool_brain_tumour",
+    "61a32dfd692be989a239b6a733c247c4389a24858354224b739cf08665416251",
+    "45c15175b7294ed1162bcd064e41bd5d109f77e6650b0845aa79d86791d9aaf7",
+    "attention U-Net (16-256), slices resized to 128x128; per-patient Dice 0.824 on 9 held-out patients "
+    "(see lgg_attention_unet/model_card.md)",
+    folder="lgg_attention_unet",
 )
 
 BRAIN_TUMOUR_2D = TaskSpec(

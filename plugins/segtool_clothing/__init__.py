@@ -12,7 +12,7 @@ map is built from the tag *names*, so a name always wins over a mistyped index.
 from __future__ import annotations
 
 from segtool.hookspecs import hookimpl
-from segtool.spec import Postprocess, TaskSpec, WeightsFile, WeightsRef
+from segtool.spec import Postprocess, TaskSpec, WeightsRef
 
 #: CCP's label_list.mat, in order: pixel value v of an annotation is CCP_TAGS[v].
 CCP_TAGS: tuple[str, ...] = (
@@ -57,11 +57,11 @@ def ccp_labels_map() -> dict[int, int]:
 
 #: deeplabv3plus trained by `segtool train` on 800 CCP photos in 95 minutes on CPU (model_card.md):
 #: mean IoU 0.490 (seed's definition) / 0.455 (dataset level) on 100 held-out photos.
-DEFAULT_MODEL = WeightsRef(
-    package="segtool_clothing",
-    weights=WeightsFile("model.safetensors", "c274d236b4388e8c8b09b1ef9c56289180cfb94edecf81b42b1c77ca957340d5"),
-    config=WeightsFile("config.json", "c345153ae80be908cbc6c752cfae906616ba6bd9fc350b39994cafc065e050a6"),
-    description="deeplabv3plus (widths 24-192) at 320x208, trained from scratch on CCP (see model_card.md)",
+DEFAULT_MODEL = WeightsRef.bundled(
+    "segtool_clothing",
+    "c274d236b4388e8c8b09b1ef9c56289180cfb94edecf81b42b1c77ca957340d5",
+    "c345153ae80be908cbc6c752cfae906616ba6bd9fc350b39994cafc065e050a6",
+    "deeplabv3plus (widths 24-192) at 320x208, trained from scratch on CCP (see model_card.md)",
 )
 
 CLOTHING = TaskSpec(

@@ -8,36 +8,30 @@ leave-one-subject-out tables.
 """
 
 from segtool.hookspecs import hookimpl
-from segtool.spec import Postprocess, TaskSpec, WeightsFile, WeightsRef
-
-
-def _bundled(network: str, weights_sha256: str, config_sha256: str, description: str) -> WeightsRef:
-    return WeightsRef(
-        package="segtool_disc",
-        weights=WeightsFile(f"{network}/model.safetensors", weights_sha256),
-        config=WeightsFile(f"{network}/config.json", config_sha256),
-        description=description,
-    )
+from segtool.spec import Postprocess, TaskSpec, WeightsRef
 
 
 #: One bundled model per seed network; validation Dice on the held-out subject in each description.
 MODELS = {
-    "unet": _bundled(
-        "unet", "535e2c9f1caef2e4cf240ed3a48271be48e0fb62c0b4610ba4101530fc2211c4",
+    "unet": WeightsRef.bundled(
+        "segtool_disc", "535e2c9f1caef2e4cf240ed3a48271be48e0fb62c0b4610ba4101530fc2211c4",
         "6e8da8b57122dca9b75ac0d1b29b4e41d78e222b242b7b82a65776bf6295d6b9",
         "U-Net (16-256), 1 mm sagittal slices, trained with partial fields of view; held-out subject Dice 0.900, "
         "leave-one-subject-out 0.891 (see unet/model_card.md)",
+        folder="unet",
     ),
-    "res_se_unet": _bundled(
-        "res_se_unet", "7395b741e6117e43c4fa029bebae3c51feced27773c9a6001847bfce8fcf3d01",
+    "res_se_unet": WeightsRef.bundled(
+        "segtool_disc", "7395b741e6117e43c4fa029bebae3c51feced27773c9a6001847bfce8fcf3d01",
         "e51c2b5cf239824891df772aecd5911cb27f1ac2c5274e756f2f9fbd72f57ec5",
         "residual U-Net with squeeze-and-excitation; held-out subject Dice 0.883, leave-one-subject-out 0.873 "
         "(see res_se_unet/model_card.md)",
+        folder="res_se_unet",
     ),
-    "deeplabv3plus": _bundled(
-        "deeplabv3plus", "a4586e7458f33af67825e5c6d029cecd0e983c6dac396c1ebebc777abd0bc81c",
+    "deeplabv3plus": WeightsRef.bundled(
+        "segtool_disc", "a4586e7458f33af67825e5c6d029cecd0e983c6dac396c1ebebc777abd0bc81c",
         "8b6bdec2620ffd6937f7194cb0317c3e3acfa78b3378f2983fc83e45c4e472fe",
         "DeepLabV3+; held-out subject Dice 0.866 (see deeplabv3plus/model_card.md)",
+        folder="deeplabv3plus",
     ),
 }
 

@@ -6,15 +6,15 @@ substitute for a dedicated cord segmentation model.
 """
 
 from segtool.hookspecs import hookimpl
-from segtool.spec import Postprocess, TaskSpec, WeightsFile, WeightsRef
+from segtool.spec import Postprocess, TaskSpec, WeightsRef
 
 #: Trained with `segtool train` on four subjects of the Spinal Cord GM Challenge and the SCT
 #: test subject (model_card.md); validation Dice 0.927 on a held-out fifth site.
-DEFAULT_MODEL = WeightsRef(
-    package="segtool_spinal_cord",
-    weights=WeightsFile("model.safetensors", "5b404763215b452054b33dcfb2b263a84d20f00241e05eea8142e65926e3bd69"),
-    config=WeightsFile("config.json", "e06b5b9c5b1f6f265c4fea8e85b1a1bc6e4f0d6ad463023415c6d32435a58c71"),
-    description="2D U-Net at 1 mm, trained on 4 gm-challenge sessions + SCT t2s (see model_card.md)",
+DEFAULT_MODEL = WeightsRef.bundled(
+    "segtool_spinal_cord",
+    "5b404763215b452054b33dcfb2b263a84d20f00241e05eea8142e65926e3bd69",
+    "e06b5b9c5b1f6f265c4fea8e85b1a1bc6e4f0d6ad463023415c6d32435a58c71",
+    "2D U-Net at 1 mm, trained on 4 gm-challenge sessions + SCT t2s (see model_card.md)",
 )
 
 SPINAL_CORD = TaskSpec(

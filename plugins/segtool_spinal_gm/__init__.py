@@ -10,15 +10,15 @@ them too); if it finds no cord, the whole image is segmented, with a warning.
 """
 
 from segtool.hookspecs import hookimpl
-from segtool.spec import Locate, Postprocess, TaskSpec, WeightsFile, WeightsRef
+from segtool.spec import Locate, Postprocess, TaskSpec, WeightsRef
 
 #: Trained with `segtool train` on four subjects (five sessions) of the Spinal Cord GM Challenge
 #: and the SCT test subject; 9604 and the MT image held out (model_card.md has the per-case table).
-DEFAULT_MODEL = WeightsRef(
-    package="segtool_spinal_gm",
-    weights=WeightsFile("model.safetensors", "962671cc747c4b2e61e2c0ab7a5cc3e9266c9738c89494ab33491573c01ca9d4"),
-    config=WeightsFile("config.json", "31a13296fda9d90dcc7bfce9feee760cd1507a05ace5efd4484dc864c8288792"),
-    description="dilated_gm (Perone et al. 2018) at 0.25 mm, 127k parameters, trained by segtool (see model_card.md)",
+DEFAULT_MODEL = WeightsRef.bundled(
+    "segtool_spinal_gm",
+    "962671cc747c4b2e61e2c0ab7a5cc3e9266c9738c89494ab33491573c01ca9d4",
+    "31a13296fda9d90dcc7bfce9feee760cd1507a05ace5efd4484dc864c8288792",
+    "dilated_gm (Perone et al. 2018) at 0.25 mm, 127k parameters, trained by segtool (see model_card.md)",
 )
 
 SPINAL_GM = TaskSpec(
