@@ -41,6 +41,8 @@ images = torch.randn(count, spec.in_channels, *spec.patch_size)
 with torch.inference_mode():
     for first in range(0, count, batch):
         torch.softmax(model(images[first : first + batch]), dim=1)
+import gc
+gc.freeze()  # as `segtool` does at its end: neither side pays a last collection over torch's objects
 """
 
 

@@ -11,7 +11,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from nibabel import orientations
 
 from segtool.io.volume import spacing_of  # noqa: F401 - part of this module's API
 
@@ -41,6 +40,8 @@ class Reorientation:
 
 
 def _apply_ornt(array: np.ndarray, ornt: np.ndarray) -> np.ndarray:
+    from nibabel import orientations  # here, not at import: nibabel (and pydicom with it) costs photo runs 0.3 s
+
     moved = np.moveaxis(array, 0, -1)  # spatial axes first for nibabel
     out = orientations.apply_orientation(moved, ornt)
     return np.ascontiguousarray(np.moveaxis(out, -1, 0))
@@ -52,6 +53,8 @@ def reorient(array: np.ndarray, affine: np.ndarray, target: str) -> tuple[np.nda
     Returns the reoriented array, its affine and the Reorientation to undo it.
     Oblique affines are reoriented to the closest axis codes (no interpolation).
     """
+    from nibabel import orientations
+
     spatial = tuple(array.shape[1:])
     start = orientations.io_orientation(affine)
     end = orientations.axcodes2ornt(tuple(target))

@@ -251,11 +251,14 @@ def _run_windows(
     (N is 1 for a volume, the number of slices for a slice-wise 2D network).
     """
     count, spatial = images.shape[0], tuple(images.shape[2:])
-    output = torch.empty((count, num_classes, *spatial), dtype=torch.float32, device=stitch_device)
     by_image = count > 1
     rows = _stream_windows(model, images, patch, overlap, batch_size, device, stitch_device, num_classes, precision,
                            on_batch, by_image=by_image, chunk=count)
-    for first, part in rows:
+    first, part = next(rows)
+    if by_image and part.shape[0] == count:  # one batch of whole images (photos): its probabilities, not a copy
+        return part
+    output = torch.empty((count, num_classes, *spatial), dtype=torch.float32, device=stitch_device)
+    for first, part in itertools.chain([(first, part)], rows):
         if by_image:
             output[first : first + part.shape[0]] = part
         else:

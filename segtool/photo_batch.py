@@ -2,17 +2,29 @@
 
 A task with ``input_size`` (clothing: 320 x 208) resizes each photo to that size,
 whatever its own (`segtool.pipeline.preprocess`), and its patch is that size: one
-window per photo. So `segtool run` on many photos reads them ahead, stacks up to the
-batch size of them and sends them through the network together; each photo's
-labels are made on its own size a few rows at a time (`segtool.label_assembly`, as
-`Segmenter.predict` does for one photo) and postprocessed on their own. A photo that
-cannot be read fails alone.
+window per photo. So `segtool run` on many photos works as a three-stage pipeline
+(`run_photo_cases`):
+
+- a reader thread reads and preprocesses up to a batch of photos ahead; when nothing
+  reads a photo's values afterwards (no overlay, no QC) only its model-size copy is
+  kept, so a folder of 12-megapixel photos never holds a batch of them at full size;
+- the calling thread stacks up to the batch size of them and sends them through the
+  network together;
+- a writer thread makes each photo's labels on its own size a few rows at a time
+  (`segtool.label_assembly`, as `Segmenter.predict` does for one photo), postprocesses
+  and writes them while the next batch goes through the network.
+
+Results come back in input order. A photo that cannot be read fails alone; if a
+batch's forward pass fails, its photos go through one at a time and fail alone.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Callable, Iterable, Iterator
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -24,36 +36,65 @@ def batchable(spec, segmenter) -> bool:
             and spec.locate is None and not segmenter.options.tta)
 
 
+@dataclass
+class PhotoInput:
+    """A photo as read, and its model-space copy (None for a constant photo: nothing to segment)."""
+
+    volume: object  # segtool.io.volume.Volume
+    prepared: object | None  # segtool.pipeline.Prepared
+
+
+def prepare_photo(spec, volume, consume_input: bool = False) -> PhotoInput:
+    """Preprocess one photo; with ``consume_input`` its own values are given up (a zero placeholder of its shape)."""
+    from segtool.pipeline import _is_constant, preprocess
+
+    if _is_constant(volume.array):
+        return PhotoInput(volume, None)
+    prepared = preprocess(spec, volume, consume_input)
+    if consume_input:
+        volume.array = np.broadcast_to(np.zeros((), dtype=np.float32), volume.array.shape)
+    return PhotoInput(volume, prepared)
+
+
+def forward_photos(segmenter, prepared: Sequence, on_batch: Callable[[int, int], None] | None = None):
+    """Model-space probabilities (K, rows, cols, photos) of preprocessed photos, batched through the network."""
+    import torch
+
+    # (C, rows, cols, photos) as a view of photo-major memory: each window is one contiguous photo
+    image = torch.from_numpy(np.stack([p.array for p in prepared])).permute(1, 2, 3, 0)
+    return segmenter.model_probabilities(image, slice_axis=2, on_batch=on_batch)
+
+
+def photo_prediction(segmenter, photo: PhotoInput, probs, keep_probabilities: bool = False):
+    """The `segtool.pipeline.Prediction` of one photo from its model-space probabilities (K, rows, cols)."""
+    from segtool.pipeline import Prediction, label_counts, probabilities_to_input_grid
+    from segtool.postprocess import apply_postprocess, labels_from_probabilities
+
+    spec, volume = segmenter.spec, photo.volume
+    if photo.prepared is None:
+        return segmenter._empty(volume, keep_probabilities)
+    steps = segmenter.options.postprocess or spec.postprocess
+    on_input = None
+    if keep_probabilities:
+        on_input = probabilities_to_input_grid(spec, probs, photo.prepared)
+        labels = labels_from_probabilities(on_input, steps.threshold)
+    else:
+        labels = assembled_labels(probs, photo.prepared, steps.threshold)
+    area = float(np.prod(volume.spacing))
+    labels = apply_postprocess(labels, steps, area, affine=volume.affine, num_labels=len(spec.labels))
+    counts = label_counts(labels, spec.num_classes)
+    return Prediction(labels, on_input, {int(k): float(counts[k] * area) for k in spec.labels})
+
+
 def predict_photos(segmenter, volumes: list, keep_probabilities: bool = False,
                    on_batch: Callable[[int, int], None] | None = None) -> list:
     """One `segtool.pipeline.Prediction` per photo, the photos' windows batched through the network."""
-    import torch
-
-    from segtool.pipeline import Prediction, _is_constant, label_counts, preprocess, probabilities_to_input_grid
-    from segtool.postprocess import apply_postprocess, labels_from_probabilities
-
-    spec = segmenter.spec
-    steps = segmenter.options.postprocess or spec.postprocess
-    live = [i for i, v in enumerate(volumes) if not _is_constant(v.array)]
-    out = {i: segmenter._empty(volumes[i], keep_probabilities) for i in range(len(volumes)) if i not in live}
-    if live:
-        prepared = [preprocess(spec, volumes[i]) for i in live]
-        # (C, rows, cols, photos) as a view of photo-major memory: each window is one contiguous photo
-        image = torch.from_numpy(np.stack([p.array for p in prepared])).permute(1, 2, 3, 0)
-        probs = segmenter.model_probabilities(image, slice_axis=2, on_batch=on_batch)
-        for j, i in enumerate(live):
-            volume = volumes[i]
-            on_input = None
-            if keep_probabilities:
-                on_input = probabilities_to_input_grid(spec, probs[..., j], prepared[j])
-                labels = labels_from_probabilities(on_input, steps.threshold)
-            else:
-                labels = assembled_labels(probs[..., j], prepared[j], steps.threshold)
-            area = float(np.prod(volume.spacing))
-            labels = apply_postprocess(labels, steps, area, affine=volume.affine, num_labels=len(spec.labels))
-            counts = label_counts(labels, spec.num_classes)
-            out[i] = Prediction(labels, on_input, {int(k): float(counts[k] * area) for k in spec.labels})
-    return [out[i] for i in range(len(volumes))]
+    photos = [prepare_photo(segmenter.spec, v) for v in volumes]
+    live = [p for p in photos if p.prepared is not None]
+    probs = forward_photos(segmenter, [p.prepared for p in live], on_batch) if live else None
+    column = {id(p): j for j, p in enumerate(live)}
+    return [photo_prediction(segmenter, p, None if p.prepared is None else probs[..., column[id(p)]],
+                             keep_probabilities) for p in photos]
 
 
 def assembled_labels(probs, prepared, threshold: float | None) -> np.ndarray:
@@ -71,38 +112,87 @@ def assembled_labels(probs, prepared, threshold: float | None) -> np.ndarray:
     return labels
 
 
-def batched_predictions(items: Iterable, segmenter, size: int, keep_probabilities: bool = False,
-                        on_batch: Callable[[int, int], None] | None = None) -> Iterator[tuple]:
-    """(case, future volume) pairs in, (case, future, prediction or None, seconds) out, ``size`` photos at a time.
-
-    ``seconds`` is the case's share of its group's forward pass. A case whose photo
-    cannot be read gets None (its future raises for the caller); if the group's
-    prediction itself fails, every case gets None and is predicted on its own.
-    """
-    group: list = []
-    for item in items:
-        group.append(item)
-        if len(group) == size:
-            yield from _predict_group(group, segmenter, keep_probabilities, on_batch)
-            group = []
-    if group:
-        yield from _predict_group(group, segmenter, keep_probabilities, on_batch)
-
-
-def _predict_group(group: list, segmenter, keep_probabilities: bool, on_batch) -> Iterator[tuple]:
-    start = time.perf_counter()
-    readable = {}
-    for i, (_, future) in enumerate(group):
-        try:
-            readable[i] = future.result()
-        except Exception:  # noqa: BLE001 - the runner reports it when it asks the future
-            continue
-    predictions: dict[int, object] = {}
+def _group_probabilities(segmenter, photos: dict, on_batch) -> dict:
+    """{index: probabilities (K, rows, cols) or the exception} for the group's readable, non-constant photos."""
+    live = [i for i, p in photos.items() if p.prepared is not None]
+    if not live:
+        return {}
     try:
-        made = predict_photos(segmenter, list(readable.values()), keep_probabilities, on_batch)
-        predictions = dict(zip(readable, made))
-    except Exception:  # noqa: BLE001 - each photo then runs (and fails, if it must) on its own
-        predictions = {}
-    share = (time.perf_counter() - start) / len(group)
-    for i, (case, future) in enumerate(group):
-        yield case, future, predictions.get(i), share
+        probs = forward_photos(segmenter, [photos[i].prepared for i in live], on_batch)
+        return {i: probs[..., j] for j, i in enumerate(live)}
+    except Exception:  # noqa: BLE001 - each photo then goes through on its own, and fails alone if it must
+        out = {}
+        for i in live:
+            try:
+                out[i] = forward_photos(segmenter, [photos[i].prepared], on_batch)[..., 0]
+            except Exception as exc:  # noqa: BLE001
+                out[i] = exc
+        return out
+
+
+def run_photo_cases(spec, segmenter, model_name: str, cases: Sequence, plan, on_result: Callable,
+                    on_batch=None, on_case_start=None, qc=None, allow_uneven: bool = False, warn=None,
+                    protected=()) -> list:
+    """`segtool.runner.run_cases` for a batchable task: read ahead, batched forward passes, writing behind.
+
+    ``on_result`` is called in the calling thread, in input order. At most two batches'
+    photos wait to be written, so a slow disk holds back the network, not memory.
+    """
+    from segtool.runner import CaseResult, _qc_failed, _read, _segment_one, failure_message, read_ahead
+
+    size = max(1, segmenter.options.batch_size or spec.run_batch_size)
+    consume = not plan.overlay and qc is None  # nothing reads a photo's values after its forward pass
+
+    def read(case):
+        return prepare_photo(spec, _read(case, spec, allow_uneven), consume)
+
+    def finish(case, future: Future, probs, share: float):
+        start = time.perf_counter() - share
+        try:
+            photo = future.result()
+            for message in photo.volume.meta.get("warnings", []):
+                if warn is not None:
+                    warn(message)
+            if isinstance(probs, Exception):
+                raise probs
+            prediction = photo_prediction(segmenter, photo, probs, plan.probabilities)
+            return _segment_one(spec, segmenter, model_name, case, photo.volume, plan, on_batch, start, qc,
+                                protected, prediction)
+        except Exception as exc:  # noqa: BLE001 - one failing photo must not stop the others
+            result = CaseResult(case.name, None, spec.name, model_name, time.perf_counter() - start, "failed",
+                                failure_message(exc, case.name))
+            if qc is not None:
+                _qc_failed(qc, result)
+            return result
+
+    results: list = []
+    written: deque[Future] = deque()
+
+    def report(future: Future) -> None:
+        results.append(future.result())
+        on_result(results[-1])
+
+    reads = read_ahead(cases, read, depth=size)
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segtool-write") as writer:
+        while True:
+            group = [item for _, item in zip(range(size), reads)]
+            if not group:
+                break
+            start = time.perf_counter()
+            if on_case_start is not None:
+                on_case_start(group[0][0])
+            photos = {}
+            for i, (_, future) in enumerate(group):
+                try:
+                    photos[i] = future.result()
+                except Exception:  # noqa: BLE001 - finish() reports it
+                    continue
+            probs = _group_probabilities(segmenter, photos, on_batch)
+            share = (time.perf_counter() - start) / len(group)
+            for i, (case, future) in enumerate(group):
+                written.append(writer.submit(finish, case, future, probs.get(i), share))
+            while written and (written[0].done() or len(written) > 2 * size):
+                report(written.popleft())
+        while written:
+            report(written.popleft())
+    return results

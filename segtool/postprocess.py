@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
-from scipy import ndimage
-
 from segtool.spec import Postprocess
+
+
+def _ndimage():
+    """scipy.ndimage, imported on first use: 0.2 s that a run needing none of its steps (photos) does not pay."""
+    from scipy import ndimage
+
+    return ndimage
 
 
 def labels_from_probabilities(probs: np.ndarray, threshold: float | None = None) -> np.ndarray:
@@ -48,10 +53,10 @@ def _label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
     """``ndimage.label(mask, structure)``: the same numbering, as uint16 when it fits (half int32's memory)."""
     components = np.empty(mask.shape, dtype=np.uint16)
     try:
-        count = ndimage.label(mask, structure, output=components)
+        count = _ndimage().label(mask, structure, output=components)
     except RuntimeError:  # more than 65,535 components: scipy refuses the narrow type
         del components
-        return ndimage.label(mask, structure, output=np.int32)
+        return _ndimage().label(mask, structure, output=np.int32)
     return components, int(count)
 
 
@@ -60,7 +65,7 @@ def _components(labels: np.ndarray):
 
     Callers drop their reference to a map before asking for the next (one map alive at a time).
     """
-    structure = ndimage.generate_binary_structure(labels.ndim, labels.ndim)
+    structure = _ndimage().generate_binary_structure(labels.ndim, labels.ndim)
     for value in np.unique(labels):
         if value == 0:
             continue
@@ -73,7 +78,7 @@ def _components(labels: np.ndarray):
 
 def _clear_all_but_largest(out: np.ndarray, mask: np.ndarray) -> None:
     """Set ``out`` to 0 where ``mask`` lies outside its largest connected component (full connectivity)."""
-    components, _ = _label(mask, ndimage.generate_binary_structure(mask.ndim, mask.ndim))
+    components, _ = _label(mask, _ndimage().generate_binary_structure(mask.ndim, mask.ndim))
     sizes = _bincount(components)
     sizes[0] = 0
     remove = np.ones(sizes.size, dtype=bool)  # every component but the largest; not the background
@@ -115,7 +120,7 @@ def fill_holes(labels: np.ndarray) -> np.ndarray:
     for value in np.unique(labels):
         if value == 0:
             continue
-        filled = ndimage.binary_fill_holes(labels == value)
+        filled = _ndimage().binary_fill_holes(labels == value)
         out[filled & (out == 0)] = value
     return out
 
@@ -195,7 +200,7 @@ def relabel_by_position(labels: np.ndarray, affine: np.ndarray, toward: str, num
     if toward not in _DIRECTIONS:
         raise ValueError(f"toward must be one of {', '.join(_DIRECTIONS)}, got {toward!r}")
     labels = np.asarray(labels)
-    structure = ndimage.generate_binary_structure(labels.ndim, 1)
+    structure = _ndimage().generate_binary_structure(labels.ndim, 1)
     components, count = _label(labels > 0, structure)
     if count == 0:
         return labels.copy()

@@ -221,17 +221,23 @@ def _read(case: Case, spec: TaskSpec, allow_uneven: bool = False):
                          grey_as_rgb=spec.normalization == "rgb")
 
 
-def read_ahead(items: Sequence, read: Callable) -> Iterator[tuple[object, Future]]:
-    """Yield (item, future ``read(item)``), reading the next item while the caller works on this one."""
+def read_ahead(items: Sequence, read: Callable, depth: int = 1) -> Iterator[tuple[object, Future]]:
+    """Yield (item, future ``read(item)``), reading up to ``depth`` items ahead while the caller works on this one."""
     if not items:
         return
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segtool-read") as pool:
-        pending = pool.submit(read, items[0])
+    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="segtool-read")
+    futures: dict[int, Future] = {}  # submitted, not yet handed out
+    try:
+        submitted = 0
         for i, item in enumerate(items):
-            current = pending
-            if i + 1 < len(items):
-                pending = pool.submit(read, items[i + 1])
-            yield item, current
+            while submitted < len(items) and submitted <= i + depth:
+                futures[submitted] = pool.submit(read, items[submitted])
+                submitted += 1
+            yield item, futures.pop(i)
+    finally:
+        for future in futures.values():  # read ahead but never handed out: a caller that stops early
+            future.cancel()  # leaves no read behind (those handed out still complete)
+        pool.shutdown(wait=True)
 
 
 def iter_read_ahead(
@@ -286,16 +292,13 @@ def run_cases(
             on_result(result)
         else:
             todo.append(case)
-    from segtool.photo_batch import batchable, batched_predictions
+    from segtool.photo_batch import batchable, run_photo_cases
 
-    reads = iter_read_ahead(todo, spec, allow_uneven)
-    if batchable(spec, segmenter):  # photos resized to one size: several per forward pass
-        size = segmenter.options.batch_size or spec.run_batch_size
-        items = batched_predictions(reads, segmenter, size, plan.probabilities, on_batch)
-    else:
-        items = ((case, future, None, 0.0) for case, future in reads)
-    for case, future, prediction, share in items:
-        start = time.perf_counter() - share
+    if batchable(spec, segmenter):  # photos resized to one size: several per forward pass, written behind
+        return results + run_photo_cases(spec, segmenter, model_name, todo, plan, on_result, on_batch, on_case_start,
+                                         qc, allow_uneven, warn, protected)
+    for case, future in iter_read_ahead(todo, spec, allow_uneven):
+        start = time.perf_counter()
         if on_case_start is not None:
             on_case_start(case)
         try:
@@ -303,8 +306,7 @@ def run_cases(
             for message in volume.meta.get("warnings", []):
                 if warn is not None:
                     warn(message)
-            result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected,
-                                  prediction)
+            result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected)
         except Exception as exc:  # noqa: BLE001 - one failing case must not stop the others
             message = failure_message(exc, case.name)
             result = CaseResult(case.name, None, spec.name, model_name, time.perf_counter() - start, "failed", message)

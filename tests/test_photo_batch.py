@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+import pytest
 import torch
 
 from segtool.app import App
@@ -78,3 +79,164 @@ def test_batched_labels_are_assembled_row_by_row_like_a_single_photos():
         assert np.array_equal(a.labels[~tied], b.labels[~tied]) and (a.labels != b.labels).mean() <= 1e-3
         alone = segmenter.predict(volume).labels  # batched float32 forward passes may differ by rounding only
         assert np.array_equal(a.labels[~tied], alone[~tied])
+
+
+# ----------------------------------------------------------------------------- `segtool run` on many photos
+
+
+def _skin_model_folder(folder):
+    """The clothing task with a one-conv network (bright -> skin 2, dark -> background) and its model folder."""
+    from safetensors.torch import save_file
+
+    from segtool.model_config import ModelConfig
+    from tiny_task import one_conv
+
+    spec = replace(App().registry.get("clothing"), network=None, model_factory=one_conv, model_kwargs={},
+                   input_size=(32, 24), patch_size=(32, 24), models={}, default_model=None)
+    weight, bias = torch.zeros((14, 3, 1, 1)), torch.zeros(14)
+    weight[2], bias[0] = 8.0 / 3, 1.0
+    save_file({"weight": weight, "bias": bias}, str(folder / "model.safetensors"))
+    (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
+    return spec
+
+
+def _block_photo(path, rows, cols, top, left, size):
+    from PIL import Image
+
+    rgb = np.full((rows, cols, 3), 20, np.uint8)
+    rgb[top : top + size, left : left + size] = 240
+    Image.fromarray(rgb).save(path)
+
+
+@pytest.mark.parametrize("batch", [2, 16])
+def test_run_on_many_photos_writes_each_the_mask_it_gets_alone_in_input_order(tmp_path, batch):
+    """Batches of two (and one short batch of all six) through the network, read ahead and written behind: an unreadable photo in the middle
+    fails alone with one line, the others get the masks they get one by one, and results come in input order."""
+    import json
+
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from segtool.cli import cli
+    from tiny_task import app_with
+
+    spec = _skin_model_folder(tmp_path)
+    shapes = [(60, 40, 5, 3, 20), (33, 90, 10, 50, 15), (48, 48, 0, 0, 30), (120, 70, 70, 10, 40), (25, 25, 5, 5, 9)]
+    photos = []
+    for i, shape in enumerate(shapes):
+        photos.append(tmp_path / f"p{i}.png")
+        _block_photo(photos[-1], *shape)
+    broken = tmp_path / "p2b.png"
+    broken.write_bytes(b"\x89PNG\r\n\x1a\n not a png")
+    photos.insert(3, broken)
+    base = ["run", "clothing", "--model-dir", str(tmp_path), "--precision", "fp32"]
+    result = CliRunner().invoke(cli, [*base, *map(str, photos), "--batch-size", str(batch), "--output-dir",
+                                      str(tmp_path / "together"), "--json"], obj=app_with(spec))
+    assert result.exit_code != 0
+    rows = [json.loads(line) for line in result.output.splitlines() if line.startswith("{")]
+    assert [r["input"] for r in rows] == [str(p) for p in photos]
+    assert [r["status"] for r in rows] == ["done", "done", "done", "failed", "done", "done"]
+    assert "p2b" in rows[3]["error"] and "\n" not in rows[3]["error"]
+    for photo in photos:
+        if photo == broken:
+            assert not (tmp_path / "together" / "p2b_seg.png").exists()
+            continue
+        alone = CliRunner().invoke(cli, [*base, str(photo), "--output-dir", str(tmp_path / "alone")],
+                                   obj=app_with(spec))
+        assert alone.exit_code == 0, alone.output
+        with Image.open(tmp_path / "together" / f"{photo.stem}_seg.png") as a, \
+                Image.open(tmp_path / "alone" / f"{photo.stem}_seg.png") as b:
+            together, single = np.asarray(a), np.asarray(b)
+        with Image.open(photo) as im:
+            assert together.shape == (im.height, im.width)
+        assert set(np.unique(together)) == {0, 2}
+        assert np.array_equal(together, single)
+
+
+def test_read_ahead_keeps_at_most_depth_reads_in_flight_and_yields_in_order():
+    import threading
+    import time as clock
+
+    from segtool.runner import read_ahead
+
+    lock, started, done = threading.Lock(), [], set()
+
+    def read(item):
+        with lock:
+            started.append(item)
+        clock.sleep(0.005)
+        done.add(item)
+        return item * 10
+
+    seen = []
+    for item, future in read_ahead(list(range(9)), read, depth=3):
+        assert future.result() == item * 10
+        clock.sleep(0.02)  # the caller's work: the reader runs ahead meanwhile, but no further than depth
+        assert max(started) <= item + 3
+        seen.append(item)
+    assert seen == list(range(9)) and started == list(range(9))
+
+
+def test_reads_handed_out_complete_even_when_the_caller_takes_them_all_at_once():
+    """A caller that collects a whole batch of futures before waiting on any (as the photo pipeline does for
+    its last, short batch) gets every read, not a cancelled one."""
+    import time as clock
+
+    from segtool.runner import read_ahead
+
+    def slow(item):
+        clock.sleep(0.01)
+        return item + 100
+
+    pairs = list(read_ahead(list(range(6)), slow, depth=16))
+    assert [future.result() for _, future in pairs] == list(range(100, 106))
+
+
+def test_a_caller_that_stops_early_leaves_no_read_running():
+    from segtool.runner import read_ahead
+
+    reads = []
+    generator = read_ahead(list(range(20)), reads.append, depth=4)
+    next(generator)
+    generator.close()
+    count = len(reads)
+    assert count <= 5
+    import time as clock
+
+    clock.sleep(0.05)
+    assert len(reads) == count
+
+
+def test_spacing_of_is_nibabels_voxel_sizes_for_rotated_and_sheared_affines():
+    import nibabel as nib
+
+    from segtool.io.volume import spacing_of
+
+    rng = np.random.default_rng(2)
+    for _ in range(5):
+        affine = np.eye(4)
+        affine[:3, :3] = rng.normal(size=(3, 3))
+        affine[:3, 3] = rng.normal(size=3)
+        assert np.allclose(spacing_of(affine), nib.affines.voxel_sizes(affine), rtol=0, atol=1e-12)
+
+
+def test_running_a_photo_task_does_not_import_nifti_dicom_or_scipy(tmp_path):
+    """Photo runs start faster: nibabel, pydicom and scipy are only imported by the steps that use them."""
+    import subprocess
+    import sys
+
+    from PIL import Image
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (50, 40, 3), dtype=np.uint8)).save(tmp_path / "a.jpg")
+    code = (
+        "import sys\n"
+        "from segtool.cli import main\n"
+        f"sys.argv = ['segtool', 'run', 'clothing', {str(tmp_path / 'a.jpg')!r}, '--offline', '-q', '--output-dir', "
+        f"{str(tmp_path / 'out')!r}]\n"
+        "try:\n    main()\nexcept SystemExit as stop:\n    assert not stop.code, stop.code\n"
+        "print(sorted(m for m in ('nibabel', 'pydicom', 'scipy', 'SimpleITK', 'highdicom') if m in sys.modules))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"
+    assert (tmp_path / "out" / "a_seg.png").is_file()

@@ -20,9 +20,8 @@ def affine_difference(a: np.ndarray, b: np.ndarray) -> float:
 
 def spacing_of(affine: np.ndarray, ndim: int = 3) -> tuple[float, ...]:
     """Voxel sizes (mm) along the first ``ndim`` voxel axes of an affine."""
-    from nibabel.affines import voxel_sizes
-
-    zooms = voxel_sizes(np.asarray(affine, dtype=float))
+    top_left = np.asarray(affine, dtype=float)[:-1, :-1]
+    zooms = np.sqrt(np.sum(top_left**2, axis=0))  # nibabel.affines.voxel_sizes, without importing nibabel (0.3 s)
     return tuple(float(z) for z in zooms[:ndim])
 
 
