@@ -20,7 +20,7 @@ ORIENTATION = re.compile(r"^[LR][AP][SI]$|^[LR][SI][AP]$|^[AP][LR][SI]$|^[AP][SI
 NORMALIZATIONS = ("zscore", "zscore-nonzero", "percentile", "none", "rgb")
 
 #: Augmentation recipes the trainer knows (see segtool.training.augment_recipes).
-AUGMENTATIONS = ("default", "mri-strong", "photo", "none")
+AUGMENTATIONS = ("default", "mri-strong", "mri-contrast", "photo", "none")
 
 #: What the core supplies to every network (from channels and labels); a spec never sets them.
 CORE_NETWORK_ARGUMENTS = ("spatial_dims", "in_channels", "out_channels")
@@ -283,7 +283,7 @@ class TaskSpec:
 
         if is_photo_task(self):
             return (self.network_dims - 1,)
-        if self.augmentation == "mri-strong":
+        if self.augmentation in ("mri-strong", "mri-contrast"):
             return (0,)
         return tuple(range(self.network_dims))
 

@@ -388,3 +388,35 @@ def test_train_help_and_bad_options(tmp_path):
     assert result.exit_code == 2 and "patch" in result.output
     result = invoke(spec, "train", "nope", data, "-o", tmp_path / "m", ok=False)
     assert result.exit_code == 2 and "unknown task" in result.output
+
+
+def test_random_intensity_remap_is_monotone_keeps_the_range_and_changes_contrast():
+    """mri-contrast's remap: a random monotone piecewise-linear curve from the image's minimum to its maximum."""
+    import torch
+
+    from segtool.training.augment_recipes import random_intensity_remap
+
+    x = torch.linspace(-3.0, 5.0, 1000).reshape(1, 10, 100)
+    changed = 0
+    for seed in range(10):
+        torch.manual_seed(seed)
+        y = random_intensity_remap(x)
+        assert y.shape == x.shape and y.dtype == torch.float32
+        assert abs(float(y.min()) + 3.0) < 1e-5 and abs(float(y.max()) - 5.0) < 1e-5
+        assert bool((y.flatten().diff() >= -1e-5).all()), "order of intensities kept"
+        changed += not torch.allclose(y, x, atol=1e-3)
+        torch.manual_seed(seed)
+        assert torch.equal(random_intensity_remap(x), y), "a pure function of the seed"
+    assert changed == 10
+    flat = torch.full((1, 4, 4), 2.0)
+    assert torch.equal(random_intensity_remap(flat), flat)
+
+
+def test_the_mri_contrast_recipe_adds_the_remap_to_mri_strong():
+    import torchio as tio
+
+    from segtool.training.augment_recipes import build_recipe
+
+    strong, contrast = build_recipe("mri-strong", 2, (0,)), build_recipe("mri-contrast", 2, (0,))
+    assert len(contrast.transforms) == len(strong.transforms) + 1
+    assert isinstance(contrast.transforms[-2], tio.Lambda)  # before the flip

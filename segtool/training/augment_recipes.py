@@ -7,6 +7,8 @@ TorchIO's well-tested transforms rather than hand-written ones:
   deformation, simulated low resolution (`RandomAnisotropy`, 1.5-4x), intensity
   non-uniformity (`RandomBiasField`), gamma (contrast), Gaussian noise and blur,
   and left-right flips. For scanners, sites and contrasts the training set lacks.
+- ``mri-contrast``: ``mri-strong`` plus, half of the time, a random monotone remap of the
+  intensities (`random_intensity_remap`), for contrasts the training set lacks.
 - ``default``: a milder version (affine, bias field, gamma, noise, blur, flips on
   every axis), the recipe for tasks that declare nothing.
 - ``photo`` and ``none`` are not TorchIO recipes: photos keep the torch
@@ -23,7 +25,30 @@ from __future__ import annotations
 
 import torch
 
-TORCHIO_RECIPES = ("mri-strong", "default")
+TORCHIO_RECIPES = ("mri-strong", "mri-contrast", "default")
+
+
+def random_intensity_remap(x: torch.Tensor) -> torch.Tensor:
+    """A random monotone piecewise-linear remap of the image's intensity range (MONAI's RandHistogramShift).
+
+    4-10 control points spread evenly over [min, max]; the inner ones move, each drawn
+    uniformly between its left neighbour's new place and its right neighbour's old one,
+    so the curve keeps the order of intensities and the range but changes the contrast
+    between tissues, which a new scanner or sequence does too. Randomness from torch's
+    global generator (seeded per step by `apply_recipe`).
+    """
+    import numpy as np
+
+    lo, hi = float(x.min()), float(x.max())
+    if hi <= lo:
+        return x
+    count = int(torch.randint(4, 11, ()))
+    reference = np.linspace(0.0, 1.0, count)
+    moved = reference.copy()
+    for i in range(1, count - 1):
+        moved[i] = moved[i - 1] + float(torch.rand(())) * (reference[i + 1] - moved[i - 1])
+    unit = ((x - lo) / (hi - lo)).numpy()
+    return torch.from_numpy(np.interp(unit, reference, moved).astype(np.float32) * (hi - lo) + lo)
 
 
 def build_recipe(name: str, spatial_dims: int, flip_axes: tuple[int, ...]):
@@ -31,7 +56,7 @@ def build_recipe(name: str, spatial_dims: int, flip_axes: tuple[int, ...]):
     import torchio as tio
 
     in_plane = spatial_dims == 2
-    if name == "mri-strong":
+    if name in ("mri-strong", "mri-contrast"):
         degrees = (0, 0, 0, 0, -20, 20) if in_plane else 15
         scales = (0.8, 1.25, 0.8, 1.25, 1, 1) if in_plane else (0.8, 1.25)
         displacement = (6, 6, 0) if in_plane else 6
@@ -44,6 +69,8 @@ def build_recipe(name: str, spatial_dims: int, flip_axes: tuple[int, ...]):
             tio.RandomNoise(std=(0.0, 0.15), p=0.3),
             tio.RandomBlur(std=(0.0, 1.0), p=0.2),
         ]
+        if name == "mri-contrast":
+            transforms.append(tio.Lambda(random_intensity_remap, types_to_apply=[tio.INTENSITY], p=0.5))
     elif name == "default":
         degrees = (0, 0, 0, 0, -15, 15) if in_plane else 10
         scales = (0.85, 1.15, 0.85, 1.15, 1, 1) if in_plane else (0.85, 1.15)
@@ -66,6 +93,8 @@ def describe_recipe(name: str, flip_axes: tuple[int, ...]) -> str:
     text = {
         "mri-strong": "TorchIO: affine (rotation ±20° in-plane, scale 0.8-1.25), elastic, simulated low resolution "
                       "1.5-4x, bias field, gamma, noise, blur",
+        "mri-contrast": "TorchIO: affine (rotation ±20° in-plane, scale 0.8-1.25), elastic, simulated low resolution "
+                        "1.5-4x, bias field, gamma, noise, blur, random monotone intensity remap",
         "default": "TorchIO: affine (rotation ±15°, scale 0.85-1.15), bias field, gamma, noise, blur",
     }[name]
     return text + (f", flips on axes {list(flip_axes)}" if flip_axes else "")
