@@ -138,7 +138,7 @@ def run_photo_cases(spec, segmenter, model_name: str, cases: Sequence, plan, on_
     ``on_result`` is called in the calling thread, in input order. At most two batches'
     photos wait to be written, so a slow disk holds back the network, not memory.
     """
-    from segtool.runner import CaseResult, _qc_failed, _read, _segment_one, failure_message, read_ahead
+    from segtool.runner import _read, _segment_one, failed_case, failure_message, read_ahead
 
     size = max(1, segmenter.options.batch_size or spec.run_batch_size)
     consume = not plan.overlay and qc is None  # nothing reads a photo's values after its forward pass
@@ -159,11 +159,8 @@ def run_photo_cases(spec, segmenter, model_name: str, cases: Sequence, plan, on_
             return _segment_one(spec, segmenter, model_name, case, photo.volume, plan, on_batch, start, qc,
                                 protected, prediction)
         except Exception as exc:  # noqa: BLE001 - one failing photo must not stop the others
-            result = CaseResult(case.name, None, spec.name, model_name, time.perf_counter() - start, "failed",
-                                failure_message(exc, case.name))
-            if qc is not None:
-                _qc_failed(qc, result)
-            return result
+            return failed_case(spec, model_name, case.name, time.perf_counter() - start,
+                               failure_message(exc, case.name), qc)
 
     results: list = []
     written: deque[Future] = deque()

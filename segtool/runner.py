@@ -308,21 +308,26 @@ def run_cases(
                     warn(message)
             result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected)
         except Exception as exc:  # noqa: BLE001 - one failing case must not stop the others
-            message = failure_message(exc, case.name)
-            result = CaseResult(case.name, None, spec.name, model_name, time.perf_counter() - start, "failed", message)
-            if qc is not None:
-                _qc_failed(qc, result)
+            result = failed_case(spec, model_name, case.name, time.perf_counter() - start,
+                                 failure_message(exc, case.name), qc)
         results.append(result)
         on_result(result)
     return results
 
 
-def _qc_failed(qc: Callable[..., None], result: CaseResult) -> None:
-    """Give a failed case its row in the QC report (no pictures); QC trouble never hides the failure."""
-    try:
-        qc(None, None, result)
-    except Exception:  # noqa: BLE001
-        pass
+def failed_case(spec: TaskSpec, model_name: str, name: str, seconds: float, message: str,
+                qc: Callable[..., None] | None = None) -> CaseResult:
+    """The result of a case that failed, given its row in the QC report (no pictures) when there is one.
+
+    QC trouble never hides the failure.
+    """
+    result = CaseResult(name, None, spec.name, model_name, seconds, "failed", message)
+    if qc is not None:
+        try:
+            qc(None, None, result)
+        except Exception:  # noqa: BLE001
+            pass
+    return result
 
 
 def _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected=(),

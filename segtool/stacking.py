@@ -195,7 +195,7 @@ def run_stacks(
     """
     from segtool.io import write_labels, write_probabilities
     from segtool.io.atomic import InputIndex
-    from segtool.runner import CaseResult, _qc_failed, case_inputs, check_plan, failure_message, guess_output_kind
+    from segtool.runner import CaseResult, case_inputs, check_plan, failed_case, failure_message, guess_output_kind
 
     cases = [case for stack in stacks for case in stack.cases]
     check_plan(cases, plan, spec)
@@ -259,11 +259,9 @@ def run_stacks(
             for case in stack.cases:
                 if case.name in done:
                     continue
-                result = CaseResult(case.name, None, spec.name, model_name, seconds, "failed",
-                                    f"{message} (stack {stack.name})" if case.name not in message else message)
-                if qc is not None:
-                    _qc_failed(qc, result)
-                stack_results.append(result)
+                stack_results.append(failed_case(
+                    spec, model_name, case.name, seconds,
+                    f"{message} (stack {stack.name})" if case.name not in message else message, qc))
         for result in stack_results:
             results.append(result)
             on_result(result)

@@ -90,11 +90,11 @@ def build_recipe(name: str, spatial_dims: int, flip_axes: tuple[int, ...]):
 
 def describe_recipe(name: str, flip_axes: tuple[int, ...]) -> str:
     """One line for the model card."""
+    strong = ("TorchIO: affine (rotation ±20° in-plane, scale 0.8-1.25), elastic, simulated low resolution "
+              "1.5-4x, bias field, gamma, noise, blur")
     text = {
-        "mri-strong": "TorchIO: affine (rotation ±20° in-plane, scale 0.8-1.25), elastic, simulated low resolution "
-                      "1.5-4x, bias field, gamma, noise, blur",
-        "mri-contrast": "TorchIO: affine (rotation ±20° in-plane, scale 0.8-1.25), elastic, simulated low resolution "
-                        "1.5-4x, bias field, gamma, noise, blur, random monotone intensity remap",
+        "mri-strong": strong,
+        "mri-contrast": strong + ", random monotone intensity remap",
         "default": "TorchIO: affine (rotation ±15°, scale 0.85-1.15), bias field, gamma, noise, blur",
     }[name]
     return text + (f", flips on axes {list(flip_axes)}" if flip_axes else "")
