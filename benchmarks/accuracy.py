@@ -53,7 +53,8 @@ T1 contrast-inverted inside the brain (T2-like, to show contrast independence), 
 through ``segtool run brain-tissue`` for every ``--model-dir``: DSC of CSF, GM and WM and
 their mean on the input grid against the FreeSurfer labels merged as the plugin's
 ``TISSUE_OF`` does, plus the mean inside the labelled brain only (the T1 keeps a rim of
-extra-cerebral CSF labelled 0); "no model" when ``segtool run`` exits 3.
+extra-cerebral CSF labelled 0), and a third row for the two segmented together
+(``--combine``: the mean of their probabilities); "no model" when ``segtool run`` exits 3.
 
 Exits with a message (status 0) when the data folder is absent.
 """
@@ -834,6 +835,8 @@ def clothing(args: argparse.Namespace) -> int:
 
 BRAIN_TISSUE_DATA = ROOT.parent / "shared" / "data" / "brain-tissue"
 TISSUES = ("csf", "gray_matter", "white_matter")
+#: The row of the T1 and its T2-like inversion segmented together (`segtool run --combine`).
+COMBINED = "vxm_t1+t2like (--combine)"
 
 
 def add_brain_tissue_arguments(parser: argparse.ArgumentParser) -> None:
@@ -904,14 +907,20 @@ def brain_tissue(args: argparse.Namespace) -> int:
             started = time.monotonic()
             status, outputs, message = run_segtool([c[1] for c in cases], out, model_dir, task="brain-tissue")
             seconds = time.monotonic() - started
-            for name, path, truth in cases:
+            # both contrasts of the subject at once (`--combine`: the mean of their probabilities)
+            both = tmp / f"both_{len(rows)}"
+            both.mkdir()
+            c_status, c_outputs, c_message = run_segtool([c[1] for c in cases], both, model_dir,
+                                                         task="brain-tissue", extra=["--combine"])
+            outputs[COMBINED] = c_outputs.get(str(cases[0][1].resolve())) if c_status == "ok" else None
+            for name, path, truth in [*cases, (COMBINED, Path(COMBINED), cases[0][2])]:
                 row: dict[str, Any] = {"model": column, "case": name, "seconds": round(seconds / len(cases), 1),
                                        "trained_on": None if trained_on is None
                                        else any(t.startswith("vxm") for t in trained_on)}
-                output = outputs.get(str(path.resolve()))
+                output = outputs.get(name if name == COMBINED else str(path.resolve()))
                 if status != "ok" or output is None:
                     row["status"] = status if status != "ok" else "error"
-                    row["message"] = message
+                    row["message"] = c_message if name == COMBINED else message
                 else:
                     pred = np.asarray(nib.load(output).dataobj).astype(np.int64)
                     row["status"] = "ok"

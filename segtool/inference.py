@@ -158,7 +158,7 @@ def _stream_windows(
     spatial axis (rest: the other spatial axes). Windows of ``chunk`` images at a time
     go through the model together, ``batch_size`` windows per forward pass.
     """
-    from segtool.precision import autocast, memory_format
+    from segtool.precision import memory_format
 
     spatial = tuple(images.shape[2:])
     plan = plan_windows(spatial, patch, overlap)
@@ -204,13 +204,11 @@ def _stream_windows(
             yield lo - first_real, part[(slice(None), slice(None), *crop[1:])].div_(weight_rows[:, None])
 
     layout = memory_format(device, precision, len(spatial))
+    floor = images.amin(dim=(0, *range(2, images.dim()))).to(device)  # each channel's lowest value
     for first in range(0, len(windows), batch_size):
         chosen = windows[first : first + batch_size]
         batch = torch.stack([padded[(n, slice(None), *s)] for n, s in chosen]).to(device, non_blocking=True)
-        batch = batch.contiguous(memory_format=layout)
-        with torch.inference_mode(), autocast(device, precision):
-            logits = model(batch)
-        probs = torch.softmax(logits.float(), dim=1)
+        probs = _window_probabilities(model, batch, floor, num_classes, device, precision, layout)
         probs = (probs if importance is None else probs * importance).to(stitch_device)
         for window, (n, s), rows in zip(probs, chosen, rows_of[first : first + batch_size]):
             if by_image:
@@ -221,6 +219,32 @@ def _stream_windows(
         if on_batch is not None:
             on_batch(done, len(windows))
         yield from finished(later_start[done - 1])
+
+
+def _window_probabilities(model: torch.nn.Module, batch: torch.Tensor, floor: torch.Tensor, num_classes: int,
+                          device: torch.device, precision: str, layout: torch.memory_format) -> torch.Tensor:
+    """Softmax probabilities (B, K, *patch) of a batch of windows (B, C, *patch).
+
+    A window holding nothing but each channel's lowest value of the image (the zero
+    background of a skull-stripped or masked scan, an empty slice, with or without
+    padding) has nothing to segment: it is background (class 0) without going through
+    the network, which has never seen such an input and may answer anything there.
+    """
+    from segtool.precision import autocast
+
+    empty = (batch.amax(dim=tuple(range(2, batch.dim()))) <= floor).all(dim=1)
+    if not bool(empty.any()):
+        with torch.inference_mode(), autocast(device, precision):
+            logits = model(batch.contiguous(memory_format=layout))
+        return torch.softmax(logits.float(), dim=1)
+    probs = torch.zeros((batch.shape[0], num_classes, *batch.shape[2:]), dtype=torch.float32, device=batch.device)
+    probs[:, 0] = 1.0
+    live = ~empty
+    if bool(live.any()):
+        with torch.inference_mode(), autocast(device, precision):
+            logits = model(batch[live].contiguous(memory_format=layout))
+        probs[live] = torch.softmax(logits.float(), dim=1)
+    return probs
 
 
 def _plane_weight(plan: WindowPlan, patch: Sequence[int], importance: torch.Tensor, lo: int, hi: int) -> torch.Tensor:

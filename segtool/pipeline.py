@@ -14,7 +14,7 @@ inference cannot drift apart:
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
 
@@ -262,24 +262,16 @@ class Segmenter:
         so the input's memory is free for postprocessing. A localised task (spinal-gm) keeps
         the input for its crop.
         """
-        from segtool.locate import crop_volume, keep_within, locate_structure, paste_probabilities
+        from segtool.locate import crop_volume
 
         spec, opts = self.spec, self.options
         if _is_constant(volume.array):
             return self._empty(volume, keep_probabilities)
-        located = None
-        if self.locator is not None and spec.locate is not None:
-            located = locate_structure(self.locator, volume, spec.locate, self.warn)
+        located = self._locate(volume)
         steps = opts.postprocess or spec.postprocess
         on_input = None
         if keep_probabilities or opts.tta:  # every class probability on the input grid, held at once
-            if located is None:
-                on_input = self.probabilities(volume, on_batch)
-            else:
-                crop = crop_volume(volume, located.box)
-                on_input = paste_probabilities(self.probabilities(crop, on_batch), located.box, volume)
-                if spec.locate.within_mm is not None:
-                    on_input = keep_within(on_input, located.mask, volume.spacing, spec.locate.within_mm)
+            on_input = self._input_probabilities(volume, located, on_batch)
             labels = labels_from_probabilities(on_input, steps.threshold)
         elif located is None:
             labels = self.labels(volume, on_batch, consume_input=consume_input)
@@ -289,11 +281,96 @@ class Segmenter:
             labels[box] = self.labels(crop_volume(volume, located.box), on_batch, consume_input=True)  # its own copy
             if spec.locate.within_mm is not None:
                 labels[box][~_near(located.mask[box], volume.spacing, spec.locate.within_mm)] = 0
+        return self._finish(volume, labels, on_input if keep_probabilities else None)
+
+    def predict_combined(
+        self,
+        volumes: "Sequence[Volume]",
+        keep_probabilities: bool = False,
+        on_batch: Callable[[int, int], None] | None = None,
+    ) -> Prediction:
+        """One prediction from several images of one subject on one grid (contrasts such as T1 and T2).
+
+        Each image is segmented on its own (a contrast-agnostic model takes any of them)
+        and their class probabilities on the input grid are averaged; labels and
+        postprocessing follow from the mean, on the first image's grid. Images that are
+        not on the first one's grid are refused (UsageError: register them first); a
+        constant image is left out with a warning.
+        """
+        if not volumes:
+            raise ValueError("no volumes to combine")
+        first = volumes[0]
+        for other in volumes[1:]:
+            _check_same_grid(first, other)
+        usable = []
+        for volume in volumes:
+            if _is_constant(volume.array):
+                if self.warn is not None:
+                    self.warn(f"{volume.path or 'input'}: the image is constant; left out of the combination")
+            else:
+                usable.append(volume)
+        if not usable:
+            return self._empty(first, keep_probabilities)
+        total = None
+        for volume in usable:
+            probs = self._input_probabilities(volume, self._locate(volume), on_batch)
+            if total is None:
+                total = probs.astype(np.float32, copy=False)
+            else:
+                total += probs
+            del probs
+        total /= float(len(usable))
+        steps = self.options.postprocess or self.spec.postprocess
+        labels = labels_from_probabilities(total, steps.threshold)
+        return self._finish(first, labels, total if keep_probabilities else None)
+
+    def _locate(self, volume: "Volume"):
+        """The located structure (spinal-gm's cord) of a task that localises first, else None."""
+        from segtool.locate import locate_structure
+
+        if self.locator is None or self.spec.locate is None:
+            return None
+        return locate_structure(self.locator, volume, self.spec.locate, self.warn)
+
+    def _input_probabilities(self, volume: "Volume", located, on_batch) -> np.ndarray:
+        """Class probabilities (K, *spatial) on the input grid: of the whole image, or of the located box pasted back."""
+        from segtool.locate import crop_volume, keep_within, paste_probabilities
+
+        if located is None:
+            return self.probabilities(volume, on_batch)
+        on_input = paste_probabilities(self.probabilities(crop_volume(volume, located.box), on_batch),
+                                       located.box, volume)
+        if self.spec.locate.within_mm is not None:
+            on_input = keep_within(on_input, located.mask, volume.spacing, self.spec.locate.within_mm)
+        return on_input
+
+    def _finish(self, volume: "Volume", labels: np.ndarray, probabilities: np.ndarray | None) -> Prediction:
+        """Postprocess the labels on the input grid and measure each label's volume."""
+        steps = self.options.postprocess or self.spec.postprocess
         voxel_mm3 = float(np.prod(volume.spacing))
-        labels = apply_postprocess(labels, steps, voxel_mm3, affine=volume.affine, num_labels=len(spec.labels))
-        counts = label_counts(labels, spec.num_classes)
-        volumes = {int(k): float(counts[k] * voxel_mm3) for k in spec.labels}
-        return Prediction(labels, on_input if keep_probabilities else None, volumes)
+        labels = apply_postprocess(labels, steps, voxel_mm3, affine=volume.affine, num_labels=len(self.spec.labels))
+        counts = label_counts(labels, self.spec.num_classes)
+        volumes = {int(k): float(counts[k] * voxel_mm3) for k in self.spec.labels}
+        return Prediction(labels, probabilities, volumes)
+
+
+def _check_same_grid(first: "Volume", other: "Volume", tolerance_mm: float = 1e-3) -> None:
+    """UsageError unless ``other`` has ``first``'s spatial shape and affine (within ``tolerance_mm``)."""
+    from segtool.errors import UsageError
+
+    name, other_name = first.path or "the first image", other.path or "an image"
+    if tuple(other.spatial_shape) != tuple(first.spatial_shape):
+        raise UsageError(
+            f"{other_name}: shape {tuple(other.spatial_shape)} is not {name}'s {tuple(first.spatial_shape)}; "
+            "images combined into one mask must share one grid (register or resample them first)"
+        )
+    if first.affine is not None and other.affine is not None:
+        gap = float(np.abs(np.asarray(other.affine, float) - np.asarray(first.affine, float)).max())
+        if gap > tolerance_mm:
+            raise UsageError(
+                f"{other_name}: its affine differs from {name}'s by up to {gap:.3g} mm; images combined into one "
+                "mask must share one grid (register or resample them first)"
+            )
 
 
 def label_counts(labels: np.ndarray, minlength: int) -> np.ndarray:

@@ -240,11 +240,20 @@ def read_ahead(items: Sequence, read: Callable, depth: int = 1) -> Iterator[tupl
         pool.shutdown(wait=True)
 
 
+def _read_contrasts(case: Case, spec: TaskSpec, allow_uneven: bool = False) -> list:
+    """The case's inputs read one by one, each a single-channel image of the same subject (``--combine``)."""
+    return [_read(Case((path,)), spec, allow_uneven) for path in case.inputs]
+
+
 def iter_read_ahead(
-    cases: Sequence[Case], spec: TaskSpec, allow_uneven: bool = False
+    cases: Sequence[Case], spec: TaskSpec, allow_uneven: bool = False, combine: bool = False
 ) -> Iterator[tuple[Case, Future]]:
-    """Yield (case, future volume), reading the next case while the caller works on this one."""
-    yield from read_ahead(cases, lambda case: _read(case, spec, allow_uneven))
+    """Yield (case, future volume), reading the next case while the caller works on this one.
+
+    With ``combine`` the future holds a list of volumes: the case's inputs read one by one.
+    """
+    read = _read_contrasts if combine else _read
+    yield from read_ahead(cases, lambda case: read(case, spec, allow_uneven))
 
 
 def failure_message(exc: Exception, name: str) -> str:
@@ -270,12 +279,16 @@ def run_cases(
     qc: Callable[..., None] | None = None,
     allow_uneven: bool = False,
     warn: Callable[[str], None] | None = None,
+    combine: bool = False,
 ) -> list[CaseResult]:
     """Segment each case; a failing case is recorded and the others go on.
 
     The plan is checked first (:func:`check_plan`). Every input of the call is
     protected from being overwritten. With ``SEGTOOL_DEBUG`` set, an unexpected
     error's traceback is printed on stderr (the case still fails, the others go on).
+    With ``combine`` each case's inputs are images of one subject in different
+    contrasts, on one grid, each segmented alone: one mask from their mean
+    probabilities (`Segmenter.predict_combined`), named after the first input.
     """
     from segtool.io.atomic import InputIndex
 
@@ -294,19 +307,24 @@ def run_cases(
             todo.append(case)
     from segtool.photo_batch import batchable, run_photo_cases
 
-    if batchable(spec, segmenter):  # photos resized to one size: several per forward pass, written behind
+    if batchable(spec, segmenter) and not combine:  # photos resized to one size: several per forward pass, written behind
         return results + run_photo_cases(spec, segmenter, model_name, todo, plan, on_result, on_batch, on_case_start,
                                          qc, allow_uneven, warn, protected)
-    for case, future in iter_read_ahead(todo, spec, allow_uneven):
+    for case, future in iter_read_ahead(todo, spec, allow_uneven, combine):
         start = time.perf_counter()
         if on_case_start is not None:
             on_case_start(case)
         try:
-            volume = future.result()
-            for message in volume.meta.get("warnings", []):
+            volumes = future.result() if combine else [future.result()]
+            for message in (m for volume in volumes for m in volume.meta.get("warnings", [])):
                 if warn is not None:
                     warn(message)
-            result = _segment_one(spec, segmenter, model_name, case, volume, plan, on_batch, start, qc, protected)
+            prediction = None
+            if combine:
+                prediction = segmenter.predict_combined(volumes, keep_probabilities=plan.probabilities,
+                                                        on_batch=on_batch)
+            result = _segment_one(spec, segmenter, model_name, case, volumes[0], plan, on_batch, start, qc,
+                                  protected, prediction)
         except Exception as exc:  # noqa: BLE001 - one failing case must not stop the others
             result = failed_case(spec, model_name, case.name, time.perf_counter() - start,
                                  failure_message(exc, case.name), qc)

@@ -99,3 +99,47 @@ def test_cuda_matches_cpu():
     cpu = sliding_window_inference(Threshold(), image, (8, 8, 4), num_classes=2)
     gpu = sliding_window_inference(Threshold(), image, (8, 8, 4), num_classes=2, device="cuda", precision="fp16")
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-2)
+
+
+class AlwaysForeground(torch.nn.Module):
+    """Class 1 everywhere, whatever the input; counts the windows it is shown."""
+
+    def __init__(self):
+        super().__init__()
+        self.windows = 0
+
+    def forward(self, x):
+        self.windows += x.shape[0]
+        logits = torch.zeros((x.shape[0], 2, *x.shape[2:]))
+        logits[:, 1] = 5.0
+        return logits
+
+
+@pytest.mark.parametrize("slice_axis", [None, 2])
+def test_windows_of_only_the_lowest_value_are_background_without_the_network(slice_axis):
+    image = torch.zeros((1, 24, 24, 6))
+    image[0, 12:, :, :3] = torch.linspace(1.0, 2.0, 12 * 24 * 3).reshape(12, 24, 3)
+    patch = (8, 8, 6) if slice_axis is None else (8, 8)
+    model = AlwaysForeground()
+    probs = sliding_window_inference(model, image, patch, num_classes=2, overlap=0.0, batch_size=4,
+                                     slice_axis=slice_axis)
+    labels = probs.argmax(0)
+    # rows 0-7 hold no window with content (windows are 8 rows, no overlap): background
+    assert (labels[:8] == 0).all() and torch.allclose(probs[0, :8], torch.ones(1))
+    # windows that touch the content keep the network's answer everywhere in them
+    if slice_axis is None:
+        assert (labels[16:] == 1).all() and model.windows == 3 * 3 - 3  # 3 x 3 x 1 windows, 3 without content
+    else:
+        assert (labels[16:, :, :3] == 1).all() and (labels[:, :, 3:] == 0).all()  # slices 3-5 are empty
+        assert model.windows == 3 * 3 * 3 - 3 * 3  # 3 content slices x 9 windows, minus their 3 empty rows
+
+
+def test_a_window_with_content_in_any_channel_goes_through_the_network():
+    image = torch.zeros((2, 16, 16))
+    image[0, :8, 8:] = torch.linspace(1.0, 2.0, 64).reshape(8, 8)  # content in channel 0 only
+    image[1, 8:, 8:] = torch.linspace(1.0, 2.0, 64).reshape(8, 8)  # content in channel 1 only
+    model = AlwaysForeground()
+    probs = sliding_window_inference(model, image, (8, 8), num_classes=2, overlap=0.0, batch_size=4)
+    labels = probs.argmax(0)
+    assert model.windows == 2
+    assert (labels[:, 8:] == 1).all() and (labels[:, :8] == 0).all()

@@ -93,12 +93,17 @@ def reference(spec, model, volume) -> tuple[np.ndarray, np.ndarray]:
     importance = gaussian_importance(patch).double().numpy()
     total = np.zeros((stack.shape[0], spec.num_classes, *plan.padded_shape))
     weight = np.zeros(plan.padded_shape)
+    floor = stack.min(axis=(0, *range(2, stack.ndim)))  # each channel's lowest value
     for where in plan.slices(patch):
         window = padded[(slice(None), slice(None), *where)].astype(np.float32)
         with torch.no_grad():
             logits = model(torch.from_numpy(window)).double().numpy()
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
-        total[(slice(None), slice(None), *where)] += exp / exp.sum(axis=1, keepdims=True) * importance
+        probs = exp / exp.sum(axis=1, keepdims=True)
+        # a window of nothing but the image's lowest values is background, without the network
+        empty = (window.max(axis=tuple(range(2, window.ndim))) <= floor.astype(np.float32)).all(axis=1)
+        probs[empty] = np.eye(spec.num_classes)[0].reshape((1, -1) + (1,) * len(patch))
+        total[(slice(None), slice(None), *where)] += probs * importance
         weight[where] += importance
     total /= weight
     crop = tuple(slice(a, a + n) for (a, _), n in zip(plan.pads, stack.shape[2:]))

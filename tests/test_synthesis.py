@@ -131,10 +131,11 @@ def test_label_maps_are_read_onto_the_model_grid_and_real_images_refused(tmp_pat
     _save(head((20, 20, 20)).astype(np.int16), tmp_path / "map.nii.gz")
     rng = np.random.default_rng(0)
     _save(rng.uniform(0, 1, (20, 20, 20)).astype(np.float32), tmp_path / "t1.nii.gz")
-    spec = replace(bt.BRAIN_TISSUE, patch_size=(8, 8, 8))
+    spec = replace(bt.BRAIN_TISSUE, patch_size=(8, 8), target_spacing=(2.0, 2.0, None))
     maps = label_maps_on_grid(spec, [SimpleNamespace(name="m", image_files=(tmp_path / "map.nii.gz",))],
                               target_of=bt.TISSUE_OF)
-    assert maps[0].shape == (10, 10, 10) and set(np.unique(maps[0])) <= {0, 2, 3, 4, 24, 515}
+    # 2 mm in-plane, the slice axis kept at its 1 mm
+    assert maps[0].shape == (10, 10, 20) and set(np.unique(maps[0])) <= {0, 2, 3, 4, 24, 515}
     with pytest.raises(UsageError, match="real scan|not a label map"):
         label_maps_on_grid(spec, [SimpleNamespace(name="t1", image_files=(tmp_path / "t1.nii.gz",))],
                            target_of=bt.TISSUE_OF)
@@ -173,11 +174,12 @@ def test_segtool_train_uses_the_brain_tissue_sampler(tmp_path, monkeypatch):
     out = tmp_path / "model"
     result = CliRunner().invoke(
         cli, ["train", "brain-tissue", str(data), "-o", str(out), "--epochs", "1", "--steps-per-epoch", "2",
-              "--patch-size", "16,16,16", "--val-cases", "real", "--precision", "fp32"],
+              "--patch-size", "32,32", "--batch-size", "3", "--val-cases", "real", "--precision", "fp32"],
         obj=App(plugin_manager_factory=lambda: pm),
     )
     assert result.exit_code == 0, result.output
-    assert calls == [((2, 1, 16, 16, 16), np.dtype(np.int64))] * 2
+    # one-slice patches of axial slices (axis 2)
+    assert calls == [((3, 1, 32, 32, 1), np.dtype(np.int64))] * 2
     import json
 
     config = json.loads((out / "config.json").read_text())

@@ -55,6 +55,10 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
               help="2D tasks: each INPUT folder (or the INPUT files of one folder) is one patient: its slices, "
                    "in slice-number order, are segmented as one batch and postprocessed as one volume; "
                    "one mask per slice. Files named *_mask.* or *_seg.* in a folder are left out.")
+@click.option("--combine", is_flag=True,
+              help="Single-channel 3D tasks (brain-tissue): the INPUTS are one subject's images of different "
+                   "contrasts (T1, T2, ...) on one grid; each is segmented and their class probabilities are "
+                   "averaged into one mask, named after the first INPUT.")
 @click.option("--shard", help="I/N: process every N-th case starting at case I (0-based), for job arrays.")
 @click.option("--overlay", is_flag=True,
               help="2D tasks: also write <stem>_overlay.png, the image with the classes blended in and a legend.")
@@ -82,6 +86,8 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
     spec = app.registry.get(task)
     stacks = _plan_stacks(spec, inputs, opts) if opts["stack"] else None
     cases = _plan_cases(spec, inputs, opts) if stacks is None else [c for s in stacks for c in s.cases]
+    if opts["combine"]:
+        cases = _combined_case(spec, cases, opts)
     if opts["output"] is not None and len(cases) != 1:
         raise UsageError(f"-o/--output takes one case, got {len(cases)}; use --output-dir")
     if opts["weights_path"] is not None and opts["model_dir"] is not None:
@@ -131,6 +137,22 @@ def _plan_cases(spec, inputs, opts):
 
     paths = expand_inputs(inputs, lambda: sys.stdin)
     return shard_cases(group_cases(paths, spec), parse_shard(opts["shard"]))
+
+
+def _combined_case(spec, cases, opts):
+    """--combine: the inputs (one file each) as the contrasts of one case."""
+    from segtool.runner import Case
+
+    if opts["stack"] or opts["shard"]:
+        raise UsageError("--combine makes one case of all INPUTS; it cannot be used with --stack or --shard")
+    if spec.ndim != 3 or spec.in_channels != 1:
+        raise UsageError(
+            f"--combine: task {spec.name!r} takes {spec.in_channels}-channel {spec.ndim}D images; it combines "
+            "contrasts for single-channel 3D tasks (multi-channel tasks take their channels as files already)"
+        )
+    if len(cases) < 2:
+        raise UsageError("--combine needs two or more INPUTS: the same subject's images of different contrasts")
+    return [Case(tuple(p for case in cases for p in case.inputs))]
 
 
 def _plan_stacks(spec, inputs, opts):
@@ -226,7 +248,7 @@ def _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console, 
                               allow_uneven=opts["allow_uneven"], warn=warn)
         return run_cases(
             spec, segmenter, model_name, cases, plan, on_result, on_batch, on_case_start, qc,
-            allow_uneven=opts["allow_uneven"], warn=warn,
+            allow_uneven=opts["allow_uneven"], warn=warn, combine=opts["combine"],
         )
 
 
