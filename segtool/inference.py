@@ -204,11 +204,12 @@ def _stream_windows(
             yield lo - first_real, part[(slice(None), slice(None), *crop[1:])].div_(weight_rows[:, None])
 
     layout = memory_format(device, precision, len(spatial))
-    floor = images.amin(dim=(0, *range(2, images.dim()))).to(device)  # each channel's lowest value
+    floor = images.amin(dim=(0, *range(2, images.dim())))  # each channel's lowest value
     for first in range(0, len(windows), batch_size):
         chosen = windows[first : first + batch_size]
         batch = torch.stack([padded[(n, slice(None), *s)] for n, s in chosen]).to(device, non_blocking=True)
-        probs = _window_probabilities(model, batch, floor, num_classes, device, precision, layout)
+        empty = torch.tensor([_holds_nothing(images, n, s, plan.pads, floor) for n, s in chosen], device=device)
+        probs = _window_probabilities(model, batch, empty, num_classes, device, precision, layout)
         probs = (probs if importance is None else probs * importance).to(stitch_device)
         for window, (n, s), rows in zip(probs, chosen, rows_of[first : first + batch_size]):
             if by_image:
@@ -221,18 +222,29 @@ def _stream_windows(
         yield from finished(later_start[done - 1])
 
 
-def _window_probabilities(model: torch.nn.Module, batch: torch.Tensor, floor: torch.Tensor, num_classes: int,
+def _holds_nothing(images: torch.Tensor, n: int, window: tuple[slice, ...], pads: Sequence[tuple[int, int]],
+                   floor: torch.Tensor) -> bool:
+    """Whether the part of image ``n`` under a (padded-grid) window holds only each channel's lowest value."""
+    inner = tuple(slice(max(w.start - a, 0), min(w.stop - a, size))
+                  for w, (a, _), size in zip(window, pads, images.shape[2:]))
+    part = images[(n, slice(None), *inner)]
+    if part.numel() == 0:  # only padding
+        return True
+    return bool((part.amax(dim=tuple(range(1, part.dim()))) <= floor).all())
+
+
+def _window_probabilities(model: torch.nn.Module, batch: torch.Tensor, empty: torch.Tensor, num_classes: int,
                           device: torch.device, precision: str, layout: torch.memory_format) -> torch.Tensor:
     """Softmax probabilities (B, K, *patch) of a batch of windows (B, C, *patch).
 
-    A window holding nothing but each channel's lowest value of the image (the zero
-    background of a skull-stripped or masked scan, an empty slice, with or without
-    padding) has nothing to segment: it is background (class 0) without going through
-    the network, which has never seen such an input and may answer anything there.
+    A window whose image part holds nothing but each channel's lowest value of the image
+    (``empty``: the zero background of a skull-stripped or masked scan, an empty slice;
+    the padding around a small image does not count) has nothing to segment: it is
+    background (class 0) without going through the network, which has never seen such
+    an input and may answer anything there.
     """
     from segtool.precision import autocast
 
-    empty = (batch.amax(dim=tuple(range(2, batch.dim()))) <= floor).all(dim=1)
     if not bool(empty.any()):
         with torch.inference_mode(), autocast(device, precision):
             logits = model(batch.contiguous(memory_format=layout))

@@ -143,3 +143,14 @@ def test_a_window_with_content_in_any_channel_goes_through_the_network():
     labels = probs.argmax(0)
     assert model.windows == 2
     assert (labels[:, 8:] == 1).all() and (labels[:, :8] == 0).all()
+
+
+def test_padding_around_a_small_image_does_not_make_an_empty_slice_look_full():
+    # a zscored image is negative where it is empty; the 0.0 padding to the patch size is not content
+    image = torch.full((1, 6, 5, 3), -0.5)
+    image[0, :, :, 0] = torch.linspace(-0.5, 1.0, 30).reshape(6, 5)
+    model = AlwaysForeground()
+    probs = sliding_window_inference(model, image, (8, 8), num_classes=2, overlap=0.5, batch_size=4, slice_axis=2)
+    labels = probs.argmax(0)
+    assert model.windows == 1  # slice 0 only: slices 1 and 2 hold only the lowest value
+    assert (labels[:, :, 0] == 1).all() and (labels[:, :, 1:] == 0).all()

@@ -100,8 +100,11 @@ def reference(spec, model, volume) -> tuple[np.ndarray, np.ndarray]:
             logits = model(torch.from_numpy(window)).double().numpy()
         exp = np.exp(logits - logits.max(axis=1, keepdims=True))
         probs = exp / exp.sum(axis=1, keepdims=True)
-        # a window of nothing but the image's lowest values is background, without the network
-        empty = (window.max(axis=tuple(range(2, window.ndim))) <= floor.astype(np.float32)).all(axis=1)
+        # a window whose image part (padding aside) holds only the image's lowest values is background
+        inner = tuple(slice(max(w.start - a, 0), min(w.stop - a, n)) for w, (a, _), n in zip(where, plan.pads,
+                                                                                               stack.shape[2:]))
+        part = stack[(slice(None), slice(None), *inner)]
+        empty = (part.max(axis=tuple(range(2, part.ndim))) <= floor).all(axis=1)
         probs[empty] = np.eye(spec.num_classes)[0].reshape((1, -1) + (1,) * len(patch))
         total[(slice(None), slice(None), *where)] += probs * importance
         weight[where] += importance
