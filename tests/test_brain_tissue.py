@@ -1,0 +1,90 @@
+"""The brain-tissue task's bundled model: it verifies offline, runs slice-wise on any grid and combines contrasts.
+
+Accuracy on a real brain (the vxm T1, never trained on) is benchmarks/accuracy.py's job;
+these tests use a small synthetic head on disk.
+"""
+
+from __future__ import annotations
+
+import json
+
+import nibabel as nib
+import numpy as np
+from click.testing import CliRunner
+
+from segtool.app import App
+from segtool.cli import cli
+from segtool.weights import HubSettings, build_model, resolve_model
+
+#: voxel axes L, P, S at 1.2 x 1.1 x 1.5 mm: not the task's RAS, not its 1 mm
+AFFINE = np.array([[-1.2, 0, 0, 40.0], [0, -1.1, 0, 50.0], [0, 0, 1.5, -30.0], [0, 0, 0, 1]])
+SHAPE = (60, 70, 36)
+
+
+def ellipsoid_radius() -> np.ndarray:
+    x, y, z = np.meshgrid(*(np.linspace(-1, 1, n) for n in SHAPE), indexing="ij")
+    return np.sqrt((x / 0.8) ** 2 + (y / 0.85) ** 2 + (z / 0.7) ** 2)
+
+
+def synthetic_head(tmp_path):
+    """A T1-like ellipsoid (bright core, darker shell, dark centre), zero outside, and its inversion inside."""
+    r = ellipsoid_radius()
+    t1 = np.select([r < 0.15, r < 0.6, r < 0.9, r < 1.0], [0.2, 0.9, 0.55, 0.15], 0.0).astype(np.float32)
+    t1 += np.where(r < 1.0, np.random.default_rng(0).normal(0, 0.02, SHAPE), 0).astype(np.float32)
+    t1[:, :, :4] = 0.0  # empty slices below the head
+    t2 = np.where(t1 > 0, 1.1 - t1, 0.0).astype(np.float32)
+    paths = {}
+    for name, array in (("t1", t1), ("t2", t2)):
+        paths[name] = tmp_path / f"{name}.nii.gz"
+        nib.save(nib.Nifti1Image(array, AFFINE), str(paths[name]))
+    return paths
+
+
+def run(*args: str):
+    result = CliRunner().invoke(cli, ["run", "brain-tissue", *args, "--offline", "--json", "-q"])
+    return result, [json.loads(line) for line in result.stdout.splitlines() if line.startswith("{")]
+
+
+def test_the_bundled_model_verifies_and_builds_offline(tmp_path):
+    import torch
+
+    app = App(warn=lambda message: None)
+    spec = app.registry.get("brain-tissue")
+    assert spec.has_weights and spec.models[spec.default_model].source == "bundled"
+    resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True, cache_dir=tmp_path),
+                             app.plugin_manager)
+    assert resolved.pinned and resolved.config.weights_sha256 == resolved.weights_sha256
+    effective = resolved.config.apply_to(spec)
+    assert effective.slice_axis == 2 and effective.target_spacing == (1.0, 1.0, None)
+    model = build_model(spec, resolved)
+    with torch.inference_mode():
+        out = model(torch.zeros(1, 1, 160, 160))
+    assert tuple(out.shape) == (1, 4, 160, 160)
+
+
+def test_run_writes_tissue_labels_on_the_input_grid(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    head = synthetic_head(tmp_path)
+    result, rows = run(str(head["t1"]), "-o", str(tmp_path / "t1_tissue.nii.gz"))
+    assert result.exit_code == 0, result.output
+    image = nib.load(str(tmp_path / "t1_tissue.nii.gz"))
+    assert image.shape == SHAPE and np.allclose(image.affine, AFFINE)
+    labels = np.asanyarray(image.dataobj)
+    assert set(np.unique(labels)) <= {0, 1, 2, 3}
+    # tissue where the head is, none around it (the ellipsoid is no brain, so no finer claim)
+    head_mask = ellipsoid_radius() < 1.0
+    assert (labels > 0).sum() > 0.3 * head_mask.sum()
+    assert (labels > 0)[ellipsoid_radius() >= 1.1].sum() <= 0.01 * (labels > 0).sum()
+    # slices holding nothing but zeros are background, whatever the network would have said
+    assert (labels[:, :, :4] == 0).all()
+    assert set(rows[0]["volumes_mm3"]) == {"csf", "gray_matter", "white_matter"}
+
+
+def test_t1_and_t2_of_one_head_combine_into_one_mask(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    head = synthetic_head(tmp_path)
+    result, rows = run(str(head["t1"]), str(head["t2"]), "--combine", "--output-dir", str(tmp_path / "out"))
+    assert result.exit_code == 0, result.output
+    assert [r["input"] for r in rows] == [str(head["t1"])]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["t1_seg.nii.gz"]
+    assert nib.load(str(tmp_path / "out" / "t1_seg.nii.gz")).shape == SHAPE
