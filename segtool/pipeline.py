@@ -294,14 +294,16 @@ class Segmenter:
         Each image is segmented on its own (a contrast-agnostic model takes any of them)
         and their class probabilities on the input grid are averaged; labels and
         postprocessing follow from the mean, on the first image's grid. Images that are
-        not on the first one's grid are refused (UsageError: register them first); a
+        not on the first one's grid are refused (GeometryError: register them first); a
         constant image is left out with a warning.
         """
+        from segtool.io.channels import check_same_grid
+
         if not volumes:
             raise ValueError("no volumes to combine")
         first = volumes[0]
         for other in volumes[1:]:
-            _check_same_grid(first, other)
+            check_same_grid(first, other)
         usable = []
         for volume in volumes:
             if _is_constant(volume.array):
@@ -352,25 +354,6 @@ class Segmenter:
         counts = label_counts(labels, self.spec.num_classes)
         volumes = {int(k): float(counts[k] * voxel_mm3) for k in self.spec.labels}
         return Prediction(labels, probabilities, volumes)
-
-
-def _check_same_grid(first: "Volume", other: "Volume", tolerance_mm: float = 1e-3) -> None:
-    """UsageError unless ``other`` has ``first``'s spatial shape and affine (within ``tolerance_mm``)."""
-    from segtool.errors import UsageError
-
-    name, other_name = first.path or "the first image", other.path or "an image"
-    if tuple(other.spatial_shape) != tuple(first.spatial_shape):
-        raise UsageError(
-            f"{other_name}: shape {tuple(other.spatial_shape)} is not {name}'s {tuple(first.spatial_shape)}; "
-            "images combined into one mask must share one grid (register or resample them first)"
-        )
-    if first.affine is not None and other.affine is not None:
-        gap = float(np.abs(np.asarray(other.affine, float) - np.asarray(first.affine, float)).max())
-        if gap > tolerance_mm:
-            raise UsageError(
-                f"{other_name}: its affine differs from {name}'s by up to {gap:.3g} mm; images combined into one "
-                "mask must share one grid (register or resample them first)"
-            )
 
 
 def label_counts(labels: np.ndarray, minlength: int) -> np.ndarray:

@@ -76,7 +76,8 @@ def test_combine_refuses_images_on_another_grid(tmp_path, tiny3d):
     result = invoke(spec, [str(t1), str(t2), "--combine"])
     assert result.exit_code == 1
     errors = [line for line in result.output.splitlines() if line.startswith("segtool: error:")]
-    assert len(errors) == 1 and "share one grid" in errors[0] and "Traceback" not in result.output
+    assert len(errors) == 1 and "different grids" in errors[0] and "register or resample" in errors[0]
+    assert "Traceback" not in result.output
     assert not (tmp_path / "t1_seg.nii.gz").exists()
 
 

@@ -46,7 +46,7 @@ def read_channels(
         volumes = [replace(volumes[0], array=np.repeat(volumes[0].array, 3, axis=0))]
     _check_channel_count(volumes, channel_names)
     for vol in volumes[1:]:
-        _check_same_grid(volumes[0], vol)
+        check_same_grid(volumes[0], vol)
     return _stack(volumes)
 
 
@@ -90,17 +90,19 @@ def _check_channel_count(volumes: list[Volume], names: Sequence[str]) -> None:
         raise GeometryError(f"task expects {_channels_str(names)}, got {got} ({files})")
 
 
-def _check_same_grid(first: Volume, other: Volume) -> None:
-    """Both volumes must have the same spatial shape and affine (within GRID_ATOL)."""
+def check_same_grid(first: Volume, other: Volume) -> None:
+    """Both volumes must have the same spatial shape and affine (within GRID_ATOL): channels of one case,
+    or contrasts combined into one mask (`Segmenter.predict_combined`)."""
     if first.spatial_shape != other.spatial_shape:
         raise GeometryError(
             f"{first.path} and {other.path} are on different grids: shape "
-            f"{_shape_str(first.spatial_shape)} vs {_shape_str(other.spatial_shape)}"
+            f"{_shape_str(first.spatial_shape)} vs {_shape_str(other.spatial_shape)}; register or resample them first"
         )
     diff = affine_difference(first.affine, other.affine)
     if diff > GRID_ATOL:
         raise GeometryError(
-            f"{first.path} and {other.path} are on different grids: affines differ by up to {diff:.4g}"
+            f"{first.path} and {other.path} are on different grids: affines differ by up to {diff:.4g}; "
+            "register or resample them first"
         )
 
 
