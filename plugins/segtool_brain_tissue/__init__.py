@@ -46,11 +46,11 @@ NON_BRAIN = frozenset((502, 506, 507, 508, 509, 511, 512, 514, 515, 516, 530))
 #: Extra-cerebral CSF: a brain mask keeps only a thin rim of it.
 OUTER_CSF = frozenset((24,))
 
-#: The bundled model: final step of an 8,000-step `segtool train` run on synthetic slices (model_card.md).
+#: The bundled model: final step of an 8,000-step `segtool train` run on synthetic slices, stored in float16 (model_card.md).
 MODELS = {
     "default": WeightsRef.bundled(
-        "segtool_brain_tissue", "4e070215432c3e8b1e47244c77da04d33a23b107465c9c8cc6ea187e6b5f7b21",
-        "bf71b685858e3c8758031465226f7ce4a5b0fba5ff2d836ce04b866786e245f6",
+        "segtool_brain_tissue", "309272ed8972b9e8f2f40b580e1f4064c3dc5ea3cedea06432fe5ca8eff86548",
+        "43d923cb23b1ba13dfaa9f19e9f0e1f3fe15a3903caf33f89ab4771cf6e877d5",
         "2D U-Net (16-256) on axial slices at 1 mm, trained only on images synthesised from 12 SynthSeg label "
         "maps; real vxm T1: GM 0.80, WM 0.87 (0.88 / 0.88 inside the brain), the same on its T2-like inversion "
         "(see model_card.md)",
