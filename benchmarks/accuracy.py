@@ -647,6 +647,7 @@ def add_clothing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos", default=None,
                         help="comma-separated photo names or @FILE (default: the validation photos recorded in the "
                              "first model's config.json)")
+    parser.add_argument("--run-args", default="", help="extra `segtool run` arguments, e.g. '--tta'")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
 
 
@@ -718,8 +719,9 @@ def clothing_photos(args: argparse.Namespace, model_dirs: list[Path | None], dat
             lines = Path(text[1:]).read_text(encoding="utf-8").splitlines()
             text = ",".join(line.split("#", 1)[0] for line in lines)
         return [p.strip() for p in text.split(",") if p.strip()], "--photos"
+    folder = model_dirs[0] if model_dirs[0] is not None else ROOT / "plugins" / "segtool_clothing"  # the bundled model
     try:
-        config = json.loads((Path(model_dirs[0]) / "config.json").read_text(encoding="utf-8"))
+        config = json.loads((Path(folder) / "config.json").read_text(encoding="utf-8"))
         cases = (config.get("training") or {}).get("data", {}).get("validation_cases")
         if cases:
             return [str(c) for c in cases], "validation photos of the model"
@@ -784,7 +786,8 @@ def clothing(args: argparse.Namespace) -> int:
     for k, (model_dir, column) in enumerate(zip(model_dirs, columns)):
         with tempfile.TemporaryDirectory(prefix="segtool-accuracy-clothing-") as tmp:
             t0 = time.perf_counter()
-            status, outputs, message = run_segtool(images, Path(tmp), model_dir, task="clothing", timeout=7200)
+            status, outputs, message = run_segtool(images, Path(tmp), model_dir, task="clothing", timeout=7200,
+                                                   extra=args.run_args.split())
             seconds = time.perf_counter() - t0
             if status == NO_MODEL:
                 log(f"clothing {column}: no model ({message})")

@@ -150,13 +150,15 @@ def _stream_windows(
     on_batch: Callable[[int, int], None] | None,
     by_image: bool,
     chunk: int,
+    context: int = 0,
 ) -> Iterator[tuple[int, torch.Tensor]]:
     """Probabilities of a stack of images (N, C, *spatial) sharing one window plan, as finished rows, in order.
 
     Yields ``(first row, probabilities (rows, K, *rest))``: with ``by_image`` a row is one
     image of the stack (rest: its spatial shape), else (N is 1) a plane along the first
     spatial axis (rest: the other spatial axes). Windows of ``chunk`` images at a time
-    go through the model together, ``batch_size`` windows per forward pass.
+    go through the model together, ``batch_size`` windows per forward pass. With
+    ``context`` k, image n's windows hold images n-k..n+k as channels (`_window_input`).
     """
     from segtool.precision import memory_format
 
@@ -207,7 +209,7 @@ def _stream_windows(
     floor = images.amin(dim=(0, *range(2, images.dim())))  # each channel's lowest value
     for first in range(0, len(windows), batch_size):
         chosen = windows[first : first + batch_size]
-        batch = torch.stack([padded[(n, slice(None), *s)] for n, s in chosen]).to(device, non_blocking=True)
+        batch = torch.stack([_window_input(padded, n, s, context) for n, s in chosen]).to(device, non_blocking=True)
         empty = torch.tensor([_holds_nothing(images, n, s, plan.pads, floor) for n, s in chosen], device=device)
         probs = _window_probabilities(model, batch, empty, num_classes, device, precision, layout)
         probs = (probs if importance is None else probs * importance).to(stitch_device)
@@ -220,6 +222,22 @@ def _stream_windows(
         if on_batch is not None:
             on_batch(done, len(windows))
         yield from finished(later_start[done - 1])
+
+
+def _window_input(stack: torch.Tensor, n: int, window: tuple[slice, ...], context: int) -> torch.Tensor:
+    """Image ``n``'s window (C, *patch); with ``context`` k, images n-k..n+k's windows as (C * (2k + 1), *patch).
+
+    Each channel's 2k+1 images in order, zero beyond the stack: the layout of
+    `segtool.training.batches.slab_to_channels`. Built per window, so the input is never copied whole.
+    """
+    if not context:
+        return stack[(n, slice(None), *window)]
+    lo, hi = n - context, n + context + 1
+    part = stack[(slice(max(lo, 0), min(hi, stack.shape[0])), slice(None), *window)]
+    missing = (max(0, -lo), max(0, hi - stack.shape[0]))
+    if any(missing):
+        part = F.pad(part, (0, 0) * (part.dim() - 1) + missing)
+    return part.movedim(0, 1).reshape(-1, *part.shape[2:])
 
 
 def _holds_nothing(images: torch.Tensor, n: int, window: tuple[slice, ...], pads: Sequence[tuple[int, int]],
@@ -280,6 +298,7 @@ def _run_windows(
     num_classes: int,
     precision: str,
     on_batch: Callable[[int, int], None] | None,
+    context: int = 0,
 ) -> torch.Tensor:
     """Probabilities (N, K, *spatial) of a stack of images (N, C, *spatial) sharing one window plan.
 
@@ -289,7 +308,7 @@ def _run_windows(
     count, spatial = images.shape[0], tuple(images.shape[2:])
     by_image = count > 1
     rows = _stream_windows(model, images, patch, overlap, batch_size, device, stitch_device, num_classes, precision,
-                           on_batch, by_image=by_image, chunk=count)
+                           on_batch, by_image=by_image, chunk=count, context=context)
     first, part = next(rows)
     if by_image and part.shape[0] == count:  # one batch of whole images (photos): its probabilities, not a copy
         return part
@@ -324,13 +343,15 @@ def sliding_window_inference(
     warn: Callable[[str], None] | None = None,
     slice_axis: int | None = None,
     make_sink: Callable[[], Callable[[int, torch.Tensor], None]] | None = None,
+    slice_context: int = 0,
 ) -> torch.Tensor | None:
     """Class probabilities (num_classes, *spatial) for a (C, *spatial) image.
 
     ``precision`` is a resolved `segtool.precision` name (fp32, bf16 or fp16).
     With ``slice_axis`` the image is 3D and the model 2D: the slices along that
     spatial axis go through the model in batches (windows of many slices per
-    forward pass) and are stacked back. With ``tta``, predictions over every
+    forward pass) and are stacked back; with ``slice_context`` k each slice goes in with
+    its k neighbours on each side as extra channels (2.5D; zero beyond the volume). With ``tta``, predictions over every
     combination of flips of ``tta_axes`` (the network's spatial axes, in-plane for
     slices; None: all) are averaged. On CUDA out-of-memory,
     retries with CPU stitching and a halved batch.
@@ -343,7 +364,7 @@ def sliding_window_inference(
         if tta:
             raise ValueError("tta needs every probability at once; it cannot stream to a sink")
         _stream_to_sink(model, image, patch_size, num_classes, make_sink, overlap, batch_size, device, precision,
-                        on_batch, warn, slice_axis)
+                        on_batch, warn, slice_axis, context=slice_context)
         return None
     device = torch.device(device)
     stitch = torch.device(stitch_device) if stitch_device is not None else device
@@ -359,7 +380,8 @@ def sliding_window_inference(
                 shifted = tuple(a + 1 for a in axes)  # the stack has one more leading axis
                 source = stack.flip(shifted) if axes else stack
                 probs = _run_windows(
-                    model, source, patch_size, overlap, batch_size, device, stitch, num_classes, precision, on_batch
+                    model, source, patch_size, overlap, batch_size, device, stitch, num_classes, precision, on_batch,
+                    slice_context,
                 )
                 probs = probs.flip(shifted) if axes else probs
                 total = probs if total is None else total.add_(probs)
@@ -390,6 +412,7 @@ def _stream_to_sink(
     warn: Callable[[str], None] | None = None,
     slice_axis: int | None = None,
     chunk_bytes: int = STREAM_CHUNK_BYTES,
+    context: int = 0,
 ) -> None:
     """Class probabilities of a (C, *spatial) image, handed to a sink as they are finished, never all at once.
 
@@ -412,7 +435,7 @@ def _stream_to_sink(
             per_image = num_classes * math.prod(padded) * 4
             chunk = max(1, chunk_bytes // per_image) if by_image else 1
             rows = _stream_windows(model, stack, patch_size, overlap, batch_size, device, stitch, num_classes,
-                                   precision, on_batch, by_image=by_image, chunk=chunk)
+                                   precision, on_batch, by_image=by_image, chunk=chunk, context=context)
             for first, part in rows:
                 sink(first, part)
             return

@@ -33,6 +33,7 @@ class ModelConfig:
     normalization: str
     network: str | None = None  # family in segtool.networks; None: the task's custom model_factory
     slice_axis: int | None = None
+    slice_context: int = 0  # 2.5D: neighbouring slices on each side as extra input channels
     target_spacing: list[float | None] | None = None
     input_size: list[int] | None = None  # 2D: fixed (rows, cols) the image is resized to for the network
     orientation: str | None = None
@@ -94,6 +95,12 @@ class ModelConfig:
             bad("architecture", f"must not set {', '.join(repeated)} (taken from channels and labels)")
         if self.slice_axis is not None and self.slice_axis not in (0, 1, 2):
             bad("slice_axis", f"must be 0, 1, 2 or null, got {self.slice_axis!r}")
+        if isinstance(self.slice_context, bool) or not isinstance(self.slice_context, int) or not (
+            0 <= self.slice_context <= 16
+        ):
+            bad("slice_context", f"must be a whole number from 0 to 16, got {self.slice_context!r}")
+        if self.slice_context and self.slice_axis is None:
+            bad("slice_context", "needs slice_axis (neighbouring slices of a slice-wise model)")
         if self.target_spacing is not None:
             if not isinstance(self.target_spacing, list) or not all(
                 s is None or (isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0 < s <= 1000)
@@ -129,6 +136,7 @@ class ModelConfig:
             normalization=self.normalization,
             model_kwargs=dict(self.architecture),
             slice_axis=self.slice_axis,
+            slice_context=self.slice_context,
         )
         if self.network is not None:
             changes.update(network=self.network, model_factory=None)
@@ -166,6 +174,7 @@ class ModelConfig:
             patch_size=list(spec.patch_size),
             normalization=spec.normalization,
             slice_axis=spec.slice_axis,
+            slice_context=spec.slice_context,
             target_spacing=list(spec.target_spacing) if spec.target_spacing else None,
             input_size=list(spec.input_size) if getattr(spec, "input_size", None) else None,
             orientation=spec.orientation,

@@ -235,7 +235,7 @@ class Segmenter:
         opts = self.options
         return dict(overlap=self.spec.overlap if opts.overlap is None else opts.overlap,
                     batch_size=opts.batch_size or self.spec.run_batch_size, device=self.device,
-                    precision=self.precision, warn=self.warn)
+                    precision=self.precision, warn=self.warn, slice_context=self.spec.slice_context)
 
     def model_probabilities(self, image: "torch.Tensor", slice_axis: int | None,
                             on_batch: Callable[[int, int], None] | None = None) -> "torch.Tensor":

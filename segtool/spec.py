@@ -111,6 +111,9 @@ class TaskSpec:
     model_kwargs: Mapping[str, Any] = field(default_factory=dict)  # the family's own knobs
     model_factory: Callable[..., Any] | None = None  # a custom network instead of a family
     slice_axis: int | None = None  # 3D input, 2D network on slices along this axis (after reorientation)
+    # 2.5D: a slice-wise network also sees this many neighbouring slices on each side, as extra
+    # input channels (each channel's 2k+1 slices in order; zero beyond the volume). 0: the slice alone.
+    slice_context: int = 0
     orientation: str | None = "RAS"
     target_spacing: tuple[float | None, ...] | None = None  # None on an axis keeps the input's spacing
     # 2D tasks: every image is resized to this (rows, cols) for the network and the
@@ -173,6 +176,12 @@ class TaskSpec:
         if self.slice_axis is not None:
             if self.ndim != 3 or self.slice_axis not in (0, 1, 2):
                 _fail(what, f"slice_axis must be 0, 1 or 2 of a 3D task, got {self.slice_axis!r}")
+        if isinstance(self.slice_context, bool) or not isinstance(self.slice_context, int) or not (
+            0 <= self.slice_context <= 16
+        ):
+            _fail(what, f"slice_context must be a whole number from 0 to 16, got {self.slice_context!r}")
+        if self.slice_context and self.slice_axis is None:
+            _fail(what, "slice_context needs slice_axis (neighbouring slices of a slice-wise task)")
         patch = tuple(int(p) for p in self.patch_size)
         if len(patch) != self.network_dims or min(patch) < 1:
             _fail(what, f"patch_size must have {self.network_dims} positive sizes, got {self.patch_size}")
@@ -310,7 +319,7 @@ class TaskSpec:
                       in_channels: int | None = None, out_channels: int | None = None):
         """A fresh network (imports torch): the family (or factory) with the core's arguments."""
         kwargs = dict(self.model_kwargs if model_kwargs is None else model_kwargs)
-        core = dict(spatial_dims=self.network_dims, in_channels=in_channels or self.in_channels,
+        core = dict(spatial_dims=self.network_dims, in_channels=in_channels or self.network_in_channels,
                     out_channels=out_channels or self.num_classes)
         family = network or self.network
         if family is not None and (network is not None or self.model_factory is None):
@@ -332,6 +341,11 @@ class TaskSpec:
     @property
     def in_channels(self) -> int:
         return len(self.channels)
+
+    @property
+    def network_in_channels(self) -> int:
+        """Channels the network takes: each input channel's slice and its ``slice_context`` neighbours."""
+        return self.in_channels * (2 * self.slice_context + 1)
 
     @property
     def files_per_case(self) -> int:

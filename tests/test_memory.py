@@ -34,8 +34,13 @@ MAX_TIE_SHARE = 1e-3
 AFFINE = np.array([[0.0, 0.9, 0.0, 4.0], [0.0, 0.0, 2.2, -3.0], [-1.3, 0.0, 0.0, 7.0], [0.0, 0.0, 0.0, 1.0]])
 
 
-def builtin_specs():
-    return sorted(App().registry, key=lambda spec: spec.name)
+def builtin_specs(with_context: bool = False):
+    """The installed tasks; with ``with_context`` also each slice-wise one as 2.5D (2 neighbours a side)."""
+    specs = sorted(App().registry, key=lambda spec: spec.name)
+    if with_context:
+        specs += [replace(spec, name=f"{spec.name}-25d", slice_context=2)
+                  for spec in specs if spec.slice_axis is not None and not spec.slice_context]
+    return specs
 
 
 class TwoConvs(torch.nn.Module):
@@ -55,7 +60,7 @@ class TwoConvs(torch.nn.Module):
 
 def seeded_segmenter(task):
     """The seeded stand-in network for ``task`` and an fp32 CPU segmenter around it."""
-    model = TwoConvs(task.network_dims, task.in_channels, task.num_classes).eval()
+    model = TwoConvs(task.network_dims, task.network_in_channels, task.num_classes).eval()
     return model, Segmenter(task, model, InferenceOptions(device="cpu", precision="fp32"))
 
 
@@ -89,7 +94,12 @@ def reference(spec, model, volume) -> tuple[np.ndarray, np.ndarray]:
     stack = np.moveaxis(image, spec.slice_axis + 1, 0) if spec.slice_axis is not None else image[None]
     patch = spec.patch_size
     plan = plan_windows(stack.shape[2:], patch, spec.overlap)
-    padded = np.pad(stack, [(0, 0), (0, 0), *plan.pads])
+    inputs, k = stack, spec.slice_context
+    if k:  # 2.5D: each slice with its k neighbours on each side (zero beyond the volume), channel-major
+        beyond = np.pad(stack, [(k, k)] + [(0, 0)] * (stack.ndim - 1))
+        slabs = np.stack([beyond[i : i + 2 * k + 1] for i in range(stack.shape[0])])  # (S, 2k+1, C, *plane)
+        inputs = np.swapaxes(slabs, 1, 2).reshape(stack.shape[0], -1, *stack.shape[2:])
+    padded = np.pad(inputs, [(0, 0), (0, 0), *plan.pads])
     importance = gaussian_importance(patch).double().numpy()
     total = np.zeros((stack.shape[0], spec.num_classes, *plan.padded_shape))
     weight = np.zeros(plan.padded_shape)
@@ -128,7 +138,7 @@ def reference(spec, model, volume) -> tuple[np.ndarray, np.ndarray]:
     return probs.argmax(axis=0).astype(np.uint8), ordered[-1] - ordered[-2]
 
 
-@pytest.mark.parametrize("spec", builtin_specs(), ids=lambda spec: spec.name)
+@pytest.mark.parametrize("spec", builtin_specs(with_context=True), ids=lambda spec: spec.name)
 def test_lean_labels_equal_a_float64_reference(spec):
     task = small_task(spec)
     model, segmenter = seeded_segmenter(task)

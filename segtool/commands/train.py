@@ -82,6 +82,9 @@ def _names(ctx, param, values: tuple[str, ...]):
               "(unet, attention_unet, res_se_unet, deeplabv3plus, dilated_gm); recorded in the model folder.")
 @click.option("--network-args", help='The family\'s own arguments as JSON, e.g. \'{"features": [16, 32, 64]}\' '
               "(default: the task's when the family is the task's, else the family's defaults).")
+@click.option("--slice-context", type=click.IntRange(0, 16),
+              help="2.5D, for slice-wise tasks: the network also sees this many neighbouring slices on each side "
+                   "as extra input channels (default: the task's); recorded in the model folder.")
 @click.option("--group-by", help="Regex whose first group names a case's subject: the split keeps subjects whole "
                                   "(e.g. '^(sub-[^_]+)'), and validation scores subjects, their cases pooled "
                                   "(the Dice of a patient's stacked slices).")
@@ -108,6 +111,7 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
     """
     app = get_app(ctx)
     spec = _with_network(app.registry.get(task), opts.pop("network_family"), opts.pop("network_args"))
+    spec = _with_slice_context(spec, opts.pop("slice_context"))
     if opts["resume"] and opts["overwrite"]:
         raise UsageError("give --resume or --overwrite, not both")
 
@@ -185,6 +189,21 @@ def command_line(ctx: click.Context) -> str:
             launcher += ["--nnodes", str(nodes)]
         words = launcher + ["-m"] + words
     return shlex.join(words)
+
+
+def _with_slice_context(spec, context: int | None):
+    """The task with ``--slice-context`` neighbouring slices as channels (slice-wise tasks only)."""
+    from dataclasses import replace
+
+    from segtool.errors import InvalidSpecError
+
+    if context is None or context == spec.slice_context:
+        return spec
+    try:
+        return replace(spec, slice_context=context)
+    except InvalidSpecError:
+        raise UsageError(f"--slice-context: task {spec.name!r} does not run slice by slice "
+                         "(only slice-wise 3D tasks have neighbouring slices)") from None
 
 
 def _with_network(spec, family: str | None, arguments: str | None):

@@ -23,18 +23,20 @@ class StepBatches(torch.utils.data.Dataset):
 
     ``augment`` is either `AugmentSettings` (the torch augmentation of photos) or a
     TorchIO Compose (`augment_recipes`). With ``slice_axis`` the sampler cuts
-    one-slice patches from the volumes and they leave here as 2D patches. With
+    slabs of ``2 * slice_context + 1`` slices from the volumes and they leave here as
+    2D patches, the slab's slices as channels (`slab_to_channels`). With
     ``field_of_view`` some patches are then cut to a band along the task's column.
     """
 
     def __init__(self, sampler: PatchSampler, augment, seed: int, rank: int, slice_axis: int | None = None,
-                 field_of_view: FieldOfViewCut | None = None):
+                 field_of_view: FieldOfViewCut | None = None, slice_context: int = 0):
         self.sampler = sampler
         self.augment = augment
         self.field_of_view = field_of_view
         self.seed = seed
         self.rank = rank
         self.slice_axis = slice_axis
+        self.slice_context = slice_context
 
     def __len__(self) -> int:
         return 2**62
@@ -44,7 +46,7 @@ class StepBatches(torch.utils.data.Dataset):
         images, labels = self.sampler.sample(np.random.default_rng(seq))
         x, y = torch.from_numpy(images), torch.from_numpy(labels)
         if self.slice_axis is not None:
-            x, y = x.squeeze(self.slice_axis + 2), y.squeeze(self.slice_axis + 1)
+            x, y = slab_to_channels(x, y, self.slice_axis, self.slice_context)
         seed = int(seq.generate_state(1, np.uint64)[0] >> 1)
         if isinstance(self.augment, AugmentSettings):
             x, y = augment_batch(x, y, self.augment, torch.Generator().manual_seed(seed))
@@ -53,6 +55,17 @@ class StepBatches(torch.utils.data.Dataset):
         if self.field_of_view is not None:
             x, y = cut_field_of_view(x, y, self.field_of_view, torch.Generator().manual_seed(seed + 1))
         return x, y
+
+
+def slab_to_channels(images: torch.Tensor, labels: torch.Tensor, slice_axis: int,
+                     context: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Slabs (B, C, *3D) of ``2 * context + 1`` slices along ``slice_axis`` as 2D patches.
+
+    Images become (B, C * (2k + 1), *2D): each channel's slices in order, as
+    `segtool.inference` stacks a slice's neighbours; labels (B, *2D) are the centre slice's.
+    """
+    slab = images.movedim(slice_axis + 2, 2)  # (B, C, 2k+1, *2D)
+    return slab.reshape(slab.shape[0], -1, *slab.shape[3:]), labels.select(slice_axis + 1, context)
 
 
 def iterate_batches(dataset: StepBatches, steps: range, num_workers: int, pin: bool):

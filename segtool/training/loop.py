@@ -72,7 +72,7 @@ def _check_model(spec: TaskSpec, model: torch.nn.Module, patch: tuple[int, ...],
     model.eval()
     try:
         with torch.no_grad():
-            out = model(torch.zeros((1, spec.in_channels, *patch), device=device))
+            out = model(torch.zeros((1, spec.network_in_channels, *patch), device=device))
     except RuntimeError as exc:
         raise UsageError(
             f"task {spec.name!r}: the model fails on a {'x'.join(map(str, patch))} patch "
@@ -200,21 +200,24 @@ class Trainer(TrainerData, TrainerRecords):
         distributed.barrier(self.dist)
         self._prepare_data(ckpt)
         spec = self.spec
-        sample_patch = list(self.patch)
-        if spec.slice_axis is not None:  # one-slice patches of the volumes
-            sample_patch.insert(spec.slice_axis, 1)
+        sample_patch, overhang = list(self.patch), None
+        if spec.slice_axis is not None:  # slabs of one slice (and its slice_context neighbours) from the volumes
+            sample_patch.insert(spec.slice_axis, 2 * spec.slice_context + 1)
+            overhang = [0] * len(sample_patch)
+            overhang[spec.slice_axis] = spec.slice_context
         sampler = None
         if self.plugin_manager is not None:
             sampler = self.plugin_manager.hook.segtool_training_sampler(
                 spec=spec, cases=list(self.prepared), patch_size=tuple(sample_patch), batch_size=self.batch_size
             )
         if sampler is None:
-            sampler = PatchSampler(self.prepared, sample_patch, self.batch_size, opts.foreground_fraction)
+            sampler = PatchSampler(self.prepared, sample_patch, self.batch_size, opts.foreground_fraction, overhang)
         augment, self.augment_description = choose_augmentation(spec, opts.augment, opts.elastic)
         field_of_view = choose_field_of_view(spec, opts.augment)
         if field_of_view is not None:
             self.augment_description = f"{self.augment_description}; {field_of_view.describe()}"
-        batches = StepBatches(sampler, augment, self.seed, self.dist.rank, spec.slice_axis, field_of_view)
+        batches = StepBatches(sampler, augment, self.seed, self.dist.rank, spec.slice_axis, field_of_view,
+                              spec.slice_context)
         own = getattr(sampler, "description", None)  # a task's own sampler says what it does (model card)
         if own:
             self.augment_description = own if self.augment_description == "none" else f"{own}; then {self.augment_description}"

@@ -28,9 +28,11 @@ class SampleSource(Protocol):
     def foreground(self) -> dict[int, np.ndarray]: ...  # label -> (K, ndim) positions
 
 
-def crop_start_range(size: int, patch: int) -> tuple[int, int]:
-    """Inclusive range of crop starts: inside the volume, or placing a small volume inside the patch."""
-    return (0, size - patch) if size >= patch else (size - patch, 0)
+def crop_start_range(size: int, patch: int, overhang: int = 0) -> tuple[int, int]:
+    """Inclusive range of crop starts: inside the volume (reaching ``overhang`` beyond either end), or
+    placing a small volume inside the patch."""
+    lo, hi = -overhang, size - patch + overhang
+    return (lo, hi) if lo <= hi else (size - patch, 0)
 
 
 def crop(array: np.ndarray, start: Sequence[int], patch: Sequence[int], spatial_axes_from: int) -> np.ndarray:
@@ -55,6 +57,7 @@ class PatchSampler:
         patch_size: Sequence[int],
         batch_size: int,
         foreground_fraction: float = 0.33,
+        overhang: Sequence[int] | None = None,
     ):
         if not cases:
             raise ValueError("no training cases")
@@ -62,6 +65,9 @@ class PatchSampler:
         self.patch_size = tuple(int(p) for p in patch_size)
         self.batch_size = int(batch_size)
         self.foreground_fraction = float(foreground_fraction)
+        # per axis, how far a crop may reach beyond the volume (zeros there): a 2.5D slab's neighbours of
+        # the first and last slices, as inference pads them
+        self.overhang = tuple(int(h) for h in overhang) if overhang is not None else (0,) * len(self.patch_size)
 
     def forced_foreground(self, index: int) -> bool:
         """Whether sample ``index`` of a batch is centred on a foreground voxel."""
@@ -70,7 +76,7 @@ class PatchSampler:
 
     def start_for(self, case: SampleSource, rng: np.random.Generator, foreground: bool) -> tuple[int, ...]:
         shape = case.label.shape
-        ranges = [crop_start_range(n, p) for n, p in zip(shape, self.patch_size)]
+        ranges = [crop_start_range(n, p, h) for n, p, h in zip(shape, self.patch_size, self.overhang)]
         labels = sorted(case.foreground) if foreground else []
         if labels:
             value = labels[int(rng.integers(len(labels)))]
