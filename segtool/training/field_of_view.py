@@ -7,7 +7,9 @@ column axis, the way a shorter acquisition is, and placed as inference places a
 smaller image (centred, the rest 0, as `segtool.inference` pads); the labels outside
 the band become background, those inside keep their level. The band is then
 standardised again when the task's normalisation is a z-score, since `segtool run`
-standardises the partial image it is given on its own statistics.
+standardises the partial image it is given on its own statistics. Each channel is
+standardised on its own, and so is each slice of a 2.5D slab (``slice_context``): a
+band's slices stand in for a partial scan's volume statistics, one slice at a time.
 """
 
 from __future__ import annotations
