@@ -272,8 +272,9 @@ def test_prepare_split_is_seeded_and_holds_out_the_count():
     assert split(names, 100, 1)[1] != val
 
 
-def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeypatch):
-    """The shipped clothing model: pinned files hash right, and a photo gets a mask at its own size."""
+@pytest.mark.parametrize("variant, network", [(None, "deeplabv3plus"), ("unet", "unet")])
+def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeypatch, variant, network):
+    """The shipped clothing models: pinned files hash right, and a photo gets a mask at its own size."""
     from click.testing import CliRunner
     from PIL import Image
 
@@ -284,11 +285,13 @@ def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeyp
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     app = App()
     spec = app.registry.get("clothing")
-    resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True, cache_dir=tmp_path), app.plugin_manager)
-    assert resolved.pinned and resolved.config.network == "deeplabv3plus"
+    resolved = resolve_model(spec, variant, HubSettings.from_env(offline_flag=True, cache_dir=tmp_path),
+                             app.plugin_manager)
+    assert resolved.pinned and resolved.config.network == network
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (123, 77, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg")
-    result = CliRunner().invoke(cli, ["run", "clothing", str(tmp_path / "photo.jpg"), "--offline", "-q"])
+    choose = ["--model", variant] if variant else []
+    result = CliRunner().invoke(cli, ["run", "clothing", str(tmp_path / "photo.jpg"), "--offline", "-q", *choose])
     assert result.exit_code == 0, result.output
     mask = Image.open(tmp_path / "photo_seg.png")
     assert mask.size == (77, 123) and mask.mode == "P" and max(np.asarray(mask).ravel()) <= 13
