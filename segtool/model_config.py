@@ -69,7 +69,7 @@ class ModelConfig:
     def validate(self, source: str = "config") -> None:
         """Every value checked, with a one-line error naming the file and key."""
         from segtool.networks import FAMILIES
-        from segtool.spec import NORMALIZATIONS, ORIENTATION
+        from segtool.spec import NORMALIZATIONS, ORIENTATION, slice_context_problem
 
         def bad(key: str, problem: str) -> None:
             raise WeightsUnavailableError(f"{source}: {key}: {problem}")
@@ -95,12 +95,9 @@ class ModelConfig:
             bad("architecture", f"must not set {', '.join(repeated)} (taken from channels and labels)")
         if self.slice_axis is not None and self.slice_axis not in (0, 1, 2):
             bad("slice_axis", f"must be 0, 1, 2 or null, got {self.slice_axis!r}")
-        if isinstance(self.slice_context, bool) or not isinstance(self.slice_context, int) or not (
-            0 <= self.slice_context <= 16
-        ):
-            bad("slice_context", f"must be a whole number from 0 to 16, got {self.slice_context!r}")
-        if self.slice_context and self.slice_axis is None:
-            bad("slice_context", "needs slice_axis (neighbouring slices of a slice-wise model)")
+        problem = slice_context_problem(self.slice_context, self.slice_axis)
+        if problem:
+            bad("slice_context", problem)
         if self.target_spacing is not None:
             if not isinstance(self.target_spacing, list) or not all(
                 s is None or (isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0 < s <= 1000)

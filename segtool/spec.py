@@ -97,6 +97,19 @@ def _frozen_mapping(m: Mapping) -> Mapping:
     return MappingProxyType(dict(m))
 
 
+#: The most neighbouring slices a side a 2.5D network may take (``slice_context``).
+MAX_SLICE_CONTEXT = 16
+
+
+def slice_context_problem(context: Any, slice_axis: int | None) -> str | None:
+    """What is wrong with a ``slice_context`` (task spec or model config), or None when it is valid."""
+    if isinstance(context, bool) or not isinstance(context, int) or not 0 <= context <= MAX_SLICE_CONTEXT:
+        return f"must be a whole number from 0 to {MAX_SLICE_CONTEXT}, got {context!r}"
+    if context and slice_axis is None:
+        return "needs slice_axis (neighbouring slices of a slice-wise task)"
+    return None
+
+
 @dataclass(frozen=True)
 class TaskSpec:
     """Everything the core needs to run (and train) one task."""
@@ -176,12 +189,9 @@ class TaskSpec:
         if self.slice_axis is not None:
             if self.ndim != 3 or self.slice_axis not in (0, 1, 2):
                 _fail(what, f"slice_axis must be 0, 1 or 2 of a 3D task, got {self.slice_axis!r}")
-        if isinstance(self.slice_context, bool) or not isinstance(self.slice_context, int) or not (
-            0 <= self.slice_context <= 16
-        ):
-            _fail(what, f"slice_context must be a whole number from 0 to 16, got {self.slice_context!r}")
-        if self.slice_context and self.slice_axis is None:
-            _fail(what, "slice_context needs slice_axis (neighbouring slices of a slice-wise task)")
+        problem = slice_context_problem(self.slice_context, self.slice_axis)
+        if problem:
+            _fail(what, f"slice_context {problem}")
         patch = tuple(int(p) for p in self.patch_size)
         if len(patch) != self.network_dims or min(patch) < 1:
             _fail(what, f"patch_size must have {self.network_dims} positive sizes, got {self.patch_size}")

@@ -48,7 +48,7 @@ def write_model_folder(folder: Path, spec: TaskSpec) -> tuple[WeightsFile, Weigh
     from segtool.model_config import ModelConfig
 
     folder.mkdir(parents=True, exist_ok=True)
-    state = one_conv_state(spec.network_dims, spec.in_channels, spec.model_kwargs.get("kernel", 1))
+    state = one_conv_state(spec.network_dims, spec.network_in_channels, spec.model_kwargs.get("kernel", 1))
     save_file(state, str(folder / "model.safetensors"))
     (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
     return (

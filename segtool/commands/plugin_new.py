@@ -100,7 +100,7 @@ def test_model_output_matches_the_patch():
     spec = $module.TASK
     model = spec.build_network().eval()
     with torch.no_grad():
-        out = model(torch.zeros(1, spec.in_channels, *spec.patch_size))
+        out = model(torch.zeros(1, spec.network_in_channels, *spec.patch_size))
     assert tuple(out.shape) == (1, spec.num_classes, *spec.patch_size)
 ''')
 

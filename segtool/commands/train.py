@@ -11,6 +11,7 @@ from click.core import ParameterSource
 
 from segtool.commands.common import complete_task, echo_json, get_app
 from segtool.errors import UsageError
+from segtool.spec import MAX_SLICE_CONTEXT
 
 
 def _patch_size(ctx, param, value: str | None):
@@ -82,7 +83,7 @@ def _names(ctx, param, values: tuple[str, ...]):
               "(unet, attention_unet, res_se_unet, deeplabv3plus, dilated_gm); recorded in the model folder.")
 @click.option("--network-args", help='The family\'s own arguments as JSON, e.g. \'{"features": [16, 32, 64]}\' '
               "(default: the task's when the family is the task's, else the family's defaults).")
-@click.option("--slice-context", type=click.IntRange(0, 16),
+@click.option("--slice-context", type=click.IntRange(0, MAX_SLICE_CONTEXT),
               help="2.5D, for slice-wise tasks: the network also sees this many neighbouring slices on each side "
                    "as extra input channels (default: the task's); recorded in the model folder.")
 @click.option("--group-by", help="Regex whose first group names a case's subject: the split keeps subjects whole "
