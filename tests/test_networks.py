@@ -26,6 +26,13 @@ NARROWER = {
     "res_se_unet": {"features": (8, 16, 32, 64)},
     "deeplabv3plus": {"features": (8, 16, 32, 64)},
     "dilated_gm": {"filters": 16},
+    "ensemble": {"members": [{"network": "unet", "features": (8, 16, 32, 64)},
+                             {"network": "res_se_unet", "features": (8, 16, 32, 64)}]},
+}
+
+#: Arguments a family cannot do without (an ensemble has no members of its own choosing).
+REQUIRED = {
+    "ensemble": {"members": [{"network": "unet"}, {"network": "res_se_unet"}]},
 }
 
 
@@ -36,7 +43,7 @@ def ids(case):
 
 def make(family: str, dims: int, seed: int = 0, **kwargs) -> torch.nn.Module:
     torch.manual_seed(seed)
-    return build_network(family, dims, IN_CHANNELS, OUT_CHANNELS, **kwargs)
+    return build_network(family, dims, IN_CHANNELS, OUT_CHANNELS, **{**REQUIRED.get(family, {}), **kwargs})
 
 
 def odd_input(dims: int, batch: int = 2, seed: int = 1) -> torch.Tensor:
@@ -214,3 +221,27 @@ def test_each_normalisation_choice_builds_and_trains(family, norm):
     assert norms == {f"{norm.capitalize()}Norm{dims}d"}
     training_step(model, odd_input(dims))
     assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_ensemble_gives_the_mean_probability_of_its_members():
+    members = [{"network": "unet", "features": (8, 16, 32)}, {"network": "res_se_unet", "features": (8, 16, 32)}]
+    ensemble = make("ensemble", 2, members=members).eval()
+    x = odd_input(2)
+    with torch.no_grad():
+        expected = sum(torch.softmax(m(x), dim=1) for m in ensemble.members) / 2
+        got = torch.softmax(ensemble(x), dim=1)
+        single = torch.softmax(ensemble.members[0](x), dim=1)
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert not torch.allclose(got, single, atol=1e-3), "the second member must count"
+    assert sorted({k.split(".")[1] for k in ensemble.state_dict()}) == ["0", "1"]
+
+
+@pytest.mark.parametrize("members, message", [
+    ([{"network": "unet"}], "at least two"),
+    ([{"network": "unet"}, {"features": (8, 16)}], "member 1 needs 'network'"),
+    ([{"network": "unet"}, {"network": "ensemble", "members": []}], "other than 'ensemble'"),
+    ([{"network": "unet"}, {"network": "deeplabv3plus"}], "2D only, not 3D"),
+])
+def test_ensemble_refuses_what_cannot_be_one(members, message):
+    with pytest.raises(ValueError, match=message):
+        build_network("ensemble", 3, 1, 2, members=members)

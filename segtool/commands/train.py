@@ -216,6 +216,9 @@ def _with_network(spec, family: str | None, arguments: str | None):
 
     if family is None and arguments is None:
         return spec
+    if family == "ensemble":
+        raise UsageError("--network ensemble: an ensemble is made from trained model folders "
+                         "(scripts/ensemble_models.py), not trained")
     kwargs = dict(spec.model_kwargs) if family in (None, spec.network) else {}
     if arguments is not None:
         try:

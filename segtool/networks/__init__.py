@@ -13,6 +13,7 @@ widths, depth, dilation rates, dropout, normalisation); the core supplies
 | ``res_se_unet`` | `res_se_unet` | 2D/3D | residual U-Net (He et al. 2016) with squeeze-and-excitation (Hu et al. 2018) |
 | ``deeplabv3plus`` | `deeplabv3plus` | 2D | Chen et al., "Encoder-Decoder with Atrous Separable Convolution", ECCV 2018 |
 | ``dilated_gm`` | `dilated_gm` | 2D | Perone et al., Sci Rep 2018 (neuropoly/gmseg) |
+| ``ensemble`` | `ensemble` | 2D/3D | mean probability of trained networks (``members``), as nnU-Net ensembles |
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ FAMILIES: dict[str, tuple[str, str, tuple[int, ...]]] = {
     "res_se_unet": ("segtool.networks.res_se_unet", "ResSEUNet", (2, 3)),
     "deeplabv3plus": ("segtool.networks.deeplabv3plus", "DeepLabV3Plus", (2,)),
     "dilated_gm": ("segtool.networks.dilated_gm", "DilatedGM", (2,)),
+    "ensemble": ("segtool.networks.ensemble", "Ensemble", (2, 3)),
 }
 
 #: What the core supplies to every family; a spec or config that sets them is refused.
