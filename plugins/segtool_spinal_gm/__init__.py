@@ -17,7 +17,7 @@ from segtool.spec import Locate, Postprocess, TaskSpec, WeightsRef
 DEFAULT_MODEL = WeightsRef.bundled(
     "segtool_spinal_gm",
     "962671cc747c4b2e61e2c0ab7a5cc3e9266c9738c89494ab33491573c01ca9d4",
-    "31a13296fda9d90dcc7bfce9feee760cd1507a05ace5efd4484dc864c8288792",
+    "b263cf5682f7e79dcbd0ec2d229ff965d7cf450ed685292e42cd95603a96d73d",
     "dilated_gm (Perone et al. 2018) at 0.25 mm, 127k parameters, trained by segtool (see model_card.md)",
 )
 
