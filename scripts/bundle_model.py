@@ -62,6 +62,8 @@ def main() -> int:
     target = args.plugin_dir / args.variant if args.variant else args.plugin_dir
     target.mkdir(exist_ok=True)
     for name in ("model.safetensors", "config.json", "train_log.jsonl"):
+        if name == "train_log.jsonl" and not (args.model_dir / name).is_file():
+            continue  # an ensemble folder (scripts/ensemble_models.py) was not trained as one
         shutil.copyfile(args.model_dir / name, target / name)
     if args.overrides:
         set_values(target / "config.json", args.overrides)

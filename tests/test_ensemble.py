@@ -82,6 +82,9 @@ def test_the_ensemble_runs_and_gives_the_mean_probability_of_its_members(tmp_pat
     stored = load_file(str(tmp_path / "ens" / "model.safetensors"))
     assert {k.split(".")[1] for k in stored} == {"0", "1"}
     assert json.loads((tmp_path / "ens" / "config.json").read_text())["weights_sha256"] == config.weights_sha256
+    card = (tmp_path / "ens" / "README.md").read_text()
+    assert "mean class probability of 2 trained networks (unet, res_se_unet)" in card
+    assert "| 1 | `res_se_unet` |" in card
 
     source = image(tmp_path / "img.nii.gz")
     pa = run_probabilities(task, a, source, tmp_path / "pa.nii.gz")

@@ -6,7 +6,7 @@ The members must have been trained for the same task with the same preprocessing
 (labels, channels, orientation, spacing, resizing, normalisation and its statistics,
 slice axis and context, post-processing): an ensemble runs one pipeline and averages
 only the networks' probabilities. Any network families may be mixed. The folder written
-holds one ``model.safetensors`` (member ``i``'s tensors under ``members.i.``), a
+holds a card (README.md, the members' record), one ``model.safetensors`` (member ``i``'s tensors under ``members.i.``), a
 ``config.json`` naming ``network: ensemble`` with the members' families and arguments,
 and, in ``training.members``, each member's folder, weights sha256, selection and
 scores, so what went in stays on record.
@@ -68,7 +68,7 @@ def ensemble_config(folders: Sequence[Path]) -> tuple[ModelConfig, list[ModelCon
                 "selected": c.training.get("selected"),
                 "command": c.training.get("command"),
                 "val_cases": (c.training.get("data") or {}).get("val_cases"),
-                "best_val_dice": c.training.get("best_val_dice"),
+                "validation_mean_dice": (c.training.get("validation") or {}).get("mean_dice"),
             }
             for folder, c in zip(folders, configs)
         ],
@@ -82,11 +82,52 @@ def ensemble_config(folders: Sequence[Path]) -> tuple[ModelConfig, list[ModelCon
     return combined, configs
 
 
+def _front_matter(folder: Path) -> str:
+    """The first member's card metadata block (licence, tags), so the ensemble's card carries the same."""
+    readme = folder / "README.md"
+    text = readme.read_text(encoding="utf-8") if readme.is_file() else ""
+    if text.startswith("---\n") and "\n---\n" in text[4:]:
+        return text[: text.index("\n---\n", 4) + 5] + "\n"
+    return ""
+
+
+def render_ensemble_card(config: ModelConfig, front_matter: str = "") -> str:
+    """README.md of an ensemble folder: what it is, how to run it, and each member's record."""
+    members = config.training["members"]
+    lines = [
+        f"# segtool ensemble for `{config.task}`",
+        "",
+        f"The mean class probability of {len(members)} trained networks "
+        f"({', '.join(m['network'] for m in members)}), run as one model: one pass of the task's "
+        "pipeline, each network on the same windows, their softmax averaged "
+        "(`segtool.networks.ensemble`; written by `scripts/ensemble_models.py`).",
+        "",
+        "## Use",
+        "",
+        "```bash",
+        f"segtool run {config.task} --model-dir MODEL_DIR INPUT",
+        "```",
+        "",
+        "## Members",
+        "",
+        "| # | network | selected | validation mean Dice | weights sha256 (as trained) |",
+        "|---|---|---|---|---|",
+    ]
+    for i, m in enumerate(members):
+        score = m.get("validation_mean_dice")
+        lines.append(f"| {i} | `{m['network']}` | {m.get('selected') or 'best validation epoch'} | "
+                     f"{'-' if score is None else f'{score:.3f}'} | `{(m.get('weights_sha256') or '-')[:16]}…` |")
+    lines += ["", "Training commands:", ""]
+    for i, m in enumerate(members):
+        lines += [f"{i}. `{m.get('command') or 'not recorded'}`"]
+    return front_matter + "\n".join(lines) + "\n"
+
+
 def write_ensemble(folders: Sequence[Path], out_dir: Path, float16: bool = False) -> ModelConfig:
     """Write the ensemble model folder ``out_dir`` from ``folders``; returns its config."""
     from safetensors.torch import load_file
 
-    from segtool.training.model_folder import write_config, write_weights
+    from segtool.training.model_folder import write_card, write_config, write_weights
     from segtool.weights.integrity import sha256_file
 
     folders = [Path(f) for f in folders]
@@ -106,4 +147,5 @@ def write_ensemble(folders: Sequence[Path], out_dir: Path, float16: bool = False
     weights = write_weights(out_dir, state, producer="segtool ensemble")
     config = replace(config, weights_sha256=sha256_file(weights))
     write_config(out_dir, config)
+    write_card(out_dir, render_ensemble_card(config, _front_matter(folders[0])))
     return config
