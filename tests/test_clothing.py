@@ -272,7 +272,7 @@ def test_prepare_split_is_seeded_and_holds_out_the_count():
     assert split(names, 100, 1)[1] != val
 
 
-@pytest.mark.parametrize("variant, network", [(None, "deeplabv3plus"), ("unet", "unet")])
+@pytest.mark.parametrize("variant, network", [(None, "ensemble"), ("deeplabv3plus", "deeplabv3plus"), ("unet", "unet")])
 def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeypatch, variant, network):
     """The shipped clothing models: pinned files hash right, and a photo gets a mask at its own size."""
     from click.testing import CliRunner
