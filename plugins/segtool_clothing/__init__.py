@@ -80,7 +80,7 @@ UNET_MODEL = WeightsRef.bundled(
 ENSEMBLE_MODEL = WeightsRef.bundled(
     "segtool_clothing",
     "19144ead31383dd7f2f6105c2db7ca44c818db87ffffe1dc241f1408caea6d2d",
-    "b7536ad5b11ab16bf77a2f9ee7dcfd82c7f161bce74b4e57be484daddaac85ba",
+    "cc1995ec446b9e2ed89d36dd8670eb7d502b5d80be28de795318a368c6a2ac3a",
     "ensemble of deeplabv3plus, plain U-Net and res_se_unet at 320x208 (mean probability, float16); mean IoU "
     "0.538 (seed's definition) / 0.493 (dataset level) on the 100 held-out photos (see ensemble/model_card.md)",
     folder="ensemble",

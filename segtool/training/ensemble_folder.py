@@ -47,8 +47,8 @@ def _member_config(folder: Path) -> ModelConfig:
     return config
 
 
-def ensemble_config(folders: Sequence[Path]) -> tuple[ModelConfig, list[ModelConfig]]:
-    """The ensemble's config (the first member's pipeline) and each member's, after checking they agree."""
+def ensemble_config(folders: Sequence[Path]) -> ModelConfig:
+    """The ensemble's config (the first member's pipeline), after checking the members agree."""
     if len(folders) < 2:
         raise UsageError("an ensemble needs at least two model folders")
     configs = [_member_config(Path(f)) for f in folders]
@@ -67,7 +67,6 @@ def ensemble_config(folders: Sequence[Path]) -> tuple[ModelConfig, list[ModelCon
                 "weights_sha256": c.weights_sha256,
                 "selected": c.training.get("selected"),
                 "command": c.training.get("command"),
-                "val_cases": (c.training.get("data") or {}).get("val_cases"),
                 "validation_mean_dice": (c.training.get("validation") or {}).get("mean_dice"),
             }
             for folder, c in zip(folders, configs)
@@ -79,7 +78,7 @@ def ensemble_config(folders: Sequence[Path]) -> tuple[ModelConfig, list[ModelCon
     combined = replace(first, network="ensemble", architecture={"members": members}, weights_sha256=None,
                        training=training)
     combined.validate("ensemble config")
-    return combined, configs
+    return combined
 
 
 def _front_matter(folder: Path) -> str:
@@ -131,7 +130,7 @@ def write_ensemble(folders: Sequence[Path], out_dir: Path, float16: bool = False
     from segtool.weights.integrity import sha256_file
 
     folders = [Path(f) for f in folders]
-    config, _ = ensemble_config(folders)
+    config = ensemble_config(folders)
     out_dir = Path(out_dir)
     if out_dir.resolve() in {f.resolve() for f in folders}:
         raise UsageError(f"{out_dir}: is one of the members; write the ensemble elsewhere")
