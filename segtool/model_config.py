@@ -43,6 +43,8 @@ class ModelConfig:
     seed: int | None = None
     segtool_version: str = ""
     training: dict[str, Any] = field(default_factory=dict)  # data, command, scores, epochs...
+    # Added to the network's logits, one per class, background first (segtool.networks.logit_offsets).
+    logit_offsets: list[float] | None = None
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -116,6 +118,13 @@ class ModelConfig:
             and all(c in "0123456789abcdef" for c in self.weights_sha256)
         ):
             bad("weights_sha256", "must be 64 lowercase hex digits")
+        if self.logit_offsets is not None and not (
+            isinstance(self.logit_offsets, list) and len(self.logit_offsets) == len(self.labels) + 1
+            and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 100
+                    for v in self.logit_offsets)
+        ):
+            bad("logit_offsets", f"must be {len(self.labels) + 1} finite numbers within ±100 (background and "
+                                 f"each label), got {self.logit_offsets!r}")
         if self.postprocess is not None:
             from segtool.spec import Postprocess
 

@@ -44,6 +44,9 @@ def _member_config(folder: Path) -> ModelConfig:
         raise UsageError(f"{folder}: its network is the task's own factory, not a family an ensemble can build")
     if config.network == "ensemble":
         raise UsageError(f"{folder}: is an ensemble already; list its members instead")
+    if config.logit_offsets is not None:
+        raise UsageError(f"{folder}: carries logit_offsets, which an ensemble member would lose; "
+                         "give the ensemble its own offsets instead")
     return config
 
 

@@ -47,17 +47,40 @@ HF_LICENSES = (
 
 
 def write_weights(model_dir: Path, state_dict: Mapping[str, Any], producer: str = "segtool train") -> Path:
-    """model.safetensors from a state dict (tensors copied to the CPU, contiguous, unshared)."""
-    from safetensors.torch import save_file
+    """model.safetensors from a state dict (tensors copied to the CPU, contiguous, unshared).
+
+    The same tensors and producer give the same bytes (and sha256) every time.
+    """
+    from safetensors.torch import save
 
     path = Path(model_dir) / WEIGHTS_FILENAME
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in state_dict.items()}
+    blob = canonical_safetensors(save(tensors, metadata={"format": "pt", "producer": producer}))
     umask = os.umask(0)
     os.umask(umask)
-    # safetensors creates 0600; a model folder is meant to be shared
+    # a model folder is meant to be shared
     with replacing(path, mode=0o666 & ~umask) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "producer": producer})
+        Path(tmp).write_bytes(blob)
     return path
+
+
+def canonical_safetensors(blob: bytes) -> bytes:
+    """``blob`` with its header's ``__metadata__`` keys in sorted order.
+
+    safetensors writes the metadata from a hash map, so two saves of the same tensors
+    may order its keys differently and get different sha256s. Reordering keeps the
+    header's length (same keys, same values), so the tensor offsets stay valid; a
+    header that would change length is left as written.
+    """
+    size = int.from_bytes(blob[:8], "little")
+    header = json.loads(blob[8 : 8 + size])
+    metadata = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    ordered.update(header)
+    text = json.dumps(ordered, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    if len(text) != len(blob[8 : 8 + size].rstrip(b" ")):
+        return blob
+    return blob[:8] + text + b" " * (size - len(text)) + blob[8 + size :]
 
 
 def write_config(model_dir: Path, config: ModelConfig) -> Path:

@@ -32,6 +32,8 @@ MAX_PARAMETERS = 500_000_000
 def build_model(spec: "TaskSpec", resolved: ResolvedModel, device: str = "cpu"):
     """The network the model config describes (the folder wins over the spec), weights loaded strictly, eval mode.
 
+    A config with ``logit_offsets`` gets them added to the network's output (logit adjustment).
+
     Every tensor must be finite: NaN or infinite weights are refused (exit 3).
     """
     import torch
@@ -80,6 +82,10 @@ def build_model(spec: "TaskSpec", resolved: ResolvedModel, device: str = "cpu"):
         raise WeightsUnavailableError(
             f"weights {resolved.weights_path} do not fit the model of task {spec.name!r} ({_first_line(exc)})"
         ) from None
+    if resolved.config.logit_offsets is not None:
+        from segtool.networks.logit_offsets import LogitOffsets
+
+        model = LogitOffsets(model, resolved.config.logit_offsets)
     model.to(device)
     model.eval()
     return model
