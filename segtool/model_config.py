@@ -45,6 +45,7 @@ class ModelConfig:
     training: dict[str, Any] = field(default_factory=dict)  # data, command, scores, epochs...
     # Added to the network's logits, one per class, background first (segtool.networks.logit_offsets).
     logit_offsets: list[float] | None = None
+    tta: bool = False  # run with test-time flips unless the user says --no-tta
     format_version: int = FORMAT_VERSION
 
     def to_json(self) -> str:
@@ -118,6 +119,8 @@ class ModelConfig:
             and all(c in "0123456789abcdef" for c in self.weights_sha256)
         ):
             bad("weights_sha256", "must be 64 lowercase hex digits")
+        if not isinstance(self.tta, bool):
+            bad("tta", f"must be true or false, got {self.tta!r}")
         if self.logit_offsets is not None and not (
             isinstance(self.logit_offsets, list) and len(self.logit_offsets) == len(self.labels) + 1
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 100

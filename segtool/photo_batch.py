@@ -33,7 +33,7 @@ def batchable(spec, segmenter) -> bool:
     """Whether every image of the task becomes one window of the same size (photos resized to input_size)."""
     size = getattr(spec, "input_size", None)
     return (spec.ndim == 2 and size is not None and tuple(spec.patch_size) == tuple(size)
-            and spec.locate is None and not segmenter.options.tta)
+            and spec.locate is None)
 
 
 @dataclass

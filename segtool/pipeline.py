@@ -150,7 +150,8 @@ class Segmenter:
         picks the device and precision, and does the same for the task's localiser (spinal-gm's
         `locate`). Keyword options, all optional: ``variant``, ``weights_path``, ``locator_model_dir``,
         ``offline``, ``cache_dir``, ``device`` ("auto", "cpu", "cuda:N", "mps"), ``precision``
-        ("auto", "fp32", "bf16", "fp16"), ``batch_size``, ``overlap``, ``tta``, ``threshold``,
+        ("auto", "fp32", "bf16", "fp16"), ``batch_size``, ``overlap``, ``tta`` (None: as the
+        model's config.json says), ``threshold``,
         ``keep_largest``, ``fill_holes``, ``min_size_mm3``, ``warn`` (a callable taking one message;
         default: Python warnings) and ``app`` (the plugins and tasks; default: the installed ones).
         Raises WeightsUnavailableError when the task has no usable model, UsageError for unknown names.

@@ -41,7 +41,7 @@ def load_segmenter(
     precision: str = "auto",
     batch_size: int | None = None,
     overlap: float | None = None,
-    tta: bool = False,
+    tta: bool | None = None,
     threshold: float | None = None,
     keep_largest: bool | None = None,
     fill_holes: bool | None = None,
@@ -72,6 +72,8 @@ def load_segmenter(
         from dataclasses import replace
 
         steps = replace(steps, keep_largest_union=())
+    if tta is None:  # the model folder's default (config.json "tta"), off unless it says so
+        tta = resolved.config.tta
     options = InferenceOptions(
         device=device, batch_size=batch_size, overlap=overlap, precision=precision, tta=tta, postprocess=steps,
     )

@@ -54,6 +54,23 @@ def test_photos_are_batched_and_each_gets_the_mask_it_gets_alone():
     assert not batched[-1].labels.any()
 
 
+def test_photos_are_batched_with_test_time_flips_too():
+    spec = replace(App().registry.get("clothing"), input_size=(40, 30), patch_size=(40, 30), batch_size=4)
+    model = CountingConvs(spec.num_classes).eval()
+    flipping = Segmenter(spec, model, InferenceOptions(device="cpu", precision="fp32", tta=True))
+    plain = Segmenter(spec, model, InferenceOptions(device="cpu", precision="fp32"))
+    assert batchable(spec, flipping)
+    photos = [photo(53, 47, 0), photo(20, 90, 1), photo(40, 30, 2), photo(71, 33, 3), photo(64, 64, 4)]
+    model.batches.clear()
+    batched = predict_photos(flipping, photos, keep_probabilities=True)
+    assert model.batches == [4, 1, 4, 1], "each flip: one pass of four, one of one"
+    for volume, prediction in zip(photos, batched):
+        alone = flipping.predict(volume, keep_probabilities=True).probabilities
+        np.testing.assert_allclose(prediction.probabilities, alone, atol=1e-5)
+    unflipped = predict_photos(plain, photos, keep_probabilities=True)
+    assert max(np.abs(a.probabilities - b.probabilities).max() for a, b in zip(batched, unflipped)) > 0.05
+
+
 def test_tasks_without_a_fixed_input_size_are_not_batched_this_way():
     spec = App().registry.get("spinal-cord")
     segmenter = Segmenter(spec, torch.nn.Identity(), InferenceOptions(device="cpu", precision="fp32"))

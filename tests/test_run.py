@@ -385,6 +385,32 @@ def test_tta_changes_the_probabilities_of_an_asymmetric_model(tmp_path, monkeypa
     assert tta_labels[bright].all() and not labels[bright].all()
 
 
+def test_a_model_folder_can_ask_for_tta_and_no_tta_turns_it_off(tmp_path, monkeypatch):
+    import shutil
+
+    package = f"tiny_ahead_{next(_counter)}"
+    ref = make_bundled_package(tmp_path / "site", package, make_spec("ahead", model_kwargs={"kernel": 3}))
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    spec = make_spec("ahead", model_kwargs={"kernel": 3}, models={"default": ref})
+    src = save_nifti(tmp_path / "f.nii.gz", cube_image())
+    _, plain = _run_probabilities(spec, src, tmp_path / "plain.nii.gz")
+    _, flipped = _run_probabilities(spec, src, tmp_path / "flipped.nii.gz", "--tta")
+    folder = tmp_path / "asks-for-tta"
+    shutil.copytree(tmp_path / "site" / package, folder)
+    config = json.loads((folder / "config.json").read_text())
+    config["tta"] = True
+    (folder / "config.json").write_text(json.dumps(config))
+    _, default = _run_probabilities(spec, src, tmp_path / "default.nii.gz", "--model-dir", str(folder))
+    _, off = _run_probabilities(spec, src, tmp_path / "off.nii.gz", "--model-dir", str(folder), "--no-tta")
+    assert np.abs(flipped - plain).max() > 0.2
+    np.testing.assert_allclose(default, flipped, atol=1e-6)
+    np.testing.assert_allclose(off, plain, atol=1e-6)
+    config["tta"] = "yes"
+    (folder / "config.json").write_text(json.dumps(config))
+    bad = invoke(app_with(spec), ["run", spec.name, str(src), "-o", str(tmp_path / "bad.nii.gz"), "--model-dir", str(folder)])
+    assert bad.exit_code == 3 and "tta" in bad.output and not (tmp_path / "bad.nii.gz").exists()
+
+
 def test_threshold_decides_the_binary_mask(tmp_path, tiny3d):
     spec, _ = tiny3d
     src = save_nifti(tmp_path / "f.nii.gz", cube_image())

@@ -295,6 +295,10 @@ def test_labels_map_parsing(tmp_path):
     path = tmp_path / "map.json"
     path.write_text(json.dumps({"csf": [4, 43], "2": [3, 42], "41": "wm"}))
     assert parse_labels_map(str(path), labels) == {4: 1, 43: 1, 3: 2, 42: 2, 41: 3}
+    # an inline map longer than a file name may be (a model's recorded map of 59 source values)
+    long_map = ",".join(f"{v}:{1 + v % 3}" for v in range(100, 160))
+    assert len(long_map) > 255
+    assert parse_labels_map(long_map, labels) == {v: 1 + v % 3 for v in range(100, 160)}
     for text, message in (("4", "SOURCE:TARGET"), ("4:9", "outside"), ("4:bone", "label name"),
                           ("x:1", "range"), ("4:1,4:2", "twice")):
         with pytest.raises(UsageError, match=message):

@@ -36,7 +36,8 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
 @click.option("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--batch-size", type=click.IntRange(min=1), help="Windows per forward pass (default: the task's).")
 @click.option("--overlap", type=click.FloatRange(0.0, 0.95), help="Sliding-window overlap (default: the task's).")
-@click.option("--tta", is_flag=True, help="Average predictions over axis flips.")
+@click.option("--tta/--no-tta", default=None,
+              help="Average predictions over axis flips (default: as the model's config.json says; off).")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
               help="Numeric precision: auto is fp16 on CUDA, bf16 on CPUs with native bfloat16, else fp32.")
 @click.option("--no-amp", is_flag=True, help="Same as --precision fp32.")

@@ -181,6 +181,14 @@ def _simple_channels(name: str, images: Mapping[str, Path], channels: Sequence[s
 # ----------------------------------------------------------------------------- labels maps
 
 
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False for a text no file system takes as a name (a long inline map)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def parse_labels_map(text: str, target_labels: Mapping[int, str]) -> dict[int, int]:
     """A source -> task label map from a JSON file or an inline ``3:1,42:2``.
 
@@ -189,7 +197,7 @@ def parse_labels_map(text: str, target_labels: Mapping[int, str]) -> dict[int, i
     ``{"csf": [4, 43], "2": [2, 41]}`` (target -> list of sources).
     """
     path = Path(text)
-    if text.strip().endswith(".json") or path.is_file():
+    if text.strip().endswith(".json") or _is_file(path):
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
         except (OSError, ValueError) as exc:
