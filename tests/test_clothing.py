@@ -272,8 +272,9 @@ def test_prepare_split_is_seeded_and_holds_out_the_count():
     assert split(names, 100, 1)[1] != val
 
 
-@pytest.mark.parametrize("variant, network", [(None, "ensemble"), ("deeplabv3plus", "deeplabv3plus"), ("unet", "unet")])
-def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeypatch, variant, network):
+@pytest.mark.parametrize("variant, network, adjusted", [(None, "ensemble", True), ("deeplabv3plus", "deeplabv3plus", False),
+                                                       ("unet", "unet", False)])
+def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeypatch, variant, network, adjusted):
     """The shipped clothing models: pinned files hash right, and a photo gets a mask at its own size."""
     from click.testing import CliRunner
     from PIL import Image
@@ -288,6 +289,14 @@ def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeyp
     resolved = resolve_model(spec, variant, HubSettings.from_env(offline_flag=True, cache_dir=tmp_path),
                              app.plugin_manager)
     assert resolved.pinned and resolved.config.network == network
+    # the default runs with flips and logit offsets (one per class, background 0); the others as trained
+    assert resolved.config.tta is adjusted
+    if adjusted:
+        offsets = resolved.config.logit_offsets
+        assert len(offsets) == 14 and offsets[0] == 0.0 and all(v > 0 for v in offsets[1:])
+        assert resolved.config.training["logit_adjustment"]["tau"] == 0.1
+    else:
+        assert resolved.config.logit_offsets is None
     rng = np.random.default_rng(0)
     Image.fromarray(rng.integers(0, 255, (123, 77, 3), dtype=np.uint8)).save(tmp_path / "photo.jpg")
     choose = ["--model", variant] if variant else []
