@@ -370,12 +370,18 @@ def _run_probabilities(spec, src: Path, out: Path, *options: str) -> tuple[np.nd
     return np.asarray(nib.load(row["output"]).dataobj), np.asarray(nib.load(row["probabilities"]).dataobj)
 
 
-def test_tta_changes_the_probabilities_of_an_asymmetric_model(tmp_path, monkeypatch):
+@pytest.fixture
+def ahead(tmp_path, monkeypatch):
+    """A bundled model that looks one voxel ahead along x (asymmetric: flips change it), its folder and an image."""
     package = f"tiny_ahead_{next(_counter)}"
     ref = make_bundled_package(tmp_path / "site", package, make_spec("ahead", model_kwargs={"kernel": 3}))
     monkeypatch.syspath_prepend(str(tmp_path / "site"))
     spec = make_spec("ahead", model_kwargs={"kernel": 3}, models={"default": ref})
-    src = save_nifti(tmp_path / "f.nii.gz", cube_image())
+    return spec, tmp_path / "site" / package, save_nifti(tmp_path / "f.nii.gz", cube_image())
+
+
+def test_tta_changes_the_probabilities_of_an_asymmetric_model(tmp_path, ahead):
+    spec, _, src = ahead
     labels, probs = _run_probabilities(spec, src, tmp_path / "plain.nii.gz")
     tta_labels, tta_probs = _run_probabilities(spec, src, tmp_path / "tta.nii.gz", "--tta")
     # the model looks one voxel ahead along x; with its flips, TTA also looks one voxel behind
@@ -385,18 +391,14 @@ def test_tta_changes_the_probabilities_of_an_asymmetric_model(tmp_path, monkeypa
     assert tta_labels[bright].all() and not labels[bright].all()
 
 
-def test_a_model_folder_can_ask_for_tta_and_no_tta_turns_it_off(tmp_path, monkeypatch):
+def test_a_model_folder_can_ask_for_tta_and_no_tta_turns_it_off(tmp_path, ahead):
     import shutil
 
-    package = f"tiny_ahead_{next(_counter)}"
-    ref = make_bundled_package(tmp_path / "site", package, make_spec("ahead", model_kwargs={"kernel": 3}))
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    spec = make_spec("ahead", model_kwargs={"kernel": 3}, models={"default": ref})
-    src = save_nifti(tmp_path / "f.nii.gz", cube_image())
+    spec, bundled, src = ahead
     _, plain = _run_probabilities(spec, src, tmp_path / "plain.nii.gz")
     _, flipped = _run_probabilities(spec, src, tmp_path / "flipped.nii.gz", "--tta")
     folder = tmp_path / "asks-for-tta"
-    shutil.copytree(tmp_path / "site" / package, folder)
+    shutil.copytree(bundled, folder)
     config = json.loads((folder / "config.json").read_text())
     config["tta"] = True
     (folder / "config.json").write_text(json.dumps(config))
