@@ -15,6 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from segtool.errors import UsageError
+from segtool.io.atomic import write_text_atomic
 from segtool.model_config import CONFIG_FILENAME, ModelConfig
 
 
@@ -65,12 +66,10 @@ def adjust_folder(folder: Path, spec, data_dir: Path, tau: float, reason: str,
     }
     adjusted = replace(config, logit_offsets=offsets, training=training)
     adjusted.validate(str(path))
-    path.write_text(adjusted.to_json(), encoding="utf-8")
+    write_text_atomic(path, adjusted.to_json())
     return adjusted
 
 
 def offsets_summary(config: ModelConfig) -> str:
     names = {0: "background", **config.labels}
     return ", ".join(f"{names[k]} {v:+.3f}" for k, v in enumerate(config.logit_offsets or []))
-
-
