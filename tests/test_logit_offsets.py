@@ -68,6 +68,9 @@ def test_the_core_adds_the_offsets_to_the_logits(tmp_path):
     np.testing.assert_allclose(adjusted, expected, atol=2e-5)
     labels = nib.load(str(tmp_path / "adjusted.nii.gz")).get_fdata()
     np.testing.assert_array_equal(labels, np.argmax(expected, -1))
+    said = CliRunner().invoke(cli, ["run", task.name, str(source), "-o", str(tmp_path / "said.nii.gz"),
+                                    "--model-dir", str(folder)], obj=app_with(task))
+    assert said.exit_code == 0 and "(logit offsets)" in said.output
 
 
 @pytest.mark.parametrize("offsets", [[0.0, 1.0], [0.0, 1.0, float("inf")], [0.0, "1", 2.0], [0.0, 1.0, 500.0]])

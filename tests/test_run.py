@@ -407,6 +407,11 @@ def test_a_model_folder_can_ask_for_tta_and_no_tta_turns_it_off(tmp_path, ahead)
     assert np.abs(flipped - plain).max() > 0.2
     np.testing.assert_allclose(default, flipped, atol=1e-6)
     np.testing.assert_allclose(off, plain, atol=1e-6)
+    said = invoke(app_with(spec), ["run", spec.name, str(src), "-o", str(tmp_path / "said.nii.gz"), "--model-dir", str(folder)])
+    assert said.exit_code == 0 and "(test-time flips)" in said.output
+    silent = invoke(app_with(spec), ["run", spec.name, str(src), "-o", str(tmp_path / "s2.nii.gz"), "--model-dir", str(folder),
+                                     "--no-tta"])
+    assert silent.exit_code == 0 and "test-time flips" not in silent.output
     config["tta"] = "yes"
     (folder / "config.json").write_text(json.dumps(config))
     bad = invoke(app_with(spec), ["run", spec.name, str(src), "-o", str(tmp_path / "bad.nii.gz"), "--model-dir", str(folder)])
