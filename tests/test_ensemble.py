@@ -158,6 +158,16 @@ def test_a_member_from_before_a_post_processing_step_existed_still_joins(tmp_pat
     assert write_ensemble([a, b], tmp_path / "ens").postprocess == ModelConfig.read(a / "config.json").postprocess
 
 
+def test_the_ensemble_does_not_inherit_its_first_members_flips(tmp_path):
+    task = spec()
+    a, b = member(tmp_path / "a", task, seed=0), member(tmp_path / "b", task, seed=1)
+    config = json.loads((a / "config.json").read_text())
+    config["tta"] = True
+    (a / "config.json").write_text(json.dumps(config))
+    assert write_ensemble([a, b], tmp_path / "ens").tta is False
+    assert ModelConfig.read(tmp_path / "ens" / "config.json").tta is False
+
+
 def test_segtool_train_refuses_to_train_an_ensemble(tmp_path):
     task = spec()
     (tmp_path / "data").mkdir()

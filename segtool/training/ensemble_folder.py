@@ -78,8 +78,9 @@ def ensemble_config(folders: Sequence[Path]) -> ModelConfig:
     datas = [c.training.get("data") for c in configs]
     if datas[0] and all(d == datas[0] for d in datas):  # one split for all: validation tools can still find it
         training["data"] = datas[0]
+    # run-time choices are the ensemble's own, not its first member's: no flips unless asked for
     combined = replace(first, network="ensemble", architecture={"members": members}, weights_sha256=None,
-                       training=training)
+                       training=training, tta=False)
     combined.validate("ensemble config")
     return combined
 
