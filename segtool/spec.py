@@ -393,6 +393,7 @@ class TaskSpec:
                         "sha256": r.weights.sha256,
                         "config": r.config.filename,
                         "config_sha256": r.config.sha256,
+                        "member": r.member,
                     }
                     for k, r in value.items()
                 }

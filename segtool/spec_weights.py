@@ -39,6 +39,9 @@ class WeightsRef:
     Either bundled (``package`` names an importable package whose data files are
     ``weights.filename`` and ``config.filename``) or on the Hugging Face Hub
     (``repo_id`` at ``revision``, a full 40-hex commit, never a branch).
+
+    ``member`` set: the weights file is an ensemble's (tensors ``members.<i>.*``) and this model
+    is its member ``i``, run alone with its own config; one file then serves both models.
     """
 
     weights: WeightsFile
@@ -47,8 +50,13 @@ class WeightsRef:
     revision: str | None = None
     package: str | None = None
     description: str = ""
+    member: int | None = None
 
     def __post_init__(self) -> None:
+        if self.member is not None and (
+            isinstance(self.member, bool) or not isinstance(self.member, int) or self.member < 0
+        ):
+            _fail("weights", f"member must be an ensemble member index (an integer >= 0), got {self.member!r}")
         hub = self.repo_id is not None or self.revision is not None
         if hub == (self.package is not None):
             _fail("weights", "give either package= (bundled) or repo_id= and revision= (Hub), not both")
@@ -66,6 +74,17 @@ class WeightsRef:
         return cls(weights=WeightsFile(f"{prefix}model.safetensors", weights_sha256),
                    config=WeightsFile(f"{prefix}config.json", config_sha256), package=package,
                    description=description)
+
+    @classmethod
+    def member_of(cls, ensemble: "WeightsRef", index: int, config_sha256: str, description: str = "",
+                  folder: str = "") -> "WeightsRef":
+        """Member ``index`` of ``ensemble`` run alone: the ensemble's weights file, ``[folder/]config.json``."""
+        if ensemble.member is not None:
+            _fail("weights", "member_of needs an ensemble's reference, not another member's")
+        prefix = f"{folder}/" if folder else ""
+        return cls(weights=ensemble.weights, config=WeightsFile(f"{prefix}config.json", config_sha256),
+                   repo_id=ensemble.repo_id, revision=ensemble.revision, package=ensemble.package,
+                   description=description, member=index)
 
     @property
     def source(self) -> str:

@@ -55,27 +55,7 @@ def ccp_labels_map() -> dict[int, int]:
     return {CCP_TAGS.index(name): value for value, _, _, tags in CLASSES for _, name in tags}
 
 
-#: deeplabv3plus trained by `segtool train` on 800 CCP photos in 95 minutes on CPU (model_card.md):
-#: mean IoU 0.490 (seed's definition) / 0.455 (dataset level) on 100 held-out photos.
-DEEPLAB_MODEL = WeightsRef.bundled(
-    "segtool_clothing",
-    "c274d236b4388e8c8b09b1ef9c56289180cfb94edecf81b42b1c77ca957340d5",
-    "c345153ae80be908cbc6c752cfae906616ba6bd9fc350b39994cafc065e050a6",
-    "deeplabv3plus (widths 24-192) at 320x208, trained from scratch on CCP (see model_card.md)",
-)
-
-#: The plain U-Net of the issue's comparison, trained the same way (unet/model_card.md): 0.528 / 0.472,
-#: ahead of deeplabv3plus alone; `segtool run clothing --model unet`.
-UNET_MODEL = WeightsRef.bundled(
-    "segtool_clothing",
-    "f635aa6b0c5c65f6655f606bfe3bde987092d08087b21dcb67cef364c4ff7fd1",
-    "270a3df39d9a2aa038dbd13f1681f7dae2dd56ec3192294fcfe99949dc8f9892",
-    "plain U-Net (16-256) at 320x208, the issue's baseline trained the same way; mean IoU 0.528 (seed's "
-    "definition) / 0.472 (dataset level) on the 100 held-out photos (see unet/model_card.md)",
-    folder="unet",
-)
-
-#: The default: the three networks above and a res_se_unet as one model, their mean class probability,
+#: The default: deeplabv3plus, a plain U-Net and a res_se_unet as one model, their mean class probability,
 #: run with left-right flips and logit offsets (tau 0.1), both asked for by its config.json
 #: (ensemble/model_card.md): 0.552 / 0.502 on the held-out photos (0.538 / 0.493 without either).
 ENSEMBLE_MODEL = WeightsRef.bundled(
@@ -86,6 +66,27 @@ ENSEMBLE_MODEL = WeightsRef.bundled(
     "left-right flips and logit offsets; mean IoU 0.552 (seed's definition) / 0.502 (dataset level) on the "
     "100 held-out photos (see ensemble/model_card.md)",
     folder="ensemble",
+)
+
+#: deeplabv3plus trained by `segtool train` on 800 CCP photos in 95 minutes on CPU (model_card.md), run
+#: alone from its float16 copy in the ensemble's file (member 0): mean IoU 0.490 (seed's definition) /
+#: 0.455 (dataset level) on 100 held-out photos.
+DEEPLAB_MODEL = WeightsRef.member_of(
+    ENSEMBLE_MODEL, 0,
+    "c345153ae80be908cbc6c752cfae906616ba6bd9fc350b39994cafc065e050a6",
+    "deeplabv3plus (widths 24-192) at 320x208, trained from scratch on CCP, member 0 of the ensemble's file "
+    "(see model_card.md)",
+)
+
+#: The plain U-Net of the issue's comparison, trained the same way (unet/model_card.md), run alone from the
+#: ensemble's file (member 1, the same float16 tensors): 0.528 / 0.472; `segtool run clothing --model unet`.
+UNET_MODEL = WeightsRef.member_of(
+    ENSEMBLE_MODEL, 1,
+    "270a3df39d9a2aa038dbd13f1681f7dae2dd56ec3192294fcfe99949dc8f9892",
+    "plain U-Net (16-256) at 320x208, the issue's baseline trained the same way, member 1 of the ensemble's "
+    "file; mean IoU 0.528 (seed's definition) / 0.472 (dataset level) on the 100 held-out photos (see "
+    "unet/model_card.md)",
+    folder="unet",
 )
 
 CLOTHING = TaskSpec(

@@ -111,6 +111,8 @@ def list_models(ctx: click.Context, names: tuple[str, ...], as_json: bool, cache
             name = v.variant + (" (default)" if v.default else "")
             state = "[green]yes[/green]" if v.present else "[yellow]no[/yellow] (segtool models pull)"
             source = f"bundled ({v.package})" if v.package else f"hub {v.repo_id}@{v.revision[:12]}"
+            if v.member is not None:
+                source += f", ensemble member {v.member}"
             table.add_row(entry.task, name, source, human_size(v.size), v.sha256[:12] + "…", state)
     stdout_console().print(table)
 

@@ -105,6 +105,7 @@ def inventory(
                     present=all(f.present for f in files),
                     path=files[0].path,
                     files=files,
+                    member=ref.member,
                 )
             )
         out.append(

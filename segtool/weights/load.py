@@ -13,16 +13,27 @@ if TYPE_CHECKING:
 
 
 def load_state_dict(resolved: ResolvedModel, device: str = "cpu") -> dict[str, Any]:
-    """The tensors of a resolved model, read with safetensors (never pickle, never torch.load)."""
+    """The tensors of a resolved model, read with safetensors (never pickle, never torch.load).
+
+    For an ensemble's member (``resolved.member``), only that member's tensors, without their
+    ``members.<i>.`` prefix: the state dict of the member's network alone.
+    """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     try:
-        return load_file(resolved.weights_path, device=device)
+        state = load_file(resolved.weights_path, device=device)
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise WeightsUnavailableError(
             f"{resolved.weights_path}: not a readable safetensors file ({_first_line(exc)})"
         ) from None
+    if resolved.member is None:
+        return state
+    prefix = f"members.{resolved.member}."
+    member = {key[len(prefix):]: tensor for key, tensor in state.items() if key.startswith(prefix)}
+    if not member:
+        raise WeightsUnavailableError(f"{resolved.weights_path}: holds no ensemble member {resolved.member}")
+    return member
 
 
 #: A model config that asks for more parameters than this is refused before building.

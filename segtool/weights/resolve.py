@@ -35,6 +35,7 @@ class ResolvedModel:
     weights_sha256: str
     config_sha256: str
     pinned: bool  # True when the hashes were checked against a WeightsRef
+    member: int | None = None  # the weights file is an ensemble's; load its member ``member`` only
 
 
 def pull_command(spec_name: str, variant: str | None, default: str | None, hub: HubSettings) -> str:
@@ -159,6 +160,7 @@ def resolve_model(
         weights_sha256=w_sha,
         config_sha256=c_sha,
         pinned=True,
+        member=ref.member,
     )
 
 

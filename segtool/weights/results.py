@@ -34,7 +34,10 @@ class ModelFile(_Row):
 
 @dataclass(frozen=True)
 class ModelVariant(_Row):
-    """One model of a task: where it comes from and whether both its files are here."""
+    """One model of a task: where it comes from and whether both its files are here.
+
+    ``member``: the weights file is an ensemble's and this model is its member of that index (else None).
+    """
 
     variant: str
     default: bool
@@ -48,6 +51,7 @@ class ModelVariant(_Row):
     present: bool
     path: str | None  # of the weights file
     files: list[ModelFile]
+    member: int | None = None
 
 
 @dataclass(frozen=True)
