@@ -22,6 +22,17 @@ Validation case (a real scan, never trained on; pass it with --val-cases vxm_t1)
 
 The merge table is the plugin's `TISSUE_OF` (SOURCE.md section 3 of the data folder).
 Then: ``segtool train brain-tissue OUT_DIR -o MODEL --val-cases vxm_t1``.
+
+With ``--raw-labels`` every _seg file keeps the FreeSurfer values unmerged, and the
+merge is the training run's ``--labels-map``; two maps are written beside them:
+
+    OUT_DIR/labels_map_all_csf.json          `TISSUE_OF`: CSF includes the extra-cerebral CSF (label 24)
+    OUT_DIR/labels_map_ventricular_csf.json  `VENTRICULAR_CSF_TISSUE_OF`: FreeSurfer aseg's convention,
+                                             CSF = the ventricles; label 24 is background
+
+e.g. ``segtool train brain-tissue OUT_DIR -o MODEL --val-cases vxm_t1 --labels-map
+OUT_DIR/labels_map_ventricular_csf.json`` (the plugin's sampler merges the synthetic
+images' labels by the same map).
 The data stays outside the repository: OUT_DIR should be a scratch folder.
 """
 
@@ -42,11 +53,19 @@ VXM_AFFINE = np.array([[-1.0, 0, 0, 80], [0, 0, 1, -112], [0, -1, 0, 96], [0, 0,
 VAL_CASE = "vxm_t1"
 
 
-def tissue_table() -> dict[int, int]:
+def tissue_table(convention: str = "all") -> dict[int, int]:
+    """FreeSurfer value -> class: ``"all"`` CSF (the plugin's TISSUE_OF) or ``"ventricular"`` CSF only."""
     sys.path.insert(0, str(HERE / "plugins"))
-    from segtool_brain_tissue import TISSUE_OF
+    from segtool_brain_tissue import TISSUE_OF, VENTRICULAR_CSF_TISSUE_OF
 
-    return dict(TISSUE_OF)
+    return dict(TISSUE_OF if convention == "all" else VENTRICULAR_CSF_TISSUE_OF)
+
+
+def write_labels_map(table: dict[int, int], path: Path) -> None:
+    """The table as a `segtool train --labels-map` JSON file: class name -> FreeSurfer values."""
+    names = {1: "csf", 2: "gray_matter", 3: "white_matter"}
+    grouped = {names[c]: sorted(v for v, t in table.items() if t == c) for c in sorted(names)}
+    path.write_text(json.dumps(grouped, indent=1) + "\n", encoding="utf-8")
 
 
 def merge(labels: np.ndarray, table: dict[int, int]) -> np.ndarray:
@@ -82,7 +101,7 @@ def load_vxm(data: Path) -> tuple[np.ndarray, np.ndarray]:
         return npz["vol"].astype(np.float32), np.rint(npz["seg"]).astype(np.int64)
 
 
-def prepare(out: Path, data: Path, t2like: bool = False) -> list[str]:
+def prepare(out: Path, data: Path, t2like: bool = False, raw_labels: bool = False) -> list[str]:
     import nibabel as nib
 
     table = tissue_table()
@@ -100,19 +119,26 @@ def prepare(out: Path, data: Path, t2like: bool = False) -> list[str]:
         img = nib.load(str(source))
         merged = merge(np.asarray(img.dataobj), table)
         header = img.header.copy()
-        save(merged, img.affine, out / f"{name}_seg.nii.gz", header=header)
+        if raw_labels:  # the label file is the same map: the run's --labels-map merges it
+            seg_link = out / f"{name}_seg.nii.gz"
+            if seg_link.is_symlink() or seg_link.exists():
+                seg_link.unlink()
+            os.symlink(source.resolve(), seg_link)
+        else:
+            save(merged, img.affine, out / f"{name}_seg.nii.gz", header=header)
         counts = np.bincount(merged.ravel(), minlength=4)[1:] / 1000.0
         lines.append(f"{name}: label map {img.shape} -> csf/gm/wm {counts[0]:.0f}/{counts[1]:.0f}/{counts[2]:.0f} ml")
     t1, seg = load_vxm(data)
     merged = merge(seg, table)
     save(t1, VXM_AFFINE, out / f"{VAL_CASE}.nii.gz")
-    save(merged, VXM_AFFINE, out / f"{VAL_CASE}_seg.nii.gz")
+    truth = seg.astype(np.int32) if raw_labels else merged
+    save(truth, VXM_AFFINE, out / f"{VAL_CASE}_seg.nii.gz")
     counts = np.bincount(merged.ravel(), minlength=4)[1:] / 1000.0
     lines.append(f"{VAL_CASE}: real T1 {t1.shape} (validation only) -> csf/gm/wm "
                  f"{counts[0]:.0f}/{counts[1]:.0f}/{counts[2]:.0f} ml")
     if t2like:
         save(t2_like(t1, seg), VXM_AFFINE, out / f"{VAL_CASE}_t2like.nii.gz")
-        save(merged, VXM_AFFINE, out / f"{VAL_CASE}_t2like_seg.nii.gz")
+        save(truth, VXM_AFFINE, out / f"{VAL_CASE}_t2like_seg.nii.gz")
         lines.append(f"{VAL_CASE}_t2like: the T1 contrast-inverted (validation only)")
     info = {
         "name": "brain-tissue: SynthSeg label maps (training) + voxelmorph T1 (validation)",
@@ -124,9 +150,15 @@ def prepare(out: Path, data: Path, t2like: bool = False) -> list[str]:
         "reference": ("https://github.com/BBillot/SynthSeg (66342c1f); "
                       "https://github.com/voxelmorph/voxelmorph (ca28315d)"),
         "licence": "Apache-2.0 (label maps, as released by the SynthSeg authors; derived from HCP and ADNI)",
-        "labels": {"background": 0, "csf": 1, "gray_matter": 2, "white_matter": 3},
         "validation_cases": [VAL_CASE],
     }
+    if raw_labels:
+        write_labels_map(tissue_table("all"), out / "labels_map_all_csf.json")
+        write_labels_map(tissue_table("ventricular"), out / "labels_map_ventricular_csf.json")
+        lines.append("labels unmerged (FreeSurfer values); train with --labels-map "
+                     f"{out / 'labels_map_ventricular_csf.json'} (or labels_map_all_csf.json)")
+    else:
+        info["labels"] = {"background": 0, "csf": 1, "gray_matter": 2, "white_matter": 3}
     (out / "dataset.json").write_text(json.dumps(info, indent=1), encoding="utf-8")
     return lines
 
@@ -136,11 +168,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("out", type=Path)
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--t2like", action="store_true", help="also write the contrast-inverted T1 (validation)")
+    parser.add_argument("--raw-labels", action="store_true",
+                        help="keep FreeSurfer values in the _seg files and write the two --labels-map files")
     args = parser.parse_args(argv)
     if not args.data.is_dir():
         print(f"{args.data}: no data folder", file=sys.stderr)
         return 2
-    for line in prepare(args.out, args.data, args.t2like):
+    for line in prepare(args.out, args.data, args.t2like, args.raw_labels):
         print(line)
     print(f"then: segtool train brain-tissue {args.out} -o MODEL --val-cases {VAL_CASE}")
     return 0

@@ -31,7 +31,8 @@ def segtool_register_commands(cli: "click.Group") -> None:
 
 
 @hookspec(firstresult=True)
-def segtool_training_sampler(spec: "TaskSpec", cases: list, patch_size: tuple, batch_size: int):
+def segtool_training_sampler(spec: "TaskSpec", cases: list, patch_size: tuple, batch_size: int,
+                             labels_map: "dict[int, int] | None"):
     """Supply a task's own training batches (for example images synthesised from label maps), or None to pass.
 
     ``cases`` are the preprocessed training cases (each with ``name``, ``image``
@@ -40,7 +41,10 @@ def segtool_training_sampler(spec: "TaskSpec", cases: list, patch_size: tuple, b
     slice-wise task). Return an object with ``sample(rng) -> (images, labels)``:
     ``images`` float32 (batch_size, C, *patch_size), ``labels`` int64
     (batch_size, *patch_size), drawn only from the ``numpy.random.Generator`` given
-    (so a run stays reproducible and resumable). The task's augmentation recipe is
+    (so a run stays reproducible and resumable). ``labels_map`` is the run's source ->
+    task label map (``--labels-map`` or the task's own; None without one): a generator
+    that synthesises from source labels merges them with it. An implementation may
+    leave out the arguments it does not use. The task's augmentation recipe is
     still applied after it. The first non-None answer wins; the core's patch
     sampler (random crops with foreground oversampling) is the default.
     """

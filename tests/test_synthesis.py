@@ -186,3 +186,62 @@ def test_segtool_train_uses_the_brain_tissue_sampler(tmp_path, monkeypatch):
     assert config["training"]["data"]["validation_cases"] == ["real"]
     assert config["training"]["data"]["train_cases"] == ["map0", "map1"]
     assert "synthesised from 2 label map(s)" in (out / "README.md").read_text()  # the card says how it trained
+
+
+_REAL_SAMPLE = SynthesisSampler.sample
+
+
+def _train_capturing_labels(tmp_path, monkeypatch, extra: list[str]) -> list[np.ndarray]:
+    """A 3-step `segtool train brain-tissue` on label maps kept unmerged (FreeSurfer values in the _seg files)."""
+    from segtool.app import App
+    from segtool.cli import cli
+    from segtool.plugins import make_plugin_manager
+    from segtool.training import synthesis
+
+    data = tmp_path / "data"
+    data.mkdir(exist_ok=True)
+    for i in range(2):
+        label_map = head((24, 24, 24), shift=i)
+        label_map[label_map == 4] = 2  # no ventricle: label 24 (outer CSF) is the only CSF source
+        _save(label_map.astype(np.int16), data / f"map{i}.nii.gz")
+        _save(label_map.astype(np.int16), data / f"map{i}_seg.nii.gz")
+    real = head((24, 24, 24))
+    _save(np.select([real == 2, real == 3, real == 24], [1.0, 0.6, 0.1], 0.0).astype(np.float32), data / "real.nii.gz")
+    _save(real.astype(np.int16), data / "real_seg.nii.gz")
+    drawn = []
+
+    def capturing(self, rng):
+        images, labels = _REAL_SAMPLE(self, rng)  # not an earlier call's wrapper
+        drawn.append(np.asarray(labels))
+        return images, labels
+
+    monkeypatch.setattr(synthesis.SynthesisSampler, "sample", capturing)
+    pm = make_plugin_manager(load_entrypoints=False)
+    pm.register(bt, name="brain-tissue")
+    out = tmp_path / f"model{len(list(tmp_path.glob('model*')))}"
+    result = CliRunner().invoke(
+        cli, ["train", "brain-tissue", str(data), "-o", str(out), "--epochs", "1", "--steps-per-epoch", "3",
+              "--patch-size", "32,32", "--batch-size", "4", "--val-cases", "real", "--precision", "fp32", *extra],
+        obj=App(plugin_manager_factory=lambda: pm),
+    )
+    assert result.exit_code == 0, result.output
+    return drawn
+
+
+def test_the_runs_labels_map_merges_the_synthetic_images_labels(tmp_path, monkeypatch):
+    """--labels-map decides the synthetic targets too: FreeSurfer's convention leaves label 24 background."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+    import prepare_brain_tissue as prep
+
+    maps = {}
+    for name in ("all", "ventricular"):
+        maps[name] = tmp_path / f"{name}.json"
+        prep.write_labels_map(prep.tissue_table(name), maps[name])
+    everything = _train_capturing_labels(tmp_path, monkeypatch, ["--labels-map", str(maps["all"])])
+    ventricular = _train_capturing_labels(tmp_path, monkeypatch, ["--labels-map", str(maps["ventricular"])])
+    assert len(everything) == len(ventricular) == 3
+    assert any((labels == bt.CSF).any() for labels in everything)  # label 24 -> CSF
+    assert not any((labels == bt.CSF).any() for labels in ventricular)  # label 24 -> background
+    assert all({int(v) for v in np.unique(labels)} <= {0, bt.GM, bt.WM} for labels in ventricular)
+    assert any((labels == bt.GM).any() for labels in ventricular)
+    assert bt.VENTRICULAR_CSF_TISSUE_OF == {k: v for k, v in bt.TISSUE_OF.items() if k != 24}

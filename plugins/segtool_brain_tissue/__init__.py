@@ -41,6 +41,12 @@ TISSUE_OF: dict[int, int] = {
     **{v: WM for v in (2, 41, 7, 46, 16, 77, 85, 251, 252, 253, 254, 255, 25, 57)},
 }
 
+#: FreeSurfer's aseg convention, where CSF is the ventricular system only: the extra-cerebral and sulcal CSF
+#: (SynthSeg's label 24; outside aseg's pial surface, label 0 there) is background. `segtool train
+#: --labels-map` with this map (scripts/prepare_brain_tissue.py --raw-labels writes it) trains the
+#: `ventricular-csf` model, comparable with FreeSurfer-labelled references.
+VENTRICULAR_CSF_TISSUE_OF: dict[int, int] = {k: v for k, v in TISSUE_OF.items() if k != 24}
+
 #: SynthSeg's extra-cerebral labels: removed (with the background) when a sample is skull-stripped.
 NON_BRAIN = frozenset((502, 506, 507, 508, 509, 511, 512, 514, 515, 516, 530))
 #: Extra-cerebral CSF: a brain mask keeps only a thin rim of it.
@@ -108,16 +114,21 @@ def segtool_register_tasks(register):
 
 
 @hookimpl
-def segtool_training_sampler(spec, cases, patch_size, batch_size):
-    """Synthetic training batches from the cases' label maps (their image files are the label maps)."""
+def segtool_training_sampler(spec, cases, patch_size, batch_size, labels_map):
+    """Synthetic training batches from the cases' label maps (their image files are the label maps).
+
+    The FreeSurfer labels merge into the task's classes by the run's ``--labels-map`` when it
+    has one (e.g. ``VENTRICULAR_CSF_TISSUE_OF``), else by ``TISSUE_OF``.
+    """
     if spec.name != BRAIN_TISSUE.name:
         return None
     from segtool.training.synthesis import LabelSynthesizer, SynthesisSampler, label_maps_on_grid
 
-    maps = label_maps_on_grid(spec, cases, source="image", target_of=TISSUE_OF)
+    target_of = dict(labels_map) if labels_map else TISSUE_OF
+    maps = label_maps_on_grid(spec, cases, source="image", target_of=target_of)
     settings = synthesis_settings()
     if spec.normalization != settings.normalization:
         from dataclasses import replace
 
         settings = replace(settings, normalization=spec.normalization)
-    return SynthesisSampler(LabelSynthesizer(maps, TISSUE_OF, settings), patch_size, batch_size)
+    return SynthesisSampler(LabelSynthesizer(maps, target_of, settings), patch_size, batch_size)

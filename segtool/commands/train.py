@@ -89,6 +89,9 @@ def _names(ctx, param, values: tuple[str, ...]):
 @click.option("--group-by", help="Regex whose first group names a case's subject: the split keeps subjects whole "
                                   "(e.g. '^(sub-[^_]+)'), and validation scores subjects, their cases pooled "
                                   "(the Dice of a patient's stacked slices).")
+@click.option("--init-weights", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Start from the weights of this model folder (fine-tuning): the same task, network and "
+                   "architecture; recorded in the model folder. A resumed run keeps its own.")
 @click.option("--checkpoint-minutes", type=click.FloatRange(min=0.1), default=5.0,
               help="Save the resume checkpoint at least this often.")
 @click.option("--licence", "--license", "licence", help="Model card licence, e.g. apache-2.0 (default: the task's).")
@@ -144,6 +147,7 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
         checkpoint_minutes=opts["checkpoint_minutes"],
         licence=opts["licence"],
         datasets=opts["datasets"],
+        init_weights=str(opts["init_weights"]) if opts["init_weights"] else None,
         command=command_line(ctx),
     )
     result = run_training(spec, data_dir, model_dir, options, make_console(quiet=opts["quiet"]), app.plugin_manager)

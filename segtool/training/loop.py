@@ -122,7 +122,13 @@ class Trainer(TrainerData, TrainerRecords):
 
         self.precision = resolve_precision(opts.precision, self.device)
         self.layout = memory_format(self.device, self.precision, spec.network_dims)
-        model = spec.build_network().to(self.device).to(memory_format=self.layout)
+        model = spec.build_network()
+        self.init_record = ckpt.get("init_weights") if ckpt is not None else None
+        if ckpt is None and opts.init_weights:
+            from segtool.training.init_weights import load_initial_weights
+
+            self.init_record = load_initial_weights(model, spec, opts.init_weights)
+        model = model.to(self.device).to(memory_format=self.layout)
         _check_model(spec, model, self.patch, self.device)
         if self.dist.enabled:
             from torch.nn.parallel import DistributedDataParallel
@@ -208,7 +214,8 @@ class Trainer(TrainerData, TrainerRecords):
         sampler = None
         if self.plugin_manager is not None:
             sampler = self.plugin_manager.hook.segtool_training_sampler(
-                spec=spec, cases=list(self.prepared), patch_size=tuple(sample_patch), batch_size=self.batch_size
+                spec=spec, cases=list(self.prepared), patch_size=tuple(sample_patch), batch_size=self.batch_size,
+                labels_map=dict(self.labels_map) if self.labels_map else None,
             )
         if sampler is None:
             sampler = PatchSampler(self.prepared, sample_patch, self.batch_size, opts.foreground_fraction, overhang)

@@ -213,6 +213,10 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
     ]
     if t.get("labels_map"):
         lines.append(f"- Labels map (source:target): `{t['labels_map']}`")
+    if t.get("init_weights"):
+        start = t["init_weights"]
+        lines.append(f"- Fine-tuned: started from the {start.get('network')} weights of `{start.get('folder')}` "
+                     f"(sha256 {str(start.get('weights_sha256'))[:16]}…, {start.get('steps') or '?'} steps)")
     lines += [
         f"- Preprocessing: orientation {config.orientation or 'as stored'}, spacing "
         f"{describe_spacing(config.target_spacing)}, "

@@ -34,6 +34,7 @@ class TrainOptions:
     group_by: str | None = None  # regex: cases whose first group matches stay on one side of the split
     licence: str | None = None
     datasets: tuple[str, ...] = ()
+    init_weights: str | None = None  # a model folder whose weights start the run (fine-tuning)
     command: str = ""
 
 
