@@ -6,7 +6,8 @@ The vxm T1 of ../shared/data/brain-tissue (real, never trained on) and the same 
 contrast-inverted inside the brain (T2-like, to show contrast independence), each run
 through ``segtool run brain-tissue`` for every ``--model-dir``, and the two together
 (``--combine``: the mean of their probabilities). Scored on the input grid against the
-FreeSurfer labels merged as the plugin's ``TISSUE_OF`` does: DSC per tissue and their
+FreeSurfer labels merged as the model was trained to merge them (the labels map its
+config.json records, e.g. the ``ventricular-csf`` model's; else the plugin's ``TISSUE_OF``): DSC per tissue and their
 mean over the whole image and inside the labelled brain only (the T1 keeps a rim of
 extra-cerebral CSF labelled 0, SOURCE.md), and, as the iSeg seed reports them, the
 modified Hausdorff distance (MHD) and average symmetric surface distance (ASSD) per
@@ -40,20 +41,44 @@ def add_brain_tissue_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def brain_tissue_cases(data: Path, out: Path) -> list[tuple[str, Path, "np.ndarray"]]:
-    """(case, image file, merged CSF/GM/WM truth) of the real T1 and its T2-like contrast inversion."""
+    """(case, image file, FreeSurfer label map) of the real T1 and its T2-like contrast inversion."""
     scripts = ROOT / "scripts"
     if str(scripts) not in sys.path:
         sys.path.insert(0, str(scripts))
     import prepare_brain_tissue as prep
 
     t1, seg = prep.load_vxm(data)
-    truth = prep.merge(seg, prep.tissue_table())
     cases = []
     for name, image in (("vxm_t1", t1), ("vxm_t1_t2like", prep.t2_like(t1, seg))):
         path = out / f"{name}.nii.gz"
         prep.save(image, prep.VXM_AFFINE, path)
-        cases.append((name, path, truth))
+        cases.append((name, path, seg))
     return cases
+
+
+def model_tissue_table(model_dir: Path | None) -> tuple[dict[int, int], str]:
+    """FreeSurfer value -> class as the model was trained (its recorded labels map), and a name for it."""
+    import prepare_brain_tissue as prep
+
+    training = {}
+    if model_dir is not None and (Path(model_dir) / "config.json").is_file():
+        training = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("training") or {}
+    recorded = training.get("labels_map")
+    if not recorded:
+        return prep.tissue_table("all"), "all CSF (TISSUE_OF)"
+    from segtool.training.datasets import parse_labels_map
+
+    table = parse_labels_map(recorded, {1: "csf", 2: "gray_matter", 3: "white_matter"})
+    for name, label in (("all", "all CSF (TISSUE_OF)"), ("ventricular", "ventricular CSF")):
+        if table == prep.tissue_table(name):
+            return table, label
+    return table, "the model's labels map"
+
+
+def prep_merge(seg: "np.ndarray", table: dict[int, int]) -> "np.ndarray":
+    import prepare_brain_tissue as prep
+
+    return prep.merge(seg, table)
 
 
 def tissue_dice(pred: "np.ndarray", truth: "np.ndarray", mask: "np.ndarray | None" = None) -> dict[str, float | None]:
@@ -106,6 +131,8 @@ def brain_tissue(args: argparse.Namespace) -> int:
         cases = brain_tissue_cases(data, tmp)
         for model_dir, column in zip(model_dirs, columns):
             trained_on = training_cases(model_dir, task="brain-tissue")
+            table, convention = model_tissue_table(model_dir)
+            truth = prep_merge(cases[0][2], table)
             out = tmp / f"out_{len(rows)}"
             out.mkdir()
             started = time.monotonic()
@@ -117,8 +144,9 @@ def brain_tissue(args: argparse.Namespace) -> int:
             c_status, c_outputs, c_message = run_segtool([c[1] for c in cases], both, model_dir,
                                                          task="brain-tissue", extra=["--combine"])
             outputs[COMBINED] = c_outputs.get(str(cases[0][1].resolve())) if c_status == "ok" else None
-            for name, path, truth in [*cases, (COMBINED, Path(COMBINED), cases[0][2])]:
+            for name, path, _ in [*cases, (COMBINED, Path(COMBINED), None)]:
                 row: dict[str, Any] = {"model": column, "case": name, "seconds": round(seconds / len(cases), 1),
+                                       "reference_csf": convention,
                                        "trained_on": None if trained_on is None
                                        else any(t.startswith("vxm") for t in trained_on)}
                 output = outputs.get(name if name == COMBINED else str(path.resolve()))
@@ -149,11 +177,11 @@ def brain_tissue_table(rows: list[dict[str, Any]]) -> str:
         return "-" if value is None else f"{value:.{digits}f}"
 
     lines = ["| model | case | CSF | GM | WM | mean | in brain: CSF | GM | WM | mean | MHD mm CSF / GM / WM "
-             "| ASSD mm CSF / GM / WM | trained on it |",
-             "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+             "| ASSD mm CSF / GM / WM | trained on it | reference CSF |",
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for row in rows:
         if row["status"] != "ok":
-            lines.append(f"| {row['model']} | {row['case']} | {row['status']} |" + " |" * 10)
+            lines.append(f"| {row['model']} | {row['case']} | {row['status']} |" + " |" * 11)
             continue
         d, b = row["dice"], row["dice_in_brain"]
         trained = "?" if row["trained_on"] is None else ("YES" if row["trained_on"] else "no")
@@ -161,5 +189,5 @@ def brain_tissue_table(rows: list[dict[str, Any]]) -> str:
         mean_distance = " / ".join(fmt(row["assd_mm"][t], 2) for t in TISSUES)
         lines.append(f"| {row['model']} | {row['case']} | " + " | ".join(fmt(d[k]) for k in (*TISSUES, "mean"))
                      + " | " + " | ".join(fmt(b[k]) for k in (*TISSUES, "mean"))
-                     + f" | {mhd} | {mean_distance} | {trained} |")
+                     + f" | {mhd} | {mean_distance} | {trained} | {row.get('reference_csf', '-')} |")
     return "\n".join(lines)
