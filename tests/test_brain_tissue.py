@@ -88,3 +88,25 @@ def test_t1_and_t2_of_one_head_combine_into_one_mask(tmp_path, monkeypatch):
     assert [r["input"] for r in rows] == [str(head["t1"])]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["t1_seg.nii.gz"]
     assert nib.load(str(tmp_path / "out" / "t1_seg.nii.gz")).shape == SHAPE
+
+
+def test_the_ventricular_csf_model_was_trained_by_the_plugins_ventricular_map(tmp_path):
+    """The bundled `ventricular-csf` model records the labels map it was trained with: TISSUE_OF without label 24."""
+    import torch
+
+    from segtool.training.datasets import parse_labels_map
+
+    app = App(warn=lambda message: None)
+    spec = app.registry.get("brain-tissue")
+    resolved = resolve_model(spec, "ventricular-csf", HubSettings.from_env(offline_flag=True, cache_dir=tmp_path),
+                             app.plugin_manager)
+    assert resolved.pinned and resolved.config.weights_sha256 == resolved.weights_sha256
+    training = resolved.config.training
+    recorded = parse_labels_map(training["labels_map"], spec.labels)
+    import segtool_brain_tissue as bt
+
+    assert recorded == bt.VENTRICULAR_CSF_TISSUE_OF and 24 not in recorded and recorded[4] == bt.CSF
+    assert training["init_weights"]["weights_sha256"] == spec.models["default"].weights.sha256
+    model = build_model(spec, resolved)
+    with torch.inference_mode():
+        assert tuple(model(torch.zeros(1, 1, 160, 160)).shape) == (1, 4, 160, 160)

@@ -52,7 +52,9 @@ NON_BRAIN = frozenset((502, 506, 507, 508, 509, 511, 512, 514, 515, 516, 530))
 #: Extra-cerebral CSF: a brain mask keeps only a thin rim of it.
 OUTER_CSF = frozenset((24,))
 
-#: The bundled model: final step of an 8,000-step `segtool train` run on synthetic slices, stored in float16 (model_card.md).
+#: The bundled models: the default, final step of an 8,000-step `segtool train` run on synthetic slices (all CSF,
+#: SOURCE.md section 3), and `ventricular-csf`, that model fine-tuned 2,500 steps to FreeSurfer's CSF convention;
+#: both stored in float16 (their model_card.md).
 MODELS = {
     "default": WeightsRef.bundled(
         "segtool_brain_tissue", "309272ed8972b9e8f2f40b580e1f4064c3dc5ea3cedea06432fe5ca8eff86548",
@@ -60,6 +62,14 @@ MODELS = {
         "2D U-Net (16-256) on axial slices at 1 mm, trained only on images synthesised from 12 SynthSeg label "
         "maps; real vxm T1: GM 0.80, WM 0.87 (0.88 / 0.88 inside the brain), the same on its T2-like inversion "
         "(see model_card.md)",
+    ),
+    "ventricular-csf": WeightsRef.bundled(
+        "segtool_brain_tissue", "7bbf434f4afefd427e65606327aef11936a310be8efdadc26c8bf15f80c351b2",
+        "ad4bbc39dc1f19b2541984928ee68f4be6c32439b2adc38badc8c07a46bcc455",
+        "the default model fine-tuned to FreeSurfer's convention, CSF = the ventricles (extra-cerebral and sulcal "
+        "CSF are background), for comparisons with FreeSurfer labels; real vxm T1: CSF 0.81, GM 0.80, WM 0.87, "
+        "mean 0.83 (see ventricular-csf/model_card.md)",
+        folder="ventricular-csf",
     ),
 }
 
