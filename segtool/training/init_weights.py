@@ -15,7 +15,7 @@ def load_initial_weights(model, spec, folder: str | Path) -> dict[str, Any]:
     run's (the same tensors, the same shapes); anything else is a one-line UsageError.
     Logit offsets in its config are not carried over: they are set after training.
     """
-    from segtool.weights.load import load_state_dict
+    from segtool.weights.load import load_state_dict, state_mismatch
     from segtool.weights.resolve import resolve_model
     from segtool.weights.settings import HubSettings
 
@@ -24,10 +24,7 @@ def load_initial_weights(model, spec, folder: str | Path) -> dict[str, Any]:
         state = load_state_dict(resolved)
     except (UsageError, WeightsUnavailableError) as exc:
         raise UsageError(f"--init-weights {folder}: {exc.one_line()}") from None
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    missing, unexpected, wrong = state_mismatch(model.state_dict(), state)
     if missing or unexpected or wrong:
         example = (missing or unexpected or wrong)[0]
         raise UsageError(

@@ -36,6 +36,14 @@ def load_state_dict(resolved: ResolvedModel, device: str = "cpu") -> dict[str, A
     return member
 
 
+def state_mismatch(expected: dict[str, Any], state: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
+    """The tensor names a state dict lacks, has in excess, and has with another shape than ``expected``."""
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    return missing, unexpected, wrong
+
+
 #: A model config that asks for more parameters than this is refused before building.
 MAX_PARAMETERS = 500_000_000
 
@@ -69,9 +77,7 @@ def build_model(spec: "TaskSpec", resolved: ResolvedModel, device: str = "cpu"):
             f"model for task {spec.name!r} ({_first_line(exc)})"
         ) from None
     expected = model.state_dict()
-    missing = sorted(set(expected) - set(state))
-    unexpected = sorted(set(state) - set(expected))
-    wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
+    missing, unexpected, wrong = state_mismatch(expected, state)
     if missing or unexpected or wrong:
         parts = []
         if missing:
