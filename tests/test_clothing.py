@@ -273,7 +273,7 @@ def test_prepare_split_is_seeded_and_holds_out_the_count():
 
 
 @pytest.mark.parametrize("variant, network, adjusted", [(None, "ensemble", True), ("deeplabv3plus", "deeplabv3plus", False),
-                                                       ("unet", "unet", False)])
+                                                       ("unet", "unet", False), ("res_se_unet", "res_se_unet", False)])
 def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeypatch, variant, network, adjusted):
     """The shipped clothing models: pinned files hash right, and a photo gets a mask at its own size."""
     from click.testing import CliRunner
@@ -289,6 +289,8 @@ def test_the_bundled_model_verifies_and_parses_a_photo_offline(tmp_path, monkeyp
     resolved = resolve_model(spec, variant, HubSettings.from_env(offline_flag=True, cache_dir=tmp_path),
                              app.plugin_manager)
     assert resolved.pinned and resolved.config.network == network
+    # the three networks run alone from the ensemble's one file: members 0, 1, 2 in its order
+    assert resolved.member == {None: None, "deeplabv3plus": 0, "unet": 1, "res_se_unet": 2}[variant]
     # the default runs with flips and logit offsets (one per class, background 0); the others as trained
     assert resolved.config.tta is adjusted
     if adjusted:

@@ -89,6 +89,16 @@ UNET_MODEL = WeightsRef.member_of(
     folder="unet",
 )
 
+#: The ensemble's third network run alone (member 2, float16): res_se_unet (16-256), 4,000 steps; mean IoU
+#: 0.513 / 0.462 on the held-out photos (res_se_unet/model_card.md); `segtool run clothing --model res_se_unet`.
+RES_SE_UNET_MODEL = WeightsRef.member_of(
+    ENSEMBLE_MODEL, 2,
+    "505ed21cc95a429214c2938868a998684416679f077e66a3e0c09a890c488163",
+    "residual U-Net with squeeze-and-excitation (16-256) at 320x208, member 2 of the ensemble's file; mean IoU "
+    "0.513 (seed's definition) / 0.462 (dataset level) on the 100 held-out photos (see res_se_unet/model_card.md)",
+    folder="res_se_unet",
+)
+
 CLOTHING = TaskSpec(
     name="clothing",
     description="Clothing parsing of RGB photos of people into the seed's 14 classes (background, hair, skin, "
@@ -112,7 +122,8 @@ CLOTHING = TaskSpec(
     model_kwargs={"features": (24, 48, 96, 192)},
     augmentation="photo",
     postprocess=Postprocess(),
-    models={"ensemble": ENSEMBLE_MODEL, "deeplabv3plus": DEEPLAB_MODEL, "unet": UNET_MODEL},
+    models={"ensemble": ENSEMBLE_MODEL, "deeplabv3plus": DEEPLAB_MODEL, "unet": UNET_MODEL,
+            "res_se_unet": RES_SE_UNET_MODEL},
     default_model="ensemble",
     citation=(
         "Yang W, Luo P, Lin L. Clothing Co-Parsing by Joint Image Segmentation and Labeling. CVPR 2014."
