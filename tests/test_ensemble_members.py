@@ -69,6 +69,7 @@ def test_a_member_run_by_name_gives_exactly_its_own_folders_output(package, tmp_
 
     result = run_model(task, "second", source, tmp_path / "m.nii.gz")
     assert result.exit_code == 0, result.output
+    assert f"model second (bundled {name}) on cpu" in result.output  # the status line names the model chosen
     by_name = np.asarray(nib.load(str(tmp_path / "m_prob.nii.gz")).dataobj)
     alone = run_probabilities(task, b, source, tmp_path / "b.nii.gz")
     np.testing.assert_array_equal(by_name, alone)  # the same float32 tensors, stored once

@@ -191,7 +191,8 @@ def _load_segmenter(spec, app, opts, console):
     extras = [name for name, on in (("test-time flips", segmenter.options.tta),
                                     ("logit offsets", resolved.config.logit_offsets is not None)) if on]
     with_extras = f" ({', '.join(extras)})" if extras else ""
-    console.print(f"[bold]{spec.name}[/bold]: model {resolved.source} on {segmenter.device}{with_extras}")
+    named = f"{resolved.variant} ({resolved.source})" if resolved.variant else resolved.source
+    console.print(f"[bold]{spec.name}[/bold]: model {named} on {segmenter.device}{with_extras}")
     return segmenter, resolved.variant or resolved.source
 
 
