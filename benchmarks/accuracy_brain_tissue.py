@@ -75,12 +75,6 @@ def model_tissue_table(model_dir: Path | None) -> tuple[dict[int, int], str]:
     return table, "the model's labels map"
 
 
-def prep_merge(seg: "np.ndarray", table: dict[int, int]) -> "np.ndarray":
-    import prepare_brain_tissue as prep
-
-    return prep.merge(seg, table)
-
-
 def tissue_dice(pred: "np.ndarray", truth: "np.ndarray", mask: "np.ndarray | None" = None) -> dict[str, float | None]:
     """DSC of CSF (1), GM (2), WM (3) and their mean; ``mask`` restricts both to it (None: everywhere)."""
     import numpy as np
@@ -128,11 +122,13 @@ def brain_tissue(args: argparse.Namespace) -> int:
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="segtool-bench-brain-tissue-") as tmp:
         tmp = Path(tmp)
-        cases = brain_tissue_cases(data, tmp)
+        cases = brain_tissue_cases(data, tmp)  # also puts scripts/ on the path
+        import prepare_brain_tissue as prep
+
         for model_dir, column in zip(model_dirs, columns):
             trained_on = training_cases(model_dir, task="brain-tissue")
             table, convention = model_tissue_table(model_dir)
-            truth = prep_merge(cases[0][2], table)
+            truth = prep.merge(cases[0][2], table)  # one reference for the T1, its inversion and both
             out = tmp / f"out_{len(rows)}"
             out.mkdir()
             started = time.monotonic()

@@ -4,8 +4,9 @@ Two stages, as in SCT: the `spinal-cord` task (plugins/segtool_spinal_cord) find
 cord at 1 mm; the input is cropped to the cord plus 10 mm in-plane; a 2D U-Net
 segments the gray matter slice by slice at 0.25 mm in-plane on the crop (the seed's
 dilated-convolution network of Perone et al. (2018), trained the same way, measured
-below it on every held-out case and stays selectable: ``--model dilated_gm``); the mask is pasted back on the input grid, keeping
-only gray matter within 2 mm of the located cord (gray matter lies inside the cord).
+below it on every held-out case and stays selectable: ``--model dilated_gm``); the
+mask is pasted back on the input grid, keeping only gray matter within 2 mm of the
+located cord (gray matter lies inside the cord).
 Images that are already a crop go the same way (the localiser finds the cord in
 them too); if it finds no cord, the whole image is segmented, with a warning.
 """

@@ -18,22 +18,23 @@ def load_state_dict(resolved: ResolvedModel, device: str = "cpu") -> dict[str, A
     For an ensemble's member (``resolved.member``), only that member's tensors, without their
     ``members.<i>.`` prefix: the state dict of the member's network alone.
     """
-    from safetensors import SafetensorError
+    from safetensors import SafetensorError, safe_open
     from safetensors.torch import load_file
 
+    prefix = f"members.{resolved.member}." if resolved.member is not None else None
     try:
-        state = load_file(resolved.weights_path, device=device)
+        if prefix is None:
+            return load_file(resolved.weights_path, device=device)
+        # a member: read its tensors only, not the whole ensemble's
+        with safe_open(resolved.weights_path, framework="pt", device=device) as stored:
+            state = {key[len(prefix):]: stored.get_tensor(key) for key in stored.keys() if key.startswith(prefix)}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise WeightsUnavailableError(
             f"{resolved.weights_path}: not a readable safetensors file ({_first_line(exc)})"
         ) from None
-    if resolved.member is None:
-        return state
-    prefix = f"members.{resolved.member}."
-    member = {key[len(prefix):]: tensor for key, tensor in state.items() if key.startswith(prefix)}
-    if not member:
+    if not state:
         raise WeightsUnavailableError(f"{resolved.weights_path}: holds no ensemble member {resolved.member}")
-    return member
+    return state
 
 
 def state_mismatch(expected: dict[str, Any], state: dict[str, Any]) -> tuple[list[str], list[str], list[str]]:
