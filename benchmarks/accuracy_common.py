@@ -21,7 +21,11 @@ def log(message: str) -> None:
 
 
 def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str] | None:
-    """``training.data.train_cases`` of the model's config.json, or None when unknown."""
+    """``training.data.train_cases`` of the model's config.json, or None when unknown.
+
+    An ensemble whose members trained on different data records no ``training.data``; its
+    training cases are then the union of its members' (``training.members[i].train_cases``).
+    """
     try:
         if model_dir is not None:
             training = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("training") or {}
@@ -34,6 +38,10 @@ def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str]
             resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True), app.plugin_manager)
             training = resolved.config.training or {}
         cases = (training.get("data") or {}).get("train_cases")
+        if cases is None and training.get("members"):
+            per_member = [m.get("train_cases") for m in training["members"]]
+            if all(c is not None for c in per_member):
+                cases = sorted({str(c) for member in per_member for c in member})
         return [str(c) for c in cases] if cases is not None else None
     except Exception:  # no model, no config, an unreadable file: the column says "?"
         return None

@@ -9,6 +9,8 @@ slice, while its goal is per-patient Dice of the stacked volume, where empty sli
 predicted empty count), the final weights are the honest choice: OUT_DIR gets a copy of
 MODEL_DIR with those weights, config.json's weights_sha256 updated and
 ``training.selected`` set to "final step N" (train_log.jsonl and the card are copied).
+``training.validation`` becomes the final step's validation when the run validated it
+(train_log.jsonl), and ``training.validation_of`` says which weights it scored.
 """
 
 from __future__ import annotations
@@ -22,6 +24,17 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
+
+
+def final_validation(log: Path, step: int) -> dict | None:
+    """The validation record of ``step`` in a run's train_log.jsonl, or None."""
+    if not log.is_file():
+        return None
+    for line in reversed(log.read_text(encoding="utf-8").splitlines()):
+        record = json.loads(line) if line.strip() else {}
+        if record.get("step") == step and record.get("validation"):
+            return record["validation"]
+    return None
 
 
 def main() -> int:
@@ -48,7 +61,13 @@ def main() -> int:
     config_path = args.out_dir / "config.json"
     config = json.loads(config_path.read_text(encoding="utf-8"))
     config["weights_sha256"] = sha256_file(weights)
-    config.setdefault("training", {})["selected"] = f"final step {state['global_step']}"
+    training = config.setdefault("training", {})
+    training["selected"] = f"final step {state['global_step']}"
+    final = final_validation(args.model_dir / "train_log.jsonl", state["global_step"])
+    if final is not None:
+        training["validation"], training["validation_of"] = final, training["selected"]
+    elif training.get("validation"):
+        training["validation_of"] = f"best epoch {training.get('best_epoch')} (the final step was not validated)"
     config_path.write_text(json.dumps(config, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     print(f"{args.out_dir}: weights of step {state['global_step']} (sha256 {config['weights_sha256']})")
     return 0

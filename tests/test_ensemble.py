@@ -178,3 +178,27 @@ def test_segtool_train_refuses_to_train_an_ensemble(tmp_path):
     assert result.exit_code == 2
     assert "made from trained model folders" in result.output
     assert not (tmp_path / "m").exists()
+
+
+def test_members_trained_on_different_data_join_and_record_their_cases(tmp_path):
+    """Intensity statistics are a record of the training data, not the pipeline: members trained on
+    different cases join, and the ensemble records each member's cases (the benchmarks' "in training")."""
+    import importlib.util
+
+    task = spec()
+    a, b = member(tmp_path / "a", task, seed=0), member(tmp_path / "b", task, seed=1)
+    for folder, mean, cases in ((a, 10.0, ["s1", "s2"]), (b, 99.0, ["s2", "s3_copy0"])):
+        config = json.loads((folder / "config.json").read_text())
+        config["normalization_stats"] = {"method": "zscore", "per_image": True, "channels": {"t2": {"mean": mean}}}
+        config["training"] = {"data": {"train_cases": cases, "path": str(folder)}}
+        (folder / "config.json").write_text(json.dumps(config))
+    written = write_ensemble([a, b], tmp_path / "ens")
+    assert written.normalization_stats["channels"]["t2"]["mean"] == 10.0  # the first member's record
+    assert [m["train_cases"] for m in written.training["members"]] == [["s1", "s2"], ["s2", "s3_copy0"]]
+    assert "data" not in written.training  # no one split to name
+
+    loaded = importlib.util.spec_from_file_location("accuracy_common", ROOT / "benchmarks" / "accuracy_common.py")
+    common = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(common)
+    assert common.training_cases(tmp_path / "ens") == ["s1", "s2", "s3_copy0"]
+    assert common.training_cases(a) == ["s1", "s2"]

@@ -424,3 +424,31 @@ def test_the_mri_contrast_recipe_adds_the_remap_to_mri_strong():
     strong, contrast = build_recipe("mri-strong", 2, (0,)), build_recipe("mri-contrast", 2, (0,))
     assert len(contrast.transforms) == len(strong.transforms) + 1
     assert isinstance(contrast.transforms[-2], tio.Lambda)  # before the flip
+
+
+@pytest.mark.parametrize("stop_early", [False, True])
+def test_export_checkpoint_writes_the_final_step_and_says_which_weights_were_validated(tmp_path, stop_early):
+    import subprocess
+    import sys
+
+    import torch
+
+    data = write_2d_photos(tmp_path / "photos", n=6)
+    out = tmp_path / "model"
+    extra = ("--max-minutes", "0.00001") if stop_early else ()  # stopped by time after its first step
+    train(tiny_2d(), data, out, "--seed", "3", "--val-fraction", "0.34", "--val-every", "1", *extra)
+    final = tmp_path / "final"
+    root = Path(__file__).resolve().parents[1]
+    done = subprocess.run([sys.executable, str(root / "scripts" / "export_checkpoint.py"), str(out), str(final)],
+                          capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    state = torch.load(out / ".train" / "last.pt", map_location="cpu", weights_only=False)
+    assert same_weights(weights(final), {k.removeprefix("module."): v for k, v in state["model"].items()})
+    training = json.loads((final / "config.json").read_text())["training"]
+    assert training["selected"] == f"final step {state['global_step']}"
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert (state["global_step"] < 6) if stop_early else (state["global_step"] == 6)
+    # the run validates the step it stops at; the exported config reports that, not the best epoch's
+    (record,) = [r for r in log if r.get("step") == state["global_step"] and "validation" in r]
+    assert training["validation"] == record["validation"]
+    assert training["validation_of"] == f"final step {state['global_step']}"

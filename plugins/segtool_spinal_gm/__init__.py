@@ -1,10 +1,11 @@
 """Spinal cord gray matter on axial T2*-weighted MRI: find the cord, then segment its gray matter.
 
 Two stages, as in SCT: the `spinal-cord` task (plugins/segtool_spinal_cord) finds the
-cord at 1 mm; the input is cropped to the cord plus 10 mm in-plane; a 2D U-Net
-segments the gray matter slice by slice at 0.25 mm in-plane on the crop (the seed's
-dilated-convolution network of Perone et al. (2018), trained the same way, measured
-below it on every held-out case and stays selectable: ``--model dilated_gm``); the
+cord at 1 mm; the input is cropped to the cord plus 10 mm in-plane; two 2D U-Nets,
+distilled from the published gmseg model, segment the gray matter slice by slice at
+0.25 mm in-plane on the crop, their probabilities averaged (the seed's dilated-convolution
+network of Perone et al. (2018), trained by us on the manual masks, measured below them on
+every held-out case and stays selectable: ``--model dilated_gm``); the
 mask is pasted back on the input grid, keeping only gray matter within 2 mm of the
 located cord (gray matter lies inside the cord).
 Images that are already a crop go the same way (the localiser finds the cord in
@@ -14,14 +15,16 @@ them too); if it finds no cord, the whole image is segmented, with a warning.
 from segtool.hookspecs import hookimpl
 from segtool.spec import Locate, Postprocess, TaskSpec, WeightsRef
 
-#: Trained with `segtool train` on four subjects (five sessions) of the Spinal Cord GM Challenge
-#: and the SCT test subject; 9604 and the MT image held out (model_card.md has the per-case table).
+#: Two 2D U-Nets trained by `segtool train` on four subjects (five sessions) of the Spinal Cord GM
+#: Challenge and the SCT test subject, distilled from the published gmseg `large` model (its masks of
+#: the training images and of augmented copies of them, scripts/distill_gmseg.py), averaged;
+#: 9604 and the MT image held out (model_card.md has the per-case table).
 DEFAULT_MODEL = WeightsRef.bundled(
     "segtool_spinal_gm",
-    "baf0c0ae8fa23cf9bea86769bdd10ab33a7ecef08e7434cecab7e40507e6b6c0",
-    "2eb1dc41375512b9e2edc8552356c1f774ac9ccc479cec59aaa5c2a56661002b",
-    "2D U-Net (16-128) at 0.25 mm, trained by segtool; held out: t2s 0.872, mt1 0.720, 9604 0.888 "
-    "(see model_card.md)",
+    "847cd6658f361f03d3d60417b989e14ba9a1a13ff9b8b501e693cff17270a83b",
+    "4f1f639b78d2dfe252be949d84b279d26086e517c8e390bc1204d83776660f3d",
+    "ensemble of two 2D U-Nets (16-128) at 0.25 mm distilled from the published gmseg 'large' model, "
+    "trained by segtool; held out: t2s 0.895, mt1 0.740, 9604 0.905 (see model_card.md)",
 )
 
 #: The seed's network, trained the same way on the same cases (the default until 2026-12-05):

@@ -21,9 +21,11 @@ from typing import Any, Sequence
 from segtool.errors import UsageError
 from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME, ModelConfig
 
-#: Settings every member must share: the pipeline around the networks.
+#: Settings every member must share: the pipeline around the networks. Not ``normalization_stats``:
+#: the training set's intensity statistics are a record (inference normalises each image by itself),
+#: and members trained on different data (e.g. distilled copies) differ there; the first member's is kept.
 SHARED = ("task", "labels", "channels", "normalization", "slice_axis", "slice_context", "target_spacing",
-          "input_size", "orientation", "postprocess", "normalization_stats", "patch_size")
+          "input_size", "orientation", "postprocess", "patch_size")
 
 
 def _comparable(key: str, value: Any) -> Any:
@@ -71,6 +73,7 @@ def ensemble_config(folders: Sequence[Path]) -> ModelConfig:
                 "selected": c.training.get("selected"),
                 "command": c.training.get("command"),
                 "validation_mean_dice": (c.training.get("validation") or {}).get("mean_dice"),
+                "train_cases": (c.training.get("data") or {}).get("train_cases"),
             }
             for folder, c in zip(folders, configs)
         ],
