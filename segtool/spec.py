@@ -149,6 +149,10 @@ class TaskSpec:
     default_model: str | None = None
     postprocess: Postprocess = field(default_factory=Postprocess)
     augmentation: str = "default"
+    # Network axes training flips (and --tta flips), where the recipe's rule is not right: e.g. a
+    # task whose own sampler (``segtool_training_sampler``) makes and flips its training images.
+    # None: as the augmentation recipe flips (see ``flip_axes``).
+    trained_flips: tuple[int, ...] | None = None
     locate: Locate | None = None
     output_suffix: str = "_seg"
     citation: str = ""
@@ -211,6 +215,12 @@ class TaskSpec:
             object.__setattr__(self, "input_size", size)
         if self.augmentation not in AUGMENTATIONS:
             _fail(what, f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augmentation!r}")
+        if self.trained_flips is not None:
+            flips = tuple(int(a) for a in self.trained_flips)
+            if len(set(flips)) != len(flips) or any(not 0 <= a < self.network_dims for a in flips):
+                _fail(what, f"trained_flips must be distinct network axes in 0..{self.network_dims - 1}, "
+                            f"got {self.trained_flips!r}")
+            object.__setattr__(self, "trained_flips", flips)
         if self.locate is not None and not isinstance(self.locate, Locate):
             _fail(what, "locate must be a Locate")
         if self.locate is not None and (self.ndim != 3 or len(self.locate.margin_mm) != 3):
@@ -294,12 +304,17 @@ class TaskSpec:
 
         Photos flip left-right only (people are not upside down); ``mri-strong`` flips its
         first axis only (left-right of axial slices, anterior-posterior of sagittal ones:
-        never superior-inferior, which would swap the levels of a spine); every other recipe
-        flips every axis. Predictions averaged over flips the network never saw in training
-        are worse, so --tta flips these axes only.
+        never superior-inferior, which would swap the levels of a spine); ``none`` flips
+        nothing; every other recipe flips every axis. A task whose own sampler makes its
+        training images declares ``trained_flips`` instead. Predictions averaged over flips
+        the network never saw in training are worse, so --tta flips these axes only.
         """
         from segtool.io.formats import is_photo_task
 
+        if self.trained_flips is not None:
+            return self.trained_flips
+        if self.augmentation == "none":
+            return ()
         if is_photo_task(self):
             return (self.network_dims - 1,)
         if self.augmentation in ("mri-strong", "mri-contrast"):

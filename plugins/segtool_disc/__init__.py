@@ -15,8 +15,8 @@ from segtool.spec import Postprocess, TaskSpec, WeightsRef
 #: leave-one-subject-out figure is the estimate); the two others hold ivd_25 out (Dice in their descriptions).
 MODELS = {
     "unet": WeightsRef.bundled(
-        "segtool_disc", "002d9c256b1f5af4664ed23aaff82a9bac1faa5ede0feab150d165fef7427c28",
-        "f0fae80424c556d03f54934d6246a430919419e69c9310683c2db23854bfa286",
+        "segtool_disc", "e84e37846341b3f7afa93a522e160dbdc6528de07b12f06c9c10197c538190fc",
+        "6a86d4351bc97c8b93d07fabccf360c64132514e8390bfefade090e1c32d79b0",
         "U-Net (16-256), 1 mm sagittal slices, trained with partial fields of view on all three subjects; "
         "leave-one-subject-out Dice of the recipe 0.891 (see unet/model_card.md)",
         folder="unet",
