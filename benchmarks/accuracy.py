@@ -409,7 +409,8 @@ def add_disc_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--partial-fov", action="store_true",
                         help="also score crops of each scored subject that hold only some discs (the column cut "
                              "between two discs): are the discs it sees named right?")
-    parser.add_argument("--run-args", default="", help="extra `segtool run` arguments, e.g. '--tta'")
+    parser.add_argument("--run-args", default="",
+                        help="extra `segtool run` arguments, e.g. --run-args=--tta (a lone option needs the '=')")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
 
 
@@ -647,7 +648,8 @@ def add_clothing_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--photos", default=None,
                         help="comma-separated photo names or @FILE (default: the validation photos recorded in the "
                              "first model's config.json)")
-    parser.add_argument("--run-args", default="", help="extra `segtool run` arguments, e.g. '--tta'")
+    parser.add_argument("--run-args", default="",
+                        help="extra `segtool run` arguments, e.g. --run-args=--tta (a lone option needs the '=')")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
 
 

@@ -35,7 +35,8 @@ def add_brain_tumour_arguments(parser: argparse.ArgumentParser) -> None:
                         help="a model folder scored on every case (repeatable)")
     parser.add_argument("--cv", action="append", default=[], metavar="NAME=DIR,DIR,...",
                         help="cross-validation folds: each folder scores the cases it did not train on")
-    parser.add_argument("--run-args", default="", help="extra `segtool run` arguments, e.g. '--tta'")
+    parser.add_argument("--run-args", default="",
+                        help="extra `segtool run` arguments, e.g. --run-args=--tta (a lone option needs the '=')")
     parser.add_argument("--json", dest="json_out", type=Path, help="also write the rows as JSON here")
 
 
