@@ -14,8 +14,18 @@ def make_console(quiet: bool = False, file: IO[str] | None = None) -> Console:
     return Console(file=file or sys.stderr, quiet=quiet, highlight=False, soft_wrap=True)
 
 
+#: Width of tables written to a pipe or file: rich would squeeze them into 80 columns.
+PIPED_WIDTH = 200
+
+
 def stdout_console() -> Console:
-    return Console(file=sys.stdout, highlight=False, soft_wrap=True)
+    """A rich console on stdout. Piped (not a terminal) and without ``COLUMNS`` set, it lays
+    tables out ``PIPED_WIDTH`` columns wide, so ``segtool models list | less`` keeps whole words."""
+    import os
+
+    piped = not (hasattr(sys.stdout, "isatty") and sys.stdout.isatty())
+    width = PIPED_WIDTH if piped and not os.environ.get("COLUMNS") else None
+    return Console(file=sys.stdout, highlight=False, soft_wrap=True, width=width)
 
 
 #: Loggers of the libraries segtool reads images with; their records become one-line warnings.

@@ -303,3 +303,18 @@ def test_human_size_uses_decimal_units():
 
     sizes = [None, 0, 999, 1000, 1_500, 20_300_000, 1_234_000_000]
     assert [human_size(s) for s in sizes] == ["-", "0 B", "999 B", "1.0 kB", "1.5 kB", "20.3 MB", "1.2 GB"]
+
+
+@pytest.mark.parametrize("columns, whole", [(None, True), ("80", False)])
+def test_piped_tables_keep_whole_words_unless_columns_says_otherwise(monkeypatch, columns, whole):
+    """Written to a pipe (CliRunner's stdout is no terminal), `models list` is laid out wide;
+    rich alone would squeeze it into 80 columns and cut 'bundled (segtool_spinal_gm)' into pieces."""
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    result = CliRunner().invoke(cli, ["models", "list"])
+    assert result.exit_code == 0, result.output
+    rows = [line for line in result.stdout.splitlines() if "spinal-gm" in line and "dilated_gm" in line]
+    assert len(rows) == 1
+    assert ("bundled (segtool_spinal_gm)" in rows[0]) is whole
