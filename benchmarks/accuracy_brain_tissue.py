@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accuracy_common import NO_MODEL, ROOT, log, run_segtool, training_cases
+from accuracy_common import NO_MODEL, ROOT, log, model_training, run_segtool, training_cases
 
 BRAIN_TISSUE_DATA = ROOT.parent / "shared" / "data" / "brain-tissue"
 TISSUES = ("csf", "gray_matter", "white_matter")
@@ -60,9 +60,10 @@ def model_tissue_table(model_dir: Path | None) -> tuple[dict[int, int], str]:
     """FreeSurfer value -> class as the model was trained (its recorded labels map), and a name for it."""
     import prepare_brain_tissue as prep
 
-    training = {}
-    if model_dir is not None and (Path(model_dir) / "config.json").is_file():
-        training = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("training") or {}
+    try:  # the folder's config, or the task's default model's (resolved as `segtool run` would)
+        training = model_training(model_dir, "brain-tissue")
+    except Exception:  # no model or no config: the plugin's table
+        training = {}
     recorded = training.get("labels_map")
     if not recorded:
         return prep.tissue_table("all"), "all CSF (TISSUE_OF)"

@@ -20,6 +20,20 @@ def log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
+def model_training(model_dir: Path | None, task: str) -> dict:
+    """``training`` of the model's config.json: ``model_dir``'s, or that of the task's default model,
+    resolved offline as `segtool run` would. Raises when there is no model or no config."""
+    if model_dir is not None:
+        return json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("training") or {}
+    from segtool.app import App
+    from segtool.weights import HubSettings, resolve_model
+
+    app = App(warn=lambda message: None)
+    spec = app.registry.get(task)
+    resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True), app.plugin_manager)
+    return resolved.config.training or {}
+
+
 def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str] | None:
     """``training.data.train_cases`` of the model's config.json, or None when unknown.
 
@@ -27,16 +41,7 @@ def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str]
     training cases are then the union of its members' (``training.members[i].train_cases``).
     """
     try:
-        if model_dir is not None:
-            training = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8")).get("training") or {}
-        else:  # the task's default model, resolved offline as `segtool run` would
-            from segtool.app import App
-            from segtool.weights import HubSettings, resolve_model
-
-            app = App(warn=lambda message: None)
-            spec = app.registry.get(task)
-            resolved = resolve_model(spec, None, HubSettings.from_env(offline_flag=True), app.plugin_manager)
-            training = resolved.config.training or {}
+        training = model_training(model_dir, task)
         cases = (training.get("data") or {}).get("train_cases")
         if cases is None and training.get("members"):
             per_member = [m.get("train_cases") for m in training["members"]]

@@ -7,7 +7,8 @@ random contrast, resolution, bias field, noise and deformation
 ``scripts/prepare_brain_tissue.py`` holds each label map twice: as the case's
 "image" (the full FreeSurfer label map, which `segtool_training_sampler` reads back
 as a label map and turns into a new random image at every step) and as its label
-file (merged into CSF/GM/WM by `TISSUE_OF`). Real scans (the vxm T1) only validate.
+file (merged into CSF/GM/WM by `TISSUE_OF`, or by the run's ``--labels-map``, e.g.
+``VENTRICULAR_CSF_TISSUE_OF`` for the default model). Real scans (the vxm T1) only validate.
 
 Geometry (measured, see the model card): a 2D U-Net (16-256) on axial slices at
 1 mm in-plane, slices kept at their own spacing, 160 x 160 training patches. The
@@ -52,24 +53,27 @@ NON_BRAIN = frozenset((502, 506, 507, 508, 509, 511, 512, 514, 515, 516, 530))
 #: Extra-cerebral CSF: a brain mask keeps only a thin rim of it.
 OUTER_CSF = frozenset((24,))
 
-#: The bundled models: the default, final step of an 8,000-step `segtool train` run on synthetic slices (all CSF,
-#: SOURCE.md section 3), and `ventricular-csf`, that model fine-tuned 2,500 steps to FreeSurfer's CSF convention;
-#: both stored in float16 (their model_card.md).
+#: The bundled models. `ventricular-csf` (the default since 2026-12-05): CSF is the ventricular system, as in
+#: FreeSurfer's aseg, the labelling of every real brain with tissue labels we could obtain (the vxm T1 and
+#: brains like it); `all-csf`: CSF is all CSF, sulcal and extra-cerebral too, as SOURCE.md section 3 maps the
+#: SynthSeg maps and as iSeg or FSL FAST count it. `all-csf` is the final step of an 8,000-step `segtool train`
+#: run on synthetic slices; `ventricular-csf` is that model fine-tuned 2,500 steps with
+#: VENTRICULAR_CSF_TISSUE_OF. Both float16, both run with left-right test-time flips (their model_card.md).
 MODELS = {
-    "default": WeightsRef.bundled(
-        "segtool_brain_tissue", "309272ed8972b9e8f2f40b580e1f4064c3dc5ea3cedea06432fe5ca8eff86548",
-        "940e146614189b5f18f29cd9dc3c17d0628a859e5df5245edd985d121e36cf8c",
-        "2D U-Net (16-256) on axial slices at 1 mm, trained only on images synthesised from 12 SynthSeg label "
-        "maps; real vxm T1: GM 0.80, WM 0.87 (0.88 / 0.88 inside the brain), the same on its T2-like inversion "
-        "(see model_card.md)",
-    ),
     "ventricular-csf": WeightsRef.bundled(
         "segtool_brain_tissue", "7bbf434f4afefd427e65606327aef11936a310be8efdadc26c8bf15f80c351b2",
         "5d0ba86d35b80c954e468538506d3e67fc6e826f9c6ee41194b6e84558d95ccb",
-        "the default model fine-tuned to FreeSurfer's convention, CSF = the ventricles (extra-cerebral and sulcal "
-        "CSF are background), for comparisons with FreeSurfer labels; real vxm T1: CSF 0.81, GM 0.80, WM 0.87, "
-        "mean 0.83 (see ventricular-csf/model_card.md)",
+        "FreeSurfer's convention, CSF = the ventricles (extra-cerebral and sulcal CSF are background); real vxm "
+        "T1: CSF 0.81, GM 0.81, WM 0.87, mean 0.83 (0.88 inside the labelled brain; see ventricular-csf/model_card.md)",
         folder="ventricular-csf",
+    ),
+    "all-csf": WeightsRef.bundled(
+        "segtool_brain_tissue", "309272ed8972b9e8f2f40b580e1f4064c3dc5ea3cedea06432fe5ca8eff86548",
+        "940e146614189b5f18f29cd9dc3c17d0628a859e5df5245edd985d121e36cf8c",
+        "CSF = all CSF, sulcal and extra-cerebral too (SOURCE.md section 3; for intracranial volume, atrophy); "
+        "real vxm T1: GM 0.81, WM 0.87 (0.89 / 0.88 inside the brain), CSF not comparable with its FreeSurfer "
+        "labels (see all-csf/model_card.md)",
+        folder="all-csf",
     ),
 }
 
@@ -98,7 +102,7 @@ BRAIN_TISSUE = TaskSpec(
     network="unet",
     model_kwargs={"features": (16, 32, 64, 128, 256)},
     models=MODELS,
-    default_model="default",
+    default_model="ventricular-csf",
     postprocess=Postprocess(),
     citation=(
         "Billot B, et al. SynthSeg: Segmentation of brain MRI scans of any contrast and resolution without "
