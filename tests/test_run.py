@@ -188,6 +188,29 @@ def test_output_suffix_picks_the_format(tmp_path, tiny3d):
     assert np.array_equal(np.transpose(mask, (2, 1, 0)), (cube_image() > 0).astype(np.uint8))
 
 
+@pytest.mark.parametrize("folder", ["new/", "existing"])
+def test_o_naming_a_folder_writes_the_default_name_inside_it(tmp_path, tiny3d, folder):
+    """`-o out/` (as the disc issue writes it) or `-o` an existing folder means --output-dir."""
+    spec, _ = tiny3d
+    src = save_nifti(tmp_path / "a.nii.gz", cube_image())
+    (tmp_path / "existing").mkdir()
+    result = invoke(app_with(spec), ["run", "tiny", str(src), "-o", str(tmp_path) + "/" + folder, "-q"])
+    assert result.exit_code == 0, result.output
+    written = tmp_path / folder.rstrip("/") / "a_seg.nii.gz"
+    assert written.is_file() and result.stdout.strip() == str(written)
+    assert np.array_equal(np.asanyarray(nib.load(str(written)).dataobj), (cube_image() > 0).astype(np.uint8))
+
+
+def test_o_folder_and_output_dir_together_is_a_usage_error(tmp_path, tiny3d):
+    spec, _ = tiny3d
+    src = save_nifti(tmp_path / "a.nii.gz", cube_image())
+    result = invoke(app_with(spec), ["run", "tiny", str(src), "-o", str(tmp_path / "x") + "/", "--output-dir",
+                                     str(tmp_path / "y"), "-q"])
+    assert result.exit_code == 2
+    assert "a folder; give it or --output-dir, not both" in result.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
+
+
 def test_probabilities_are_written_on_request(tmp_path, tiny3d):
     spec, _ = tiny3d
     src = save_nifti(tmp_path / "p.nii.gz", cube_image())

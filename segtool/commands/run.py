@@ -15,8 +15,9 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
 @click.command(context_settings={"show_default": True})
 @click.argument("task", shell_complete=complete_task)
 @click.argument("inputs", nargs=-1, required=True, type=click.Path())
-@click.option("-o", "--output", type=click.Path(dir_okay=False, path_type=Path),
-              help="Output file (one case only); its suffix picks the format (.nii.gz, .mha, .nrrd, .png, ...).")
+@click.option("-o", "--output", type=click.Path(path_type=str),
+              help="Output file (one case only); its suffix picks the format (.nii.gz, .mha, .nrrd, .png, ...). "
+                   "A folder (an existing one, or a name ending in '/') means --output-dir.")
 @click.option("--output-dir", type=click.Path(file_okay=False, path_type=Path),
               help="Write <input stem>_seg.* here instead of beside each input.")
 @click.option("--format", "output_format", type=click.Choice(["nifti", "dicom-seg"]),
@@ -83,6 +84,7 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
     Exit status: 0 all cases done, 1 some case failed, 2 usage error,
     3 weights unavailable.
     """
+    _output_folder_as_output_dir(opts)
     app = get_app(ctx)
     spec = app.registry.get(task)
     stacks = _plan_stacks(spec, inputs, opts) if opts["stack"] else None
@@ -194,6 +196,21 @@ def _load_segmenter(spec, app, opts, console):
     named = f"{resolved.variant} ({resolved.source})" if resolved.variant else resolved.source
     console.print(f"[bold]{spec.name}[/bold]: model {named} on {segmenter.device}{with_extras}")
     return segmenter, resolved.variant or resolved.source
+
+
+def _output_folder_as_output_dir(opts) -> None:
+    """``-o out/`` (a name ending in a separator, or an existing folder) is ``--output-dir out``."""
+    import os
+
+    given = opts["output"]
+    if given is None:
+        return
+    if given.endswith(("/", os.sep)) or Path(given).is_dir():
+        if opts["output_dir"] is not None:
+            raise UsageError(f"-o {given}: a folder; give it or --output-dir, not both")
+        opts["output"], opts["output_dir"] = None, Path(given)
+    else:
+        opts["output"] = Path(given)
 
 
 def _output_plan(spec, opts):
