@@ -94,7 +94,7 @@ def main() -> int:
         if name in relabel:
             taught = sct.segment_image(teacher, image)
             manual = np.asanyarray(mask.dataobj) > 0
-            agree = 2 * (taught.astype(bool) & manual).sum() / max(taught.sum() + manual.sum(), 1)
+            agree = sct.score_dice(taught, manual)
             print(f"{name}: teacher {int(taught.sum())} voxels, manual {int(manual.sum())}, Dice {agree:.3f}")
             mask = nib.Nifti1Image(taught.astype(np.uint8), mask.affine, mask.header)
         nib.save(mask, args.out / f"{name}_seg.nii.gz")
@@ -106,7 +106,7 @@ def main() -> int:
             img.header.set_zooms(image.header.get_zooms()[:3])
             taught = sct.segment_image(teacher, img)
             warped = copy["label"].data[0].numpy() > 0
-            agree = 2 * (taught.astype(bool) & warped).sum() / max(taught.sum() + warped.sum(), 1)
+            agree = sct.score_dice(taught, warped)
             stem = f"{name}_{args.teacher}{k}"
             nib.save(img, args.out / f"{stem}.nii.gz")
             nib.save(nib.Nifti1Image(taught.astype(np.uint8), img.affine), args.out / f"{stem}_seg.nii.gz")

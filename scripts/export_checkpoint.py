@@ -26,12 +26,11 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 
-def final_validation(log: Path, step: int) -> dict | None:
-    """The validation record of ``step`` in a run's train_log.jsonl, or None."""
-    if not log.is_file():
-        return None
-    for line in reversed(log.read_text(encoding="utf-8").splitlines()):
-        record = json.loads(line) if line.strip() else {}
+def final_validation(model_dir: Path, step: int) -> dict | None:
+    """The validation record of ``step`` in the run's train_log.jsonl, or None."""
+    from segtool.training.model_folder import read_log
+
+    for record in reversed(read_log(model_dir)):
         if record.get("step") == step and record.get("validation"):
             return record["validation"]
     return None
@@ -63,7 +62,7 @@ def main() -> int:
     config["weights_sha256"] = sha256_file(weights)
     training = config.setdefault("training", {})
     training["selected"] = f"final step {state['global_step']}"
-    final = final_validation(args.model_dir / "train_log.jsonl", state["global_step"])
+    final = final_validation(args.model_dir, state["global_step"])
     if final is not None:
         training["validation"], training["validation_of"] = final, training["selected"]
     elif training.get("validation"):
