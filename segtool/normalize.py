@@ -11,7 +11,12 @@ RGB_STD = np.array([0.229, 0.224, 0.225], dtype=np.float32)
 #: Normalised values are computed and written about this many voxels at a time (no whole-channel temporaries).
 CHUNK_VOXELS = 1 << 22
 
-_Z_METHODS = ("zscore", "zscore-nonzero", "percentile")
+_Z_METHODS = ("zscore", "zscore-nonzero", "zscore-foreground", "percentile")
+
+#: ``zscore-foreground``: the value filling at least this share of a channel's border voxels is its
+#: background (0 for a raw skull-stripped scan, e.g. -3.62 for a scan z-scored inside the brain whose
+#: outside kept the value the z-score gave it); below that share the background is 0, as ``zscore-nonzero``.
+BACKGROUND_BORDER_SHARE = 0.5
 
 
 def _slabs(channel: np.ndarray):
@@ -20,8 +25,30 @@ def _slabs(channel: np.ndarray):
     return [slice(first, first + step) for first in range(0, channel.shape[0], step)]
 
 
-def _statistics(channel: np.ndarray, bounds=None, nonzero: bool = False) -> tuple[float, float] | None:
-    """(mean, std) of the channel's values (clipped to ``bounds``; the non-zero voxels only if ``nonzero``),
+def background_value(channel: np.ndarray) -> float:
+    """The value outside the head of one channel: the commonest value of its border voxels if it fills
+    BACKGROUND_BORDER_SHARE of them, else 0.
+
+    Skull-stripped scans keep a constant outside the brain: 0 when raw, but a scan z-scored inside its
+    brain mask (the BraTS copies DeepMedic ships) holds ``-mean/std`` there. Taking that value as the
+    background makes the z-score inside the head the same for both (and for any gain and offset).
+    """
+    faces = []
+    for axis in range(channel.ndim):
+        for index in (0, -1):
+            faces.append(np.take(channel, index, axis=axis).ravel())
+    border = np.concatenate(faces)
+    if border.size == 0:
+        return 0.0
+    values, counts = np.unique(border, return_counts=True)
+    best = int(counts.argmax())
+    if counts[best] >= BACKGROUND_BORDER_SHARE * border.size:
+        return float(values[best])
+    return 0.0
+
+
+def _statistics(channel: np.ndarray, bounds=None, background: float | None = None) -> tuple[float, float] | None:
+    """(mean, std) of the channel's values (clipped to ``bounds``; only those unequal to ``background`` if given),
     in float64, a slab at a time (two passes: the mean, then the squared deviations); None if empty.
 
     No whole-channel temporary: numpy would copy the masked sample, or the channel clipped
@@ -30,7 +57,7 @@ def _statistics(channel: np.ndarray, bounds=None, nonzero: bool = False) -> tupl
     def parts():
         for part in _slabs(channel):
             values = channel[part] if bounds is None else np.clip(channel[part], *bounds)
-            yield values[channel[part] != 0] if nonzero else values
+            yield values if background is None else values[channel[part] != background]
 
     count, total = 0, 0.0
     for values in parts():
@@ -44,25 +71,27 @@ def _statistics(channel: np.ndarray, bounds=None, nonzero: bool = False) -> tupl
 
 
 def _channel_plan(channel: np.ndarray, method: str, scratch: np.ndarray | None = None
-                  ) -> tuple[tuple | None, tuple[float, float] | None]:
-    """(clip bounds or None, (mean, std) or None) of one channel.
+                  ) -> tuple[tuple | None, tuple[float, float] | None, float | None]:
+    """(clip bounds or None, (mean, std) or None, background value or None) of one channel.
 
     ``scratch``: a contiguous copy of the channel that may be scrambled (the output buffer,
     written afterwards): the percentiles partition it instead of a copy of their own.
     """
     if method == "zscore":  # numpy's own statistics: the deviation temporary is input-sized, as the output is
-        return None, ((float(channel.mean()), float(channel.std())) if channel.size else None)
-    if method == "zscore-nonzero":
-        return None, _statistics(channel, nonzero=True)
+        return None, ((float(channel.mean()), float(channel.std())) if channel.size else None), None
+    if method in ("zscore-nonzero", "zscore-foreground"):
+        background = 0.0 if method == "zscore-nonzero" else background_value(channel)
+        return None, _statistics(channel, background=background), background
     if scratch is not None:
         lo, hi = np.percentile(scratch, [0.5, 99.5], overwrite_input=True)
     else:
         lo, hi = np.percentile(channel, [0.5, 99.5])
-    return (lo, hi), _statistics(channel, (lo, hi))
+    return (lo, hi), _statistics(channel, (lo, hi)), None
 
 
-def _zscore_into(out: np.ndarray, channel: np.ndarray, method: str, bounds, stats) -> None:
-    """``out[...] = (values - mean) / max(std, 1e-8)``, 0 outside the mask, written a few planes at a time.
+def _zscore_into(out: np.ndarray, channel: np.ndarray, bounds, stats, background: float | None) -> None:
+    """``out[...] = (values - mean) / max(std, 1e-8)``, 0 where the channel holds ``background`` (if given),
+    written a few planes at a time.
 
     ``values`` is the channel, clipped to ``bounds`` if given. The arithmetic is the
     elementwise arithmetic of the whole channel (in the values' dtype, then cast to
@@ -74,7 +103,7 @@ def _zscore_into(out: np.ndarray, channel: np.ndarray, method: str, bounds, stat
     mean, std = stats
     scale = max(std, 1e-8)
     for part in _slabs(channel):
-        zero = channel[part] == 0 if method == "zscore-nonzero" else None  # before ``out`` may overwrite it
+        zero = channel[part] == background if background is not None else None  # before ``out`` may overwrite it
         values = channel[part] if bounds is None else np.clip(channel[part], *bounds)
         out[part] = (values - mean) / scale
         if zero is not None:
@@ -108,6 +137,6 @@ def normalize(array: np.ndarray, method: str, in_place: bool = False) -> np.ndar
     else:
         out, scratch = np.empty_like(array), False
     plans = [_channel_plan(channel, method, out[c] if scratch else None) for c, channel in enumerate(array)]
-    for c, (channel, (bounds, stats)) in enumerate(zip(array, plans)):
-        _zscore_into(out[c], channel, method, bounds, stats)
+    for c, (channel, (bounds, stats, background)) in enumerate(zip(array, plans)):
+        _zscore_into(out[c], channel, bounds, stats, background)
     return out

@@ -73,11 +73,11 @@ def _to_model_grid(spec: TaskSpec, array: np.ndarray, affine: np.ndarray, mode: 
     return array, reorientation, oriented_shape, spacing
 
 
-#: Normalisations applied on the input's own grid, before resampling. ``zscore-nonzero`` must come first:
+#: Normalisations applied on the input's own grid, before resampling. The masked z-scores must come first:
 #: resampling blends the zero background into the edge of the head, and those blended voxels would
 #: count as inside it (a raw-scaled and a z-scored copy of one image would then differ); linear
 #: resampling commutes with the gain and offset every other method removes.
-NORMALISE_FIRST = ("zscore-nonzero",)
+NORMALISE_FIRST = ("zscore-nonzero", "zscore-foreground")
 
 
 def preprocess(spec: TaskSpec, volume: "Volume", consume_input: bool = False) -> Prepared:

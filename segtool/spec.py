@@ -17,7 +17,7 @@ TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
 ORIENTATION = re.compile(r"^[LR][AP][SI]$|^[LR][SI][AP]$|^[AP][LR][SI]$|^[AP][SI][LR]$|^[SI][LR][AP]$|^[SI][AP][LR]$")
 
 #: Normalisations the core knows (see segtool.normalize).
-NORMALIZATIONS = ("zscore", "zscore-nonzero", "percentile", "none", "rgb")
+NORMALIZATIONS = ("zscore", "zscore-nonzero", "zscore-foreground", "percentile", "none", "rgb")
 
 #: Augmentation recipes the trainer knows (see segtool.training.augment_recipes).
 AUGMENTATIONS = ("default", "mri-strong", "mri-contrast", "photo", "none")

@@ -243,7 +243,13 @@ def _whole_array_normalize(array: np.ndarray, method: str) -> np.ndarray:
     """The plain computation `segtool.normalize` does in slabs: whole-channel temporaries, float64 statistics."""
     out = np.empty_like(array)
     for c, channel in enumerate(array):
-        mask = channel != 0 if method == "zscore-nonzero" else None
+        mask = None
+        if method == "zscore-nonzero":
+            mask = channel != 0
+        elif method == "zscore-foreground":
+            border = np.concatenate([np.take(channel, i, axis=a).ravel() for a in range(channel.ndim) for i in (0, -1)])
+            values, counts = np.unique(border, return_counts=True)
+            mask = channel != (values[counts.argmax()] if counts.max() >= 0.5 * border.size else 0.0)
         values = channel
         if method == "percentile":
             lo, hi = np.percentile(channel, [0.5, 99.5])
@@ -260,7 +266,7 @@ def _whole_array_normalize(array: np.ndarray, method: str) -> np.ndarray:
     return out
 
 
-@pytest.mark.parametrize("method", ["zscore", "zscore-nonzero", "percentile"])
+@pytest.mark.parametrize("method", ["zscore", "zscore-nonzero", "zscore-foreground", "percentile"])
 def test_normalize_in_slabs_equals_the_whole_array_computation(monkeypatch, method):
     from segtool import normalize as normalize_module
 
@@ -269,6 +275,10 @@ def test_normalize_in_slabs_equals_the_whole_array_computation(monkeypatch, meth
     array = (np.abs(rng.normal(300.0, 80.0, (2, 13, 11, 7))) ** 1.5).astype(np.float32)
     array[:, :2] = 0.0
     array[1] = np.where(rng.random(array[1].shape) < 0.3, 0.0, array[1])
+    array[1, :, 0] = -2.5  # channel 1: a background value other than 0 on most of its border
+    array[1, :, -1] = -2.5
+    array[1, :, :, 0] = -2.5
+    array[1, :, :, -1] = -2.5
     got = normalize_module.normalize(array, method)
     # masked or clipped samples are summed in float64 slabs, in another order than numpy's: the statistics
     # may differ in their last bits, the float32 values by one unit in the last place at most
@@ -424,7 +434,7 @@ def test_batched_photos_get_the_labels_of_a_float64_reference(patch):
         assert (margin[differ] < TIE).all() and differ.mean() <= MAX_TIE_SHARE
 
 
-@pytest.mark.parametrize("method", ["zscore", "zscore-nonzero", "percentile", "none"])
+@pytest.mark.parametrize("method", ["zscore", "zscore-nonzero", "zscore-foreground", "percentile", "none"])
 def test_normalising_in_place_gives_the_same_values_in_the_same_array(method):
     from segtool.normalize import normalize
 

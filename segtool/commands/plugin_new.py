@@ -59,7 +59,7 @@ TASK = TaskSpec(
     target_spacing=$spacing,
     patch_size=$patch,  # each size a multiple of 8 (three stride-2 levels)
     batch_size=2,
-    normalization="$normalization",  # zscore, zscore-nonzero, percentile, rgb or none
+    normalization="$normalization",  # zscore, zscore-nonzero, zscore-foreground, percentile, rgb or none
     labels=$labels,  # 0 is background
     # A network family of segtool.networks and its own knobs; the core supplies the
     # dimensions and the channels in ($in_channels) and out ($out_channels: background + each label).

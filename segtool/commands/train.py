@@ -76,6 +76,9 @@ def _names(ctx, param, values: tuple[str, ...]):
               help="Share of each batch centred on a labelled voxel.")
 @click.option("--augment/--no-augment", default=True, help="On-the-fly augmentation.")
 @click.option("--elastic", is_flag=True, help="Add elastic deformation to the augmentation.")
+@click.option("--region-dice", is_flag=True,
+              help="Take the Dice term over the task's regions (brain-tumour: whole tumour, core, enhancing; "
+                   "each the sum of its labels' probabilities) instead of over each label.")
 @click.option("--precision", type=click.Choice(["auto", "fp32", "bf16", "fp16"]), default="auto",
               help="auto: fp16 on CUDA, bf16 on CPUs with native bfloat16, else fp32.")
 @click.option("--no-amp", is_flag=True, help="Same as --precision fp32.")
@@ -142,6 +145,7 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
         foreground_fraction=opts["foreground_fraction"],
         augment=opts["augment"],
         elastic=opts["elastic"],
+        region_dice=opts["region_dice"],
         precision="fp32" if opts["no_amp"] else opts["precision"],
         group_by=opts["group_by"],
         checkpoint_minutes=opts["checkpoint_minutes"],

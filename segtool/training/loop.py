@@ -105,6 +105,8 @@ class Trainer(TrainerData, TrainerRecords):
 
         self.spec = spec = replace(spec, patch_size=self.patch)  # validation and the model folder use it
         self.batch_size = options.batch_size or spec.batch_size
+        if options.region_dice and not spec.regions:
+            raise UsageError(f"--region-dice: task {spec.name!r} declares no regions")
         self.start_time = time.monotonic()
         self.last_checkpoint = self.start_time
         self.previous_seconds = 0.0
@@ -142,7 +144,13 @@ class Trainer(TrainerData, TrainerRecords):
         warmup = int(opts.warmup_fraction * self.total_steps)
         self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine_with_warmup(self.total_steps, warmup))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
-        self.loss_fn = DiceCELoss()
+        # a resumed run keeps the loss it started with
+        self.region_dice = bool(ckpt.get("region_dice", False)) if ckpt is not None else opts.region_dice
+        if ckpt is not None and self.region_dice != opts.region_dice:
+            self.console.print(f"[yellow]note:[/yellow] the run {'took' if self.region_dice else 'did not take'} "
+                               "the Dice over regions when it started, and goes on so")
+        self.loss_fn = DiceCELoss(regions=list(spec.regions.values()) if self.region_dice else None,
+                                  num_classes=spec.num_classes)
         self.global_step, self.best_score, self.best_epoch, self.best_validation = 0, None, None, None
         self.seed = opts.seed
         if ckpt is not None:

@@ -224,7 +224,8 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
         f"- Patch {'x'.join(map(str, config.patch_size))}, batch {t.get('batch_size')} per process x "
         f"{t.get('world_size', 1)} process(es), {t.get('steps_per_epoch')} steps per epoch, "
         f"{t.get('epochs_trained')} of {t.get('epochs')} epochs",
-        f"- AdamW (lr {t.get('lr')}, weight decay {t.get('weight_decay')}), cosine schedule, Dice + cross-entropy, "
+        f"- AdamW (lr {t.get('lr')}, weight decay {t.get('weight_decay')}), cosine schedule, "
+        f"{'Dice over the regions' if t.get('region_dice') else 'Dice'} + cross-entropy, "
         f"gradient clipping {t.get('grad_clip')}, mixed precision {'on' if t.get('amp') else 'off'}",
         f"- Augmentation: {t.get('augmentation', 'none')}",
         f"- Device: {t.get('device')}; training time {t.get('minutes', 0):.1f} min"

@@ -29,6 +29,7 @@ class TrainOptions:
     foreground_fraction: float = 0.33
     augment: bool = True
     elastic: bool = False
+    region_dice: bool = False  # the Dice term over the task's regions (sums of label probabilities)
     precision: str = "auto"  # segtool.precision: auto | fp32 | bf16 | fp16
     checkpoint_minutes: float = 5.0  # save .train/last.pt at least this often (and at every validation)
     group_by: str | None = None  # regex: cases whose first group matches stay on one side of the split
