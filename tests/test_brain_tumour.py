@@ -5,7 +5,8 @@ with a tumour (a FLAIR-bright oedema around a core whose rim enhances on T1c).
 What this checks is the shipped product: the pinned weights verify and build the
 network their config.json names; `segtool run brain-tumour FLAIR T1C` writes BraTS
 labels on the input grid; a raw-scaled copy of the inputs (scanner units instead of
-z-scores) gives the same mask, because normalising inside the head is the task's job;
+z-scores) and a z-scored copy whose outside holds ``-mean/std`` (as DeepMedic ships
+BraTS) give the same mask, because normalising inside the head is the task's job;
 `--regions` writes the nested regions WT/TC/ET as one map. Cross-validated accuracy on
 real cases is benchmarks/accuracy.py's job.
 """
@@ -47,7 +48,8 @@ def _head(seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
 
 @pytest.fixture(scope="module")
 def head(tmp_path_factory) -> dict[str, Path]:
-    """The z-scored pair and a raw-scaled copy (scanner-like units, background still 0)."""
+    """The z-scored pair (0 outside the brain), a raw-scaled copy (scanner-like units, background still 0)
+    and the z-scored pair as DeepMedic ships BraTS: the outside keeps the value the z-score gave it."""
     folder = tmp_path_factory.mktemp("head")
     flair, t1c, brain = _head()
     affine = np.diag([-1.5, -1.5, 1.5, 1.0])  # LPS, as the BraTS files
@@ -58,6 +60,9 @@ def head(tmp_path_factory) -> dict[str, Path]:
         raw = np.where(brain, image * gain + offset, 0.0).astype(np.float32)
         paths[f"raw_{name}"] = folder / f"raw_{name}.nii.gz"
         nib.save(nib.Nifti1Image(raw, affine), str(paths[f"raw_{name}"]))
+        outside = np.where(brain, image, -offset / gain).astype(np.float32)  # raw 0 z-scored: -offset / gain
+        paths[f"outside_{name}"] = folder / f"outside_{name}.nii.gz"
+        nib.save(nib.Nifti1Image(outside, affine), str(paths[f"outside_{name}"]))
     return paths
 
 
@@ -83,7 +88,7 @@ def test_the_bundled_model_verifies_and_builds_offline(tmp_path):
     assert tuple(out.shape) == (1, 5, 32, 32, 32)
 
 
-def test_run_writes_brats_labels_on_the_input_grid_and_raw_scaling_gives_the_same_mask(head, tmp_path, monkeypatch):
+def test_run_writes_brats_labels_on_the_input_grid_and_raw_or_zscored_inputs_give_the_same_mask(head, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     zscored, rows = _run(str(head["flair"]), str(head["t1c"]), "-o", str(tmp_path / "z.nii.gz"))
     assert zscored.exit_code == 0, zscored.output
@@ -105,6 +110,12 @@ def test_run_writes_brats_labels_on_the_input_grid_and_raw_scaling_gives_the_sam
     differ = np.asanyarray(nib.load(str(tmp_path / "raw.nii.gz")).dataobj) != labels
     assert differ.sum() <= 0.002 * tumour.sum()
     assert raw_rows[0]["volumes_mm3"].keys() == rows[0]["volumes_mm3"].keys()
+    # the BraTS copies' convention (outside = -mean/std, not 0): the same mask, the background found on
+    # the border (zscore-nonzero counted the outside as head and squeezed the brain's contrast)
+    outside, _ = _run(str(head["outside_flair"]), str(head["outside_t1c"]), "-o", str(tmp_path / "outside.nii.gz"))
+    assert outside.exit_code == 0, outside.output
+    differ = np.asanyarray(nib.load(str(tmp_path / "outside.nii.gz")).dataobj) != labels
+    assert differ.sum() <= 0.002 * tumour.sum()
 
 
 def test_regions_writes_wt_tc_et_as_one_nested_map(head, tmp_path, monkeypatch):
