@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accuracy_common import NO_MODEL, ROOT, log, model_training, run_segtool, training_cases
+from accuracy_common import NO_MODEL, ROOT, cases_trained_on, log, model_training, run_segtool
 
 BRAIN_TISSUE_DATA = ROOT.parent / "shared" / "data" / "brain-tissue"
 TISSUES = ("csf", "gray_matter", "white_matter")
@@ -56,20 +56,26 @@ def brain_tissue_cases(data: Path, out: Path) -> list[tuple[str, Path, "np.ndarr
     return cases
 
 
-def model_tissue_table(model_dir: Path | None) -> tuple[dict[int, int], str]:
-    """FreeSurfer value -> class as the model was trained (its recorded labels map), and a name for it."""
+def recorded_training(model_dir: Path | None) -> dict:
+    """``training`` of the folder's config, or of the task's default model's (resolved as `segtool run` would);
+    {} when there is no model or no config."""
+    try:
+        return model_training(model_dir, "brain-tissue")
+    except Exception:
+        return {}
+
+
+def model_tissue_table(training: dict) -> tuple[dict[int, int], str]:
+    """FreeSurfer value -> class as the model was trained (its recorded labels map, else the plugin's
+    table), and a name for it."""
     import prepare_brain_tissue as prep
 
-    try:  # the folder's config, or the task's default model's (resolved as `segtool run` would)
-        training = model_training(model_dir, "brain-tissue")
-    except Exception:  # no model or no config: the plugin's table
-        training = {}
     recorded = training.get("labels_map")
     if not recorded:
         return prep.tissue_table("all"), "all CSF (TISSUE_OF)"
     from segtool.training.datasets import parse_labels_map
 
-    table = parse_labels_map(recorded, {1: "csf", 2: "gray_matter", 3: "white_matter"})
+    table = parse_labels_map(recorded, prep.tissue_names())
     for name, label in (("all", "all CSF (TISSUE_OF)"), ("ventricular", "ventricular CSF")):
         if table == prep.tissue_table(name):
             return table, label
@@ -127,8 +133,9 @@ def brain_tissue(args: argparse.Namespace) -> int:
         import prepare_brain_tissue as prep
 
         for model_dir, column in zip(model_dirs, columns):
-            trained_on = training_cases(model_dir, task="brain-tissue")
-            table, convention = model_tissue_table(model_dir)
+            training = recorded_training(model_dir)  # resolved once: the default model is looked up offline
+            trained_on = cases_trained_on(training)
+            table, convention = model_tissue_table(training)
             truth = prep.merge(cases[0][2], table)  # one reference for the T1, its inversion and both
             out = tmp / f"out_{len(rows)}"
             out.mkdir()

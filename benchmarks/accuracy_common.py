@@ -35,20 +35,27 @@ def model_training(model_dir: Path | None, task: str) -> dict:
 
 
 def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str] | None:
-    """``training.data.train_cases`` of the model's config.json, or None when unknown.
+    """``training.data.train_cases`` of the model's config.json, or None when unknown (see `cases_trained_on`)."""
+    try:
+        return cases_trained_on(model_training(model_dir, task))
+    except Exception:  # no model, no config, an unreadable file: the column says "?"
+        return None
+
+
+def cases_trained_on(training: dict) -> list[str] | None:
+    """The training cases a config.json's ``training`` records, or None when unknown.
 
     An ensemble whose members trained on different data records no ``training.data``; its
     training cases are then the union of its members' (``training.members[i].train_cases``).
     """
     try:
-        training = model_training(model_dir, task)
         cases = (training.get("data") or {}).get("train_cases")
         if cases is None and training.get("members"):
             per_member = [m.get("train_cases") for m in training["members"]]
             if all(c is not None for c in per_member):
                 cases = sorted({str(c) for member in per_member for c in member})
         return [str(c) for c in cases] if cases is not None else None
-    except Exception:  # no model, no config, an unreadable file: the column says "?"
+    except (AttributeError, TypeError):  # a malformed record: the column says "?"
         return None
 
 

@@ -61,9 +61,17 @@ def tissue_table(convention: str = "all") -> dict[int, int]:
     return dict(TISSUE_OF if convention == "all" else VENTRICULAR_CSF_TISSUE_OF)
 
 
+def tissue_names() -> dict[int, str]:
+    """The task's classes, {1: "csf", 2: "gray_matter", 3: "white_matter"}, as the plugin declares them."""
+    sys.path.insert(0, str(HERE / "plugins"))
+    from segtool_brain_tissue import BRAIN_TISSUE
+
+    return dict(BRAIN_TISSUE.labels)
+
+
 def write_labels_map(table: dict[int, int], path: Path) -> None:
     """The table as a `segtool train --labels-map` JSON file: class name -> FreeSurfer values."""
-    names = {1: "csf", 2: "gray_matter", 3: "white_matter"}
+    names = tissue_names()
     grouped = {names[c]: sorted(v for v, t in table.items() if t == c) for c in sorted(names)}
     path.write_text(json.dumps(grouped, indent=1) + "\n", encoding="utf-8")
 
