@@ -81,7 +81,7 @@ def test_the_bundled_model_verifies_and_builds_offline(tmp_path):
                              app.plugin_manager)
     assert resolved.pinned and resolved.config.weights_sha256 == resolved.weights_sha256
     effective = resolved.config.apply_to(spec)
-    assert effective.channels == ("flair", "t1c") and effective.target_spacing == (2.0, 2.0, 2.0)
+    assert effective.channels == ("flair", "t1c") and effective.target_spacing == (1.5, 1.5, 1.5)
     model = build_model(spec, resolved)
     with torch.inference_mode():
         out = model(torch.zeros(1, 2, 32, 32, 32))
