@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from accuracy_common import NO_MODEL, ROOT, cases_trained_on, log, model_training, run_segtool
+from accuracy_common import NO_MODEL, ROOT, cases_trained_on, log, recorded_training, run_segtool
 
 BRAIN_TISSUE_DATA = ROOT.parent / "shared" / "data" / "brain-tissue"
 TISSUES = ("csf", "gray_matter", "white_matter")
@@ -54,15 +54,6 @@ def brain_tissue_cases(data: Path, out: Path) -> list[tuple[str, Path, "np.ndarr
         prep.save(image, prep.VXM_AFFINE, path)
         cases.append((name, path, seg))
     return cases
-
-
-def recorded_training(model_dir: Path | None) -> dict:
-    """``training`` of the folder's config, or of the task's default model's (resolved as `segtool run` would);
-    {} when there is no model or no config."""
-    try:
-        return model_training(model_dir, "brain-tissue")
-    except Exception:
-        return {}
 
 
 def model_tissue_table(training: dict) -> tuple[dict[int, int], str]:
@@ -133,7 +124,7 @@ def brain_tissue(args: argparse.Namespace) -> int:
         import prepare_brain_tissue as prep
 
         for model_dir, column in zip(model_dirs, columns):
-            training = recorded_training(model_dir)  # resolved once: the default model is looked up offline
+            training = recorded_training(model_dir, "brain-tissue")  # resolved once: the default model is looked up offline
             trained_on = cases_trained_on(training)
             table, convention = model_tissue_table(training)
             truth = prep.merge(cases[0][2], table)  # one reference for the T1, its inversion and both

@@ -34,12 +34,17 @@ def model_training(model_dir: Path | None, task: str) -> dict:
     return resolved.config.training or {}
 
 
-def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str] | None:
-    """``training.data.train_cases`` of the model's config.json, or None when unknown (see `cases_trained_on`)."""
+def recorded_training(model_dir: Path | None, task: str) -> dict:
+    """`model_training`, or {} when there is no model, no config or an unreadable file."""
     try:
-        return cases_trained_on(model_training(model_dir, task))
-    except Exception:  # no model, no config, an unreadable file: the column says "?"
-        return None
+        return model_training(model_dir, task)
+    except Exception:
+        return {}
+
+
+def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str] | None:
+    """``training.data.train_cases`` of the model's config.json, or None when unknown (the column says "?")."""
+    return cases_trained_on(recorded_training(model_dir, task))
 
 
 def cases_trained_on(training: dict) -> list[str] | None:

@@ -53,20 +53,25 @@ VXM_AFFINE = np.array([[-1.0, 0, 0, 80], [0, 0, 1, -112], [0, -1, 0, 96], [0, 0,
 VAL_CASE = "vxm_t1"
 
 
+def _plugin():
+    """This checkout's brain-tissue plugin module (its tables and its task spec)."""
+    plugins = str(HERE / "plugins")
+    if plugins not in sys.path:
+        sys.path.insert(0, plugins)
+    import segtool_brain_tissue
+
+    return segtool_brain_tissue
+
+
 def tissue_table(convention: str = "all") -> dict[int, int]:
     """FreeSurfer value -> class: ``"all"`` CSF (the plugin's TISSUE_OF) or ``"ventricular"`` CSF only."""
-    sys.path.insert(0, str(HERE / "plugins"))
-    from segtool_brain_tissue import TISSUE_OF, VENTRICULAR_CSF_TISSUE_OF
-
-    return dict(TISSUE_OF if convention == "all" else VENTRICULAR_CSF_TISSUE_OF)
+    plugin = _plugin()
+    return dict(plugin.TISSUE_OF if convention == "all" else plugin.VENTRICULAR_CSF_TISSUE_OF)
 
 
 def tissue_names() -> dict[int, str]:
     """The task's classes, {1: "csf", 2: "gray_matter", 3: "white_matter"}, as the plugin declares them."""
-    sys.path.insert(0, str(HERE / "plugins"))
-    from segtool_brain_tissue import BRAIN_TISSUE
-
-    return dict(BRAIN_TISSUE.labels)
+    return dict(_plugin().BRAIN_TISSUE.labels)
 
 
 def write_labels_map(table: dict[int, int], path: Path) -> None:

@@ -26,15 +26,19 @@ def _batch_dice(probs: torch.Tensor, onehot: torch.Tensor, smooth: float) -> tor
     return (2.0 * intersection + smooth) / (total + smooth)
 
 
+def _softmax_and_onehot(logits: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Class probabilities (float32) and the target as one-hot channels of the same shape."""
+    probs = torch.softmax(logits.float(), dim=1)
+    return probs, F.one_hot(target.long(), logits.shape[1]).movedim(-1, 1).to(probs.dtype)
+
+
 def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, smooth: float = 1e-5) -> torch.Tensor:
     """1 - mean soft Dice over the foreground classes, pooled over the batch ("batch Dice").
 
     Classes absent from both the target and the prediction count as Dice 1.
     """
     num_classes = logits.shape[1]
-    probs = torch.softmax(logits.float(), dim=1)
-    onehot = F.one_hot(target.long(), num_classes).movedim(-1, 1).to(probs.dtype)
-    dice = _batch_dice(probs, onehot, smooth)
+    dice = _batch_dice(*_softmax_and_onehot(logits, target), smooth)
     return 1.0 - dice[1:].mean() if num_classes > 1 else 1.0 - dice.mean()
 
 
@@ -55,8 +59,7 @@ def soft_region_dice_loss(logits: torch.Tensor, target: torch.Tensor, matrix: to
                           smooth: float = 1e-5) -> torch.Tensor:
     """1 - mean soft Dice over the regions of ``matrix`` (see `region_matrix`), each region's probability
     the sum of its labels' softmax probabilities; batch Dice, a region absent from both counts as 1."""
-    probs = torch.softmax(logits.float(), dim=1)
-    onehot = F.one_hot(target.long(), logits.shape[1]).movedim(-1, 1).to(probs.dtype)
+    probs, onehot = _softmax_and_onehot(logits, target)
     matrix = matrix.to(probs.device, probs.dtype)
     region_probs = torch.einsum("bk...,rk->br...", probs, matrix)
     region_target = torch.einsum("bk...,rk->br...", onehot, matrix)
