@@ -22,6 +22,11 @@ NORMALIZATIONS = ("zscore", "zscore-nonzero", "zscore-foreground", "percentile",
 #: Augmentation recipes the trainer knows (see segtool.training.augment_recipes).
 AUGMENTATIONS = ("default", "mri-strong", "mri-contrast", "photo", "none")
 
+#: Where a task's training recipe comes from: declared by hand in the spec, or planned by `segtool train` from the
+#: data and a budget (segtool.training.planner). A "planned" task's patch, spacing, network knobs and
+#: normalisation are only defaults for `segtool run` without a model folder.
+RECIPES = ("declared", "planned")
+
 #: What the core supplies to every network (from channels and labels); a spec never sets them.
 CORE_NETWORK_ARGUMENTS = ("spatial_dims", "in_channels", "out_channels")
 
@@ -159,6 +164,7 @@ class TaskSpec:
     licence: str = ""
     modality: str = ""
     version: str = "0"
+    recipe: str = "declared"  # RECIPES: "planned" makes `segtool train` plan by default
 
     @property
     def run_batch_size(self) -> int:
@@ -213,6 +219,8 @@ class TaskSpec:
             if self.network_dims != 2 or self.ndim != 2 or len(size) != 2 or min(size) < 1:
                 _fail(what, f"input_size must be two positive sizes (rows, cols) of a 2D task, got {self.input_size!r}")
             object.__setattr__(self, "input_size", size)
+        if self.recipe not in RECIPES:
+            _fail(what, f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
         if self.augmentation not in AUGMENTATIONS:
             _fail(what, f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augmentation!r}")
         if self.trained_flips is not None:

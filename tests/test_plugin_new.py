@@ -71,7 +71,8 @@ def test_generated_plugin_installs_lists_trains_runs_and_evaluates(tmp_path, mon
 
     data = write_3d_simple(tmp_path / "data", n=3)
     model = tmp_path / "model"
-    _segtool("train", name, data, "-o", model, "--epochs", "1", "--steps-per-epoch", "2",
+    # the scaffold plans by default (tests/test_plan_cli.py); --plan off trains the values it declares
+    _segtool("train", name, data, "-o", model, "--plan", "off", "--epochs", "1", "--steps-per-epoch", "2",
              "--patch-size", "16,16,16", "--batch-size", "1", "--device", "cpu", "-q")
     assert (model / "model.safetensors").is_file() and (model / "README.md").is_file()
     config = json.loads((model / "config.json").read_text(encoding="utf-8"))

@@ -53,14 +53,18 @@ TASK = TaskSpec(
     modality="$modality",
     channels=$channels,
     ndim=$ndim,
-    # Inputs are reoriented and resampled to these before the network sees them
-    # (in training and in `segtool run` alike); None keeps the image as it is.
+    labels=$labels,  # 0 is background
+    regions=$regions,  # named unions of labels (e.g. whole tumour); two or more train a Dice over regions
+    # "planned": `segtool train` plans the spacing, patch, network, normalisation, augmentation and
+    # schedule from the data and --budget (see `segtool train NAME DATA -o MODEL --plan-only`), and
+    # records them in the model folder, which `segtool run` follows. The values below are only the
+    # defaults of the untrained task; "declared" trains them as written instead.
+    recipe="planned",
     orientation=$orientation,
     target_spacing=$spacing,
-    patch_size=$patch,  # each size a multiple of 8 (three stride-2 levels)
+    patch_size=$patch,
     batch_size=2,
     normalization="$normalization",  # zscore, zscore-nonzero, zscore-foreground, percentile, rgb or none
-    labels=$labels,  # 0 is background
     # A network family of segtool.networks and its own knobs; the core supplies the
     # dimensions and the channels in ($in_channels) and out ($out_channels: background + each label).
     network="unet",
@@ -134,7 +138,8 @@ the task's channels: $channel_names). nnU-Net's `imagesTr/` + `labelsTr/` layout
 works too.
 
 ```bash
-segtool train $name data/ -o models/$name --epochs 50 --seed 0
+segtool train $name data/ -o models/$name --plan-only      # what it will do, and why
+segtool train $name data/ -o models/$name --budget 30m     # plans for 30 minutes of this machine, then trains
 segtool run $name --model-dir models/$name new_image$ext -o new_image_seg$label_ext
 segtool evaluate new_image_seg$label_ext new_image_truth$label_ext --task $name
 ```
@@ -164,13 +169,14 @@ def _split(text: str, what: str) -> list[str]:
     return names
 
 
-def render(name: str, ndim: int, channels: list[str], labels: list[str], description: str) -> dict[str, str]:
+def render(name: str, ndim: int, channels: list[str], labels: list[str], description: str,
+           regions: dict[str, list[int]] | None = None) -> dict[str, str]:
     """The plugin package's files: relative path -> text."""
     from segtool import __version__
 
     module = "segtool_" + name.replace("-", "_")
     dist = f"segtool-{name}"
-    photo = ndim == 2 and len(channels) == 3
+    photo = ndim == 2 and [c.lower() for c in channels] in (["red", "green", "blue"], ["r", "g", "b"])
     values = dict(
         name=name,
         dist=dist,
@@ -188,6 +194,7 @@ def render(name: str, ndim: int, channels: list[str], labels: list[str], descrip
         patch="(64, 64, 64)" if ndim == 3 else "(256, 256)",
         normalization="rgb" if photo else "zscore",
         labels="{" + ", ".join(f"{i}: {n!r}" for i, n in enumerate(labels, start=1)) + "}",
+        regions="{" + ", ".join(f"{k!r}: {_tuple(v)}" for k, v in (regions or {}).items()) + "}",
         label_values=", ".join(str(i) for i in range(1, len(labels) + 1)),
         label_names=", ".join(labels),
         in_channels=len(channels),
@@ -220,7 +227,12 @@ def plugin() -> None:
 @click.option("--labels", "labels_text", default="foreground", show_default=True,
               help="Label names for values 1, 2, ..., comma-separated.")
 @click.option("--description", help="One line saying what the task segments.")
-def new(name: str, directory: Path | None, ndim: str, channels: str | None, labels_text: str, description: str | None) -> None:
+@click.option("--from", "data", type=click.Path(exists=True, file_okay=False, path_type=Path),
+              help="Read the channels, labels, regions and 2D/3D from this training folder (nnU-Net's dataset.json, "
+                   "else the files); options given by hand win.")
+@click.pass_context
+def new(ctx: click.Context, name: str, directory: Path | None, ndim: str, channels: str | None, labels_text: str,
+        description: str | None, data: Path | None) -> None:
     """Write a pip-installable plugin package registering task NAME with a small U-Net.
 
     \b
@@ -232,13 +244,28 @@ def new(name: str, directory: Path | None, ndim: str, channels: str | None, labe
     if not TASK_NAME.match(name):
         raise UsageError(f"task name {name!r}: use lowercase letters, digits and dashes (e.g. knee-cartilage)")
     dims = int(ndim)
+    regions: dict[str, list[int]] = {}
+    if data is not None:
+        from click.core import ParameterSource
+
+        from segtool.training.data_declarations import read_declarations
+
+        found = read_declarations(data)
+        given = {p: ctx.get_parameter_source(p) == ParameterSource.COMMANDLINE for p in ("ndim", "labels_text")}
+        dims = dims if given["ndim"] else found.ndim
+        channels = channels or ",".join(found.channels)
+        labels_text = labels_text if given["labels_text"] else ",".join(found.labels)
+        regions = found.regions
+        description = description or found.description or None
+        click.echo(f"from {found.source} of {data}: {dims}D, channels {', '.join(found.channels)}, labels "
+                   f"{', '.join(found.labels)}" + (f", regions {', '.join(regions)}" if regions else ""), err=True)
     channel_names = _split(channels or ("image" if dims == 3 else "red,green,blue"), "channels")
     label_names = _split(labels_text, "labels")
     description = description or f"Segmentation of {', '.join(label_names)} ({dims}D)."
     target = directory or Path(f"segtool-{name}")
     if target.exists() and (not target.is_dir() or any(target.iterdir())):
         raise OutputExistsError(f"{target} already exists and is not empty")
-    files = render(name, dims, channel_names, label_names, description)
+    files = render(name, dims, channel_names, label_names, description, regions)
     for rel, text in files.items():
         path = target / rel
         path.parent.mkdir(parents=True, exist_ok=True)

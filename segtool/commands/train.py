@@ -99,6 +99,18 @@ def _names(ctx, param, values: tuple[str, ...]):
               help="Save the resume checkpoint at least this often.")
 @click.option("--licence", "--license", "licence", help="Model card licence, e.g. apache-2.0 (default: the task's).")
 @click.option("--dataset", "datasets", multiple=True, help="Hub dataset id for the model card (repeatable).")
+@click.option("--budget", help="Wall time for the whole run on this machine (30m, 1h30m, 90s): the plan sizes the network, "
+              "patch and steps to it by measuring candidates on the device. With --folds, per fold model.")
+@click.option("--plan", "planning", type=click.Choice(["auto", "off"]),
+              help="auto: plan the recipe from the data and --budget (the default for a task whose recipe is "
+                   "'planned', e.g. a new plugin), ignoring a built-in task's hand-set spacing, patch, normalisation, "
+                   "network and threshold; off: the task's declared recipe (the default for built-in tasks).")
+@click.option("--plan-only", is_flag=True, help="Fingerprint the data, plan, print the plan (with --json: as JSON) and stop.")
+@click.option("--folds", type=click.IntRange(min=2), help="Cross-validation: train K fold models (split by --group-by or "
+              "by case), score every case by the fold that held it out, then write --final into MODEL_DIR.")
+@click.option("--final", "final_model", type=click.Choice(["ensemble", "all-data"]), default="ensemble",
+              help="With --folds: the runnable model in MODEL_DIR is the fold models' ensemble, or one model "
+                   "trained on all cases with the same recipe (one more budget).")
 @click.option("--json", "as_json", is_flag=True, help="Print a JSON summary on stdout.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or logs on stderr.")
 @click.pass_context
@@ -117,13 +129,22 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
     (DistributedDataParallel). See docs/training.md.
     """
     app = get_app(ctx)
-    spec = _with_network(app.registry.get(task), opts.pop("network_family"), opts.pop("network_args"))
-    spec = _with_slice_context(spec, opts.pop("slice_context"))
+    spec = app.registry.get(task)
     if opts["resume"] and opts["overwrite"]:
         raise UsageError("give --resume or --overwrite, not both")
 
+    from segtool.commands.train_plan import plan_if_asked
     from segtool.console import make_console
     from segtool.training.loop import TrainOptions, train as run_training
+
+    console = make_console(quiet=opts["quiet"])
+    planned = plan_if_asked(ctx, spec, data_dir, model_dir, opts, console)
+    if planned is not None and planned.stop:
+        return
+    if planned is not None:
+        spec = planned.plan.apply_to_spec(spec)
+    spec = _with_network(spec, opts.pop("network_family"), opts.pop("network_args"))
+    spec = _with_slice_context(spec, opts.pop("slice_context"))
 
     options = TrainOptions(
         epochs=opts["epochs"],
@@ -154,7 +175,21 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
         init_weights=str(opts["init_weights"]) if opts["init_weights"] else None,
         command=command_line(ctx),
     )
-    result = run_training(spec, data_dir, model_dir, options, make_console(quiet=opts["quiet"]), app.plugin_manager)
+    if planned is not None:
+        from dataclasses import replace
+
+        options = replace(planned.plan.apply_to_options(options), plan=planned.plan.to_json(), schedule_by_time=True)
+    if opts["folds"]:
+        from segtool.training.cross_validation import run_folds
+
+        summary = run_folds(spec, data_dir, model_dir, options, opts["folds"], opts["final_model"], console,
+                            app.plugin_manager, run_training)
+        if opts["as_json"]:
+            echo_json(summary)
+        else:
+            click.echo(str(model_dir))
+        return
+    result = run_training(spec, data_dir, model_dir, options, console, app.plugin_manager)
     if result.rank != 0:
         return
     if opts["as_json"]:
@@ -163,7 +198,7 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
         click.echo(str(model_dir))
 
 
-_NOT_RECORDED = {"as_json", "quiet", "resume", "overwrite"}
+_NOT_RECORDED = {"as_json", "quiet", "resume", "overwrite", "plan_only"}
 
 
 def command_line(ctx: click.Context) -> str:

@@ -43,11 +43,18 @@ from segtool.training.trainer_records import TrainerRecords
 __all__ = ["Trainer", "TrainOptions", "TrainResult", "train"]
 
 
-def cosine_with_warmup(total_steps: int, warmup_steps: int):
+def cosine_with_warmup(total_steps: int, warmup_steps: int, clock=None):
+    """The learning-rate factor of a step: linear warm-up, then a cosine to 0 at ``total_steps``.
+
+    ``clock`` (optional): a function giving the share of the time budget spent (0..1); the cosine then
+    advances by whichever of steps and time is further along, so it ends when the budget does.
+    """
     def factor(step: int) -> float:
         if warmup_steps > 0 and step < warmup_steps:
             return (step + 1) / warmup_steps
         progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+        if clock is not None:
+            progress = max(progress, clock())
         return 0.5 * (1.0 + math.cos(math.pi * min(1.0, progress)))
 
     return factor
@@ -119,6 +126,8 @@ class Trainer(TrainerData, TrainerRecords):
         spec, opts = self.spec, self.opts
         self.device = distributed.device_for(self.dist, opts.device)
         distributed.setup(self.dist, self.device)
+        if opts.threads and self.device.type == "cpu":
+            torch.set_num_threads(opts.threads)
         torch.manual_seed(opts.seed if ckpt is None else int(ckpt["seed"]))
         from segtool.precision import memory_format, resolve_precision
 
@@ -142,7 +151,9 @@ class Trainer(TrainerData, TrainerRecords):
         self.optimizer = torch.optim.AdamW(model.parameters(), lr=opts.lr, weight_decay=opts.weight_decay)
         self.total_steps = opts.epochs * opts.steps_per_epoch
         warmup = int(opts.warmup_fraction * self.total_steps)
-        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer, cosine_with_warmup(self.total_steps, warmup))
+        clock = self._budget_share if opts.schedule_by_time and opts.max_minutes else None
+        self.scheduler = torch.optim.lr_scheduler.LambdaLR(self.optimizer,
+                                                           cosine_with_warmup(self.total_steps, warmup, clock))
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.use_amp)
         # a resumed run keeps the loss it started with
         self.region_dice = bool(ckpt.get("region_dice", False)) if ckpt is not None else opts.region_dice
@@ -168,6 +179,14 @@ class Trainer(TrainerData, TrainerRecords):
                 self.console.print("[yellow]note:[/yellow] world size or batch size changed since the checkpoint")
 
     # ------------------------------------------------------------------ loop
+
+    def _budget_share(self) -> float:
+        """The share of the training time (max_minutes, less what preceded the first step) spent so far."""
+        first = getattr(self, "train_start", None)
+        if first is None:
+            return 0.0
+        available = self.opts.max_minutes * 60.0 - (first - self.start_time)
+        return (time.monotonic() - first) / max(1.0, available)
 
     def _time_up(self) -> bool:
         if self.opts.max_minutes is None:
@@ -246,6 +265,7 @@ class Trainer(TrainerData, TrainerRecords):
             + (f", resuming at step {self.global_step}" if ckpt is not None else "")
         )
         self.model.train()
+        self.train_start = time.monotonic()
         for epoch in range(start_epoch, opts.epochs):
             first = max(epoch * spe, self.global_step)
             steps = range(first, (epoch + 1) * spe)

@@ -233,6 +233,20 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
         "- Per-epoch losses and scores: `train_log.jsonl`",
         "",
     ]
+    if t.get("plan"):
+        from segtool.training.plan import TrainingPlan, markdown
+
+        plan = TrainingPlan.from_json(t["plan"])
+        lines += [
+            "## Plan",
+            "",
+            f"`segtool train` planned this recipe from the data's fingerprint and a budget of "
+            f"{(plan.budget_seconds or 0) / 60:.0f} min on this device"
+            + (f" (set by hand: {', '.join(plan.overridden)})" if plan.overridden else "") + ":",
+            "",
+            markdown(plan),
+            "",
+        ]
     if data.get("name") or data.get("description") or data.get("reference") or data.get("licence"):
         lines += ["## Training data", ""]
         for key in ("name", "description", "reference", "licence"):

@@ -37,6 +37,13 @@ class TrainOptions:
     datasets: tuple[str, ...] = ()
     init_weights: str | None = None  # a model folder whose weights start the run (fine-tuning)
     command: str = ""
+    # The plan `segtool train` made (segtool.training.plan.TrainingPlan.to_json()), recorded in config.json and the
+    # card; None: the task's declared recipe.
+    plan: dict | None = None
+    # The cosine schedule follows the clock as well as the step count: the learning rate reaches its end when
+    # max_minutes runs out even if steps were slower than measured (planned runs; a run is then not bit-reproducible).
+    schedule_by_time: bool = False
+    threads: int | None = None  # CPU threads for torch (None: its default, every core)
 
 
 @dataclass

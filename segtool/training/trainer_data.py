@@ -12,6 +12,22 @@ from segtool.training.model_folder import LOG_FILENAME
 from segtool.training.prepare import build_cache, open_cache
 
 
+def resolve_labels_map(spec, dataset: Dataset, text: str | None, console) -> dict[int, int] | None:
+    """The labels map a run uses: ``--labels-map`` (``none``: no map), else the task's, else dataset.json's names."""
+    if text and text.strip().lower() == "none":
+        return None  # the data already holds the task's values: no map, not even the task's default
+    if text:
+        return parse_labels_map(text, spec.labels)
+    if spec.labels_map:
+        console.print(f"labels merged by the task's default labels map ({len(spec.labels_map)} source "
+                      "values; --labels-map none turns it off)")
+        return dict(spec.labels_map)
+    auto = map_from_dataset_json(dataset.info, spec.labels)
+    if auto:
+        console.print(f"labels renumbered by name from dataset.json: {describe_map(auto)}")
+    return auto
+
+
 class TrainerData:
     """`Trainer`'s set-up of its data (a mixin: it uses the trainer's spec, options, folders and console)."""
 
@@ -33,18 +49,7 @@ class TrainerData:
     def _resolve_labels_map(self, dataset: Dataset, saved: dict | None) -> dict[int, int] | None:
         if saved is not None:
             return {int(k): int(v) for k, v in saved.items()} if saved else None
-        if self.opts.labels_map and self.opts.labels_map.strip().lower() == "none":
-            return None  # the data already holds the task's values: no map, not even the task's default
-        if self.opts.labels_map:
-            return parse_labels_map(self.opts.labels_map, self.spec.labels)
-        if self.spec.labels_map:
-            self.console.print(f"labels merged by the task's default labels map ({len(self.spec.labels_map)} source "
-                               "values; --labels-map none turns it off)")
-            return dict(self.spec.labels_map)
-        auto = map_from_dataset_json(dataset.info, self.spec.labels)
-        if auto:
-            self.console.print(f"labels renumbered by name from dataset.json: {describe_map(auto)}")
-        return auto
+        return resolve_labels_map(self.spec, dataset, self.opts.labels_map, self.console)
 
     def _prepare_data(self, ckpt: dict | None):
         spec, opts = self.spec, self.opts

@@ -137,6 +137,7 @@ class TrainerRecords:
             "validation": self.best_validation,
             "stopped": stopped,
             "minutes": round(self._seconds() / 60.0, 2),
+            "plan": opts.plan,
         }
 
     def _write_model_files(self, final: bool, epochs_trained: int, stopped: str | None) -> None:

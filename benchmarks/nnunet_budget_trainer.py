@@ -1,0 +1,151 @@
+"""nnU-Net's default trainer ended by a wall-clock deadline: its source text, and writing it into nnU-Net's venv.
+
+``benchmarks/nnunet_race.py`` trains nnU-Net with ``-tr nnUNetTrainer_segtoolBudget``. ``install_trainer`` writes
+``TRAINER_SOURCE`` into the venv as ``nnunetv2/training/nnUNetTrainer/nnUNetTrainer_segtoolBudget.py``, beside
+nnUNetTrainer.py rather than under ``variants/``: nnU-Net finds a trainer by importing the package's modules in
+order, and the ``primus`` sub-package before ``variants`` imports timm -> torchvision, whose wheel in the venv
+(0.28.0, the only one the local index has) is a CUDA build that fails to load beside the CPU torch ("operator
+torchvision::nms does not exist"); modules at the top are searched before any sub-package.
+
+The changes against nnUNetTrainer are ``TRAINER_CHANGES`` (the race's report quotes them, the trainer's
+docstring repeats them). The source runs only in nnU-Net's venv; tests run it against a stand-in trainer.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+TRAINER_NAME = "nnUNetTrainer_segtoolBudget"
+DEADLINE_ENV = "SEGTOOL_NNUNET_DEADLINE"
+TRAINER_CHANGES = (
+    "first epoch: nnU-Net's 250 iterations, or fewer once a tenth of the time left before the deadline is used; "
+    "that count becomes num_iterations_per_epoch, and num_val_iterations_per_epoch = count x 50/250 (>= 1)",
+    "after each epoch: num_epochs (and the poly LR schedule's length) = the epochs that fit before the deadline "
+    "at the mean epoch time, less a reserve for the final validation (windows x mirrorings x one measured "
+    "forward pass (the fastest of 3), x 1.5, + 30 s)",
+    f"deadline (Unix time) from ${DEADLINE_ENV}; everything else is nnUNetTrainer's default",
+)
+
+TRAINER_SOURCE = f'''\
+"""{TRAINER_NAME}: nnU-Net's default trainer, ended by a wall-clock deadline.
+
+Written by segtool's benchmarks/nnunet_race.py. Changes against nnUNetTrainer, nothing else:
+- {TRAINER_CHANGES[0]};
+- {TRAINER_CHANGES[1]};
+- {TRAINER_CHANGES[2]}.
+"""
+
+import json
+import os
+import time
+from os.path import join
+
+import numpy as np
+import torch
+
+from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
+
+DEADLINE_ENV = "{DEADLINE_ENV}"
+EPOCH_SHARE = 0.1  # of the time left: the first epoch's length
+VAL_RATIO = 50 / 250  # nnU-Net's num_val_iterations_per_epoch / num_iterations_per_epoch
+RESERVE_FACTOR = 1.5  # forwards ran ~1.35x slower in validation than measured (export workers compete)
+RESERVE_FIXED_S = 30.0  # export workers' start-up, reading, resampling and writing (~25 s for 2 small cases)
+
+
+def epochs_that_fit(done, epoch_seconds, seconds_left):
+    """All epochs: the ``done`` ones plus those that fit in ``seconds_left`` at ``epoch_seconds`` each (>= 1)."""
+    more = int(seconds_left // epoch_seconds) if epoch_seconds > 0 and seconds_left > 0 else 0
+    return max(1, done + more)
+
+
+def sliding_window_tiles(shape, patch, step=0.5):
+    """Windows nnU-Net's predictor runs over a case of spatial ``shape`` (as compute_steps_for_sliding_window;
+    a 2D patch on 3D data: per slice of the first axis; a case smaller than the patch is padded to it)."""
+    shape = list(shape)
+    count = 1
+    if len(patch) < len(shape):
+        count, shape = shape[0], shape[1:]
+    for size, p in zip(shape, patch):
+        count *= int(np.ceil((size - p) / (p * step))) + 1 if size > p else 1
+    return count
+
+
+class {TRAINER_NAME}(nnUNetTrainer):
+    def _validation_reserve(self):
+        """Seconds to keep for the final validation, and the record of how they were estimated."""
+        _, val_keys = self.do_split()
+        dataset = self.dataset_class(self.preprocessed_dataset_folder, val_keys,
+                                     folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
+        patch = list(self.configuration_manager.patch_size)
+        tiles = sum(sliding_window_tiles(dataset.load_case(k)[0].shape[1:], patch) for k in val_keys)
+        mirrors = 2 ** len(self.inference_allowed_mirroring_axes or ())
+        x = torch.zeros((1, self.num_input_channels, *patch), device=self.device)
+        self.network.eval()
+        times = []
+        with torch.no_grad():
+            self.network(x)
+            for _ in range(3):  # the fastest of three: the data-loading workers are busy filling their queues
+                start = time.time()
+                self.network(x)
+                times.append(time.time() - start)
+        forward = min(times)
+        self.network.train()
+        estimate = tiles * mirrors * forward
+        reserve = RESERVE_FACTOR * estimate + RESERVE_FIXED_S
+        return reserve, {{"validation_cases": len(val_keys), "windows": tiles, "mirrorings": mirrors,
+                          "forward_s": round(forward, 4), "validation_estimate_s": round(estimate, 1),
+                          "validation_reserve_s": round(reserve, 1)}}
+
+    def run_training(self):
+        deadline = float(os.environ[DEADLINE_ENV])
+        self.on_train_start()
+        reserve, record = self._validation_reserve()
+        stop_at = deadline - reserve
+        first_epoch_end = time.time() + EPOCH_SHARE * max(0.0, stop_at - time.time())
+        epoch_seconds = []
+        while self.current_epoch < self.num_epochs:
+            start = time.time()
+            self.on_epoch_start()
+            self.on_train_epoch_start()
+            train_outputs = []
+            if not epoch_seconds:
+                while len(train_outputs) < self.num_iterations_per_epoch and (
+                        not train_outputs or time.time() < first_epoch_end):
+                    train_outputs.append(self.train_step(next(self.dataloader_train)))
+                self.num_iterations_per_epoch = len(train_outputs)
+                self.num_val_iterations_per_epoch = max(1, round(len(train_outputs) * VAL_RATIO))
+            else:
+                for _ in range(self.num_iterations_per_epoch):
+                    train_outputs.append(self.train_step(next(self.dataloader_train)))
+            self.on_train_epoch_end(train_outputs)
+            with torch.no_grad():
+                self.on_validation_epoch_start()
+                val_outputs = [self.validation_step(next(self.dataloader_val))
+                               for _ in range(self.num_val_iterations_per_epoch)]
+                self.on_validation_epoch_end(val_outputs)
+            self.on_epoch_end()
+            epoch_seconds.append(time.time() - start)
+            mean = float(np.mean(epoch_seconds[1:] or epoch_seconds))
+            self.num_epochs = epochs_that_fit(self.current_epoch, mean, stop_at - time.time())
+            self.lr_scheduler.max_steps = self.num_epochs
+        self.on_train_end()
+        record.update(iterations_per_epoch=self.num_iterations_per_epoch,
+                      val_iterations_per_epoch=self.num_val_iterations_per_epoch, epochs=self.current_epoch,
+                      epoch_seconds=[round(s, 2) for s in epoch_seconds], deadline=deadline,
+                      training_end=time.time(), seconds_left_after_training=round(deadline - time.time(), 1))
+        self.print_to_log_file("segtoolBudget:", json.dumps(record))
+        with open(join(self.output_folder, "segtool_budget.json"), "w") as f:
+            json.dump(record, f, indent=1)
+'''
+
+
+def install_trainer(bin_dir: Path) -> Path:
+    """Write TRAINER_SOURCE into the venv's nnunetv2, beside nnUNetTrainer.py (why: the module docstring); its path."""
+    found = subprocess.run([str(bin_dir / "python"), "-c", "import nnunetv2, os; print(os.path.dirname(nnunetv2.__file__))"],
+                           capture_output=True, text=True, check=True).stdout.strip()
+    path = Path(found) / "training" / "nnUNetTrainer" / f"{TRAINER_NAME}.py"
+    if not path.is_file() or path.read_text(encoding="utf-8") != TRAINER_SOURCE:
+        path.write_text(TRAINER_SOURCE, encoding="utf-8")
+    return path
+

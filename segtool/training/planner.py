@@ -1,0 +1,380 @@
+"""The planner: from a fingerprint, the task's declarations and a time budget to a `TrainingPlan`.
+
+The rules, nnU-Net's where they fit and ours where the compute differs (each choice's reason
+goes into the plan):
+
+- Grid. Photos keep their pixels and are resized to a fixed input. Volumes: the median
+  spacing (nnU-Net). Spacing anisotropy of 3 or more: slice-wise 2D along the coarse axis.
+  A foreground thinner than 4 voxels at that spacing gets a finer in-plane grid aiming at 6
+  (at most 2x the median), since a 3-voxel-thick gray matter cannot be outlined. Isotropic volumes go
+  3D when an affordable 3D patch covers the context (1.5x the labelled extent) at no more
+  than 2x the median spacing while the thinnest structure keeps 4 voxels; otherwise 2D
+  slices along the thinnest axis of the field of view, which hold the most context.
+- Size. Candidates (input scale or patch, then base width 32 or 16) are tried in that order
+  of preference and the first whose **measured** speed buys ``MIN_STEPS`` steps in the
+  budget is taken: resolution first, then width; the budget buys steps, never a larger
+  network that cannot be trained in it.
+- Normalisation: RGB statistics for photos; CT-like ranges (below -500) percentile clipping;
+  a constant outside (≥ 20 % of the image in most cases) z-scores the foreground only
+  (``zscore-foreground``: it handles a raw 0 and a z-scored copy's -mean/std alike);
+  else a plain z-score.
+- Augmentation: photos their own; fewer than 50 subjects TorchIO's strong MRI recipe
+  (flips on the first axis only, which also keeps position-named labels right); else the
+  default recipe (flips on every axis) unless labels are named by position.
+- Loss: Dice over the regions when the task declares two or more (nested BraTS regions),
+  else per label, plus cross-entropy. Half the patches centred on foreground when it is rare.
+- Schedule: AdamW 1e-3, cosine with warm-up over exactly the steps the budget buys; one
+  validation at the end (validating costs training time).
+- Postprocessing: keep each label's largest component when the training labels are one
+  piece (≥ 98 % of a label's voxels in its largest component in 90 % of the cases); keep the
+  largest piece of the foreground when only the union is one piece.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+from segtool.training.plan import TrainingPlan
+
+#: Steps a candidate must afford within the budget to be taken (2D, 3D networks).
+MIN_STEPS = {2: 1200, 3: 600}
+#: Steps per epoch (the log's and checkpoint's unit).
+STEPS_PER_EPOCH = {2: 100, 3: 50}
+#: Base widths tried, widest first; feature maps double per level up to the cap.
+WIDTHS = (32, 16)
+FEATURE_CAP = {2: 512, 3: 320}
+#: 3D patch sizes tried (voxels), largest first.
+PATCH_VOXELS_3D = (112 ** 3, 96 ** 3, 80 ** 3, 64 ** 3, 48 ** 3)
+#: 2D input scales tried (of the median image or slice), finest first; and the largest 2D side planned.
+SCALES_2D = (1.0, 0.75, 0.5)
+MAX_SIDE_2D = 512
+PHOTO_SIDES = (512, 384, 320, 256, 192, 128)
+#: Share of the budget kept for reading the data, the final validation and writing (besides estimates).
+SAFETY_SHARE = 0.05
+ANISOTROPY_SLICES = 3.0
+#: A 3D grid may be at most this much coarser than the median spacing (to let a patch hold the context).
+MAX_COARSENING_3D = 2.0
+#: Structures thinner than THIN_BELOW voxels get a finer in-plane grid, aiming at THIN_VOXELS.
+THIN_BELOW = 4
+THIN_VOXELS = 6
+FEW_SUBJECTS = 50
+
+
+@dataclass(frozen=True)
+class TaskFacts:
+    """What a new plugin declares: all the planner may take from a task."""
+
+    name: str
+    ndim: int
+    channels: tuple[str, ...]
+    labels: dict[int, str]
+    regions: dict[str, tuple[int, ...]]
+    photo: bool
+    relabel_by_position: str | None = None
+
+    @classmethod
+    def of(cls, spec) -> "TaskFacts":
+        from segtool.io.formats import is_photo_task
+
+        return cls(spec.name, spec.ndim, tuple(spec.channels), dict(spec.labels),
+                   {k: tuple(v) for k, v in spec.regions.items()}, is_photo_task(spec),
+                   spec.postprocess.relabel_by_position)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    """One network configuration whose speed is measured: what `plan_measure` needs."""
+
+    network_dims: int
+    patch_size: tuple[int, ...]
+    features: tuple[int, ...]
+    batch_size: int
+    in_channels: int
+    out_channels: int
+    label: str = ""
+    augmentation: str = "none"  # the recipe each batch goes through (its CPU time counts: it runs between steps)
+
+
+def divisor_levels(patch: Sequence[int], most: int) -> int:
+    """Poolings a patch allows: while every side stays at least 6 voxels (nnU-Net stops at 4-8)."""
+    levels = 0
+    while levels < most and min(p / 2 ** (levels + 1) for p in patch) >= 6:
+        levels += 1
+    return levels
+
+
+def round_patch(sizes: Sequence[float], levels_most: int) -> tuple[list[int], int]:
+    """Sizes rounded up to a multiple of 2**levels (the levels they allow), and the levels."""
+    levels = divisor_levels([max(8, s) for s in sizes], levels_most)
+    step = 2 ** levels
+    return [int(max(step, math.ceil(s / step) * step)) for s in sizes], levels
+
+
+def features_for(width: int, levels: int, dims: int) -> tuple[int, ...]:
+    return tuple(min(FEATURE_CAP[dims], width * 2 ** i) for i in range(levels + 1))
+
+
+def _thinnest(fp: dict) -> float | None:
+    """The thickness (mm) of the labelled foreground (all labels together; 10th percentile over cases), or None.
+
+    Together, not per label: a label that comes in fragments (a tumour's sub-regions) is not a thin
+    structure, while separate thin objects (discs, gray matter) are thin as a union too.
+    """
+    return fp.get("foreground_thickness_mm")
+
+
+def _context_mm(fp: dict) -> list[float]:
+    """The field a patch should cover per axis: 1.5x the median labelled extent, at most the image's."""
+    extent = fp.get("median_foreground_extent_mm") or fp["median_extent_mm"]
+    return [min(image, 1.5 * fg) if fg > 0 else image for image, fg in zip(fp["median_extent_mm"], extent)]
+
+
+def plan_normalization(fp: dict, facts: TaskFacts) -> tuple[str, str]:
+    if facts.photo:
+        return "rgb", "photos: ImageNet statistics per colour channel"
+    channels = fp["channels"]
+    if all(c["min"] <= -500 and (c["image"] or {}).get("percentile_00_5", 0) <= -900 for c in channels):
+        return "percentile", "a CT-like range (air near -1000): intensities clipped to the 0.5-99.5 percentiles, then z-scored"
+    constant = [c for c in channels if c["constant_outside_cases"] >= 0.5 * fp["cases_read"]
+                and c.get("median_outside_share", 0) >= 0.2]
+    if constant:
+        values = sorted({v for c in constant for v in c["outside_values"]})
+        shown = ", ".join(f"{v:g}" for v in values[:4])
+        return "zscore-foreground", (f"the outside of the image is one constant value ({shown}) over "
+                                     f"{constant[0]['median_outside_share']:.0%} of it in most cases: z-score inside")
+    return "zscore", "no constant outside: z-score over the whole image"
+
+
+def plan_augmentation(fp: dict, facts: TaskFacts, subjects: int) -> tuple[str, str]:
+    if facts.photo:
+        return "photo", "photos: flips, rotation, scaling, brightness and contrast"
+    if subjects < FEW_SUBJECTS:
+        return "mri-strong", (f"{subjects} subjects: affine, elastic, low resolution, bias field, gamma, noise, blur; "
+                              "flips on the first axis only")
+    if facts.relabel_by_position:
+        return "mri-strong", "labels named by their position: never flipped along the column"
+    return "default", f"{subjects} subjects: the milder recipe, flips on every axis"
+
+
+def plan_postprocess(fp: dict, facts: TaskFacts) -> tuple[bool, list[int], str]:
+    per_case = fp.get("per_case") or []
+    if not per_case:
+        return False, [], "no per-case objects recorded"
+    whole = []
+    for value in map(str, facts.labels):
+        shares = [c["objects"]["labels"][value]["largest_share"] for c in per_case if value in c["objects"]["labels"]]
+        whole.append(bool(shares) and sum(s >= 0.98 for s in shares) >= 0.9 * len(shares))
+    if all(whole):
+        return True, [], "every label is one piece in the training labels: its largest component is kept"
+    unions = [c["objects"]["union_largest_share"] for c in per_case if c["objects"]["union_components"]]
+    if len(facts.labels) > 1 and unions and sum(s >= 0.95 for s in unions) >= 0.9 * len(unions):
+        return False, sorted(facts.labels), "the labels together form one piece: its largest component is kept"
+    return False, [], "labelled structures come in several pieces: every component is kept"
+
+
+def plan_grid(fp: dict, facts: TaskFacts) -> dict:
+    """The grid options to try: list of (label, dims, slice_axis, spacing, input_size, patch sizes in voxels)."""
+    spacing = fp["median_spacing"]
+    thin = _thinnest(fp)
+    options = []
+    if facts.ndim == 2:
+        shape = fp["median_shape"]
+        if facts.photo:
+            long_side = max(shape)
+            for side in PHOTO_SIDES:
+                if side > long_side:
+                    continue
+                size = [max(32, round(s * side / long_side / 32) * 32) for s in shape]
+                options.append(dict(label=f"{size[0]}x{size[1]}", dims=2, slice_axis=None, spacing=None,
+                                    input_size=size, patch=size, why="photos resized to a fixed input"))
+            return {"options": options or [dict(label="native", dims=2, slice_axis=None, spacing=None,
+                                                input_size=None, patch=list(shape), why="small photos")]}
+        for scale in SCALES_2D:
+            size = [int(round(s * scale / 16) * 16) for s in shape]
+            if max(size) > MAX_SIDE_2D or (thin and thin / spacing[0] * scale < 4 and scale < 1.0):
+                continue
+            options.append(dict(label=f"{size[0]}x{size[1]}", dims=2, slice_axis=None, spacing=None,
+                                input_size=None if scale == 1.0 else size, patch=size,
+                                why=f"whole images ({fp['empty_case_share']:.0%} hold no label: the whole image tells "
+                                    f"whether there is one) at {scale:g}x"))
+        return {"options": options}
+    # 3D
+    anisotropy = fp["anisotropy"]
+    reasons = {}
+    if anisotropy >= ANISOTROPY_SLICES:
+        axis = int(max(range(3), key=lambda a: spacing[a]))
+        reasons["network_dims"] = (f"spacing {'x'.join(f'{s:.2g}' for s in spacing)} mm is {anisotropy:.1f}x "
+                                   f"anisotropic: 2D slices along axis {axis}")
+        return {"options": _slice_options(fp, axis, thin), "reasons": reasons}
+    context = _context_mm(fp)
+    for voxels in PATCH_VOXELS_3D:
+        size = max(max(spacing), (math.prod(context) / voxels) ** (1 / 3))
+        if size > MAX_COARSENING_3D * max(spacing) or (thin is not None and thin / size < 4):
+            continue
+        patch = [c / size for c in context]
+        options.append(dict(label=f"3D {size:.2f} mm", dims=3, slice_axis=None, spacing=[round(size, 3)] * 3,
+                            input_size=None, patch=patch,
+                            why=f"the patch covers {'x'.join(f'{c:.0f}' for c in context)} mm (1.5x the labelled "
+                                f"extent) at {size:.2f} mm"))
+    extent = fp["median_extent_mm"]
+    axis = int(min(range(3), key=lambda a: extent[a]))
+    slices = _slice_options(fp, axis, thin)
+    if options:
+        reasons["network_dims"] = "isotropic, and a 3D patch covers the labelled structure's context: 3D"
+        return {"options": options + slices, "reasons": reasons}
+    reasons["network_dims"] = (f"isotropic, but no affordable 3D patch covers the context at 2x the spacing while "
+                               f"the thinnest structure ({thin:.1f} mm) keeps 4 voxels: 2D slices along axis {axis}, "
+                               f"the thinnest side of the field of view ({extent[axis]:.0f} mm)")
+    return {"options": slices, "reasons": reasons}
+
+
+def _slice_options(fp: dict, axis: int, thin: float | None) -> list[dict]:
+    spacing = [s for a, s in enumerate(fp["median_spacing"]) if a != axis]
+    extent = [e for a, e in enumerate(fp["median_extent_mm"]) if a != axis]
+    in_plane = min(spacing)
+    why_grid = f"in-plane {in_plane:.3g} mm, the median"
+    if thin is not None and thin / in_plane < THIN_BELOW:
+        in_plane = max(thin / THIN_VOXELS, in_plane / 2)
+        why_grid = (f"in-plane {in_plane:.3g} mm: the thinnest structure ({thin:.2f} mm) gets "
+                    f"{thin / in_plane:.1f} voxels (at most 2x finer than the median)")
+    target = [in_plane] * 3
+    target[axis] = None
+    options = []
+    for scale in SCALES_2D:
+        size = [e / in_plane * scale for e in extent]
+        if max(size) > MAX_SIDE_2D:
+            size = [s * MAX_SIDE_2D / max(size) for s in size]
+        options.append(dict(label=f"slices {'x'.join(str(int(s)) for s in size)}", dims=2, slice_axis=axis,
+                            spacing=[None if t is None else round(t, 4) for t in target], input_size=None,
+                            patch=size, why=f"{why_grid}; the patch covers {scale:.0%} of the slice"))
+    return options
+
+
+def cost(candidate: Candidate) -> float:
+    """A U-Net step's relative cost: patch voxels x batch x (base width)² (the first levels dominate)."""
+    return math.prod(candidate.patch_size) * candidate.batch_size * (candidate.features[0] / 16) ** 2 \
+        * (candidate.in_channels + 8) / 9
+
+
+def candidates_of(fp: dict, facts: TaskFacts, augmentation: str = "none") -> tuple[list[tuple[dict, Candidate]], dict]:
+    """Every (grid option, network) to consider, most preferred first, and the grid's reasons."""
+    grid = plan_grid(fp, facts)
+    out = []
+    for option in grid["options"]:
+        dims = option["dims"]
+        patch, levels = round_patch(option["patch"], 5 if dims == 2 else 4)
+        batch = 2 if dims == 3 else (8 if math.prod(patch) <= 256 * 256 else 4)
+        for width in WIDTHS:
+            out.append((option, Candidate(dims, tuple(patch), features_for(width, levels, dims), batch,
+                                          len(facts.channels), len(facts.labels) + 1,
+                                          f"{option['label']}, width {width}", augmentation)))
+    return out, dict(grid.get("reasons", {}))
+
+
+def choose(candidates: list[tuple[dict, Candidate]], measure: Callable[[Candidate], float], train_seconds: float,
+           measure_seconds: float) -> tuple[tuple[dict, Candidate, float, int] | None, list[dict]]:
+    """The first candidate whose measured speed affords MIN_STEPS in ``train_seconds``.
+
+    The cheapest candidate of each dimensionality is measured first and calibrates a cost model
+    (seconds per unit of `cost`); a more preferred candidate is measured only when the model
+    predicts it affordable, so a few measurements decide, and slow ones are never run.
+    """
+    import time
+
+    started = time.monotonic()
+    measured: dict[Candidate, float] = {}
+    log: list[dict] = []
+
+    def run(candidate: Candidate) -> float:
+        if candidate not in measured:
+            measured[candidate] = measure(candidate)
+            log.append({"candidate": candidate.label, "patch": list(candidate.patch_size),
+                        "features": list(candidate.features), "batch": candidate.batch_size,
+                        "seconds_per_step": round(measured[candidate], 4),
+                        "steps_in_budget": int(train_seconds / measured[candidate])})
+        return measured[candidate]
+
+    rate: dict[int, float] = {}
+    for dims in sorted({c.network_dims for _, c in candidates}):  # 2D first: cheaper to measure
+        cheapest = min((c for _, c in candidates if c.network_dims == dims), key=cost)
+        if dims == 3 and 2 in rate and train_seconds / (3 * rate[2] * cost(cheapest)) < 0.5 * MIN_STEPS[3]:
+            rate[3] = 3 * rate[2]  # a 3D convolution costs ~3x a 2D one per voxel: hopeless, not measured
+            continue
+        rate[dims] = run(cheapest) / cost(cheapest)
+    for option, candidate in candidates:
+        dims = candidate.network_dims
+        if train_seconds / (rate[dims] * cost(candidate)) < 0.7 * MIN_STEPS[dims]:
+            continue  # predicted too slow: not worth measuring
+        if candidate not in measured and time.monotonic() - started > measure_seconds:
+            continue
+        seconds = run(candidate)
+        rate[dims] = max(rate[dims], seconds / cost(candidate))
+        steps = int(train_seconds / seconds)
+        if steps >= MIN_STEPS[dims]:
+            return (option, candidate, seconds, steps), log
+    return None, log
+
+
+def make_plan(fp: dict, facts: TaskFacts, budget_seconds: float, measure: Callable[[Candidate], float],
+              subjects: int, reserve_seconds: float = 0.0, precision: str = "auto",
+              measure_seconds: float = 30.0) -> TrainingPlan:
+    """The plan for ``fp`` within ``budget_seconds`` (``measure`` gives a candidate's seconds per step).
+
+    ``reserve_seconds``: the caller's estimate of what is not training (reading, validation, writing).
+    """
+    import time
+
+    started = time.monotonic()
+    augmentation, why_augmentation = plan_augmentation(fp, facts, subjects)
+    candidates, reasons = candidates_of(fp, facts, augmentation)
+    train_seconds = max(5.0, budget_seconds * (1 - SAFETY_SHARE) - reserve_seconds)
+    chosen, measurements = choose(candidates, measure, train_seconds, measure_seconds)
+    if chosen is None:  # nothing affords the minimum: the measured candidate that trains the most steps
+        best = max(measurements, key=lambda m: m["steps_in_budget"])
+        option, candidate = next((o, c) for o, c in candidates if c.label == best["candidate"])
+        chosen = (option, candidate, best["seconds_per_step"], best["steps_in_budget"])
+        reasons["network"] = (f"no candidate affords {MIN_STEPS[candidate.network_dims]} steps in the budget: "
+                              "the measured one that trains the most steps")
+    option, candidate, seconds, steps = chosen
+    dims = candidate.network_dims
+    if dims == 2 and reasons.get("network_dims", "").startswith("isotropic, and"):
+        reasons["network_dims"] = (f"no 3D patch that covers the context affords {MIN_STEPS[3]} steps in the budget "
+                                   f"(measured): 2D slices along axis {option['slice_axis']}")
+    reasons.setdefault("network_dims", option["why"])
+    reasons["target_spacing"] = option["why"]
+    reasons["patch_size"] = option["why"]
+    reasons.setdefault("network", f"the first candidate (resolution first, then width) that affords "
+                                  f"{MIN_STEPS[dims]} steps: {seconds:.3f} s a step measured")
+    reasons["batch_size"] = "3D: 2 patches (nnU-Net's)" if dims == 3 else "2D: 8 patches (4 above 256x256)"
+    normalization, reasons["normalization"] = plan_normalization(fp, facts)
+    reasons["augmentation"] = why_augmentation
+    region_dice = len(facts.regions) >= 2
+    reasons["loss"] = ("Dice over the task's regions (it declares several) + cross-entropy" if region_dice
+                       else "Dice per label + cross-entropy")
+    rare = fp["foreground_share"] < 0.05 or fp["empty_case_share"] > 0.3
+    reasons["foreground_fraction"] = (f"foreground is {fp['foreground_share']:.1%} of the voxels: half the patches "
+                                      "centred on it" if rare else "a third of the patches centred on foreground")
+    spe = STEPS_PER_EPOCH[dims]
+    epochs = max(1, steps // spe)
+    reasons["steps"] = (f"{train_seconds / 60:.1f} min of training at {seconds:.3f} s a step (measured); the rest of "
+                        f"the budget reads the data, validates and writes")
+    reasons["lr"] = "AdamW 1e-3 with a cosine decay over exactly the planned steps"
+    reasons["precision"] = "bfloat16 autocast where the CPU has native bfloat16, float16 on CUDA, else float32"
+    threshold = 0.5 if len(facts.labels) == 1 else None
+    reasons["threshold"] = ("one label: probability 0.5" if threshold is not None else "several labels: the most "
+                            "probable label")
+    keep_largest, keep_union, reasons["postprocess"] = plan_postprocess(fp, facts)
+    return TrainingPlan(
+        network_dims=dims, slice_axis=option["slice_axis"], target_spacing=option["spacing"],
+        input_size=option["input_size"] and list(candidate.patch_size),
+        patch_size=list(candidate.patch_size), network="unet", network_args={"features": list(candidate.features)},
+        batch_size=candidate.batch_size, normalization=normalization, augmentation=augmentation,
+        loss="region-dice+ce" if region_dice else "dice+ce", region_dice=region_dice,
+        foreground_fraction=0.5 if rare else 0.33, steps=epochs * spe, epochs=epochs, steps_per_epoch=spe,
+        val_every=epochs, lr=1e-3, precision=precision, threshold=threshold, keep_largest=keep_largest,
+        keep_largest_union=keep_union, budget_seconds=budget_seconds,
+        max_minutes=round(train_seconds / 60.0, 2), seconds_per_step=round(seconds, 4), reasons=reasons,
+        measurements=measurements, planning_seconds=round(time.monotonic() - started, 2),
+    )

@@ -1,0 +1,299 @@
+"""benchmarks/nnunet_race.py and its modules, their pure parts: the split nnU-Net gets (race_split.py), the
+configuration rule, the budget trainer's source (nnunet_budget_trainer.py, run against a stand-in nnUNetTrainer
+on a fake clock), names and grids of predictions and scores (race_scoring.py) and the table (race_report.py).
+No nnunetv2 here."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import sys
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_benchmark(name: str):
+    """benchmarks/NAME.py, loaded by path as nnunet_race.py loads its siblings (benchmarks/ is not a package)."""
+    loaded = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def race():
+    return load_benchmark("nnunet_race")
+
+
+@pytest.fixture(scope="module")
+def race_split():
+    return load_benchmark("race_split")
+
+
+@pytest.fixture(scope="module")
+def budget_trainer():
+    return load_benchmark("nnunet_budget_trainer")
+
+
+@pytest.fixture(scope="module")
+def race_scoring():
+    return load_benchmark("race_scoring")
+
+
+@pytest.fixture(scope="module")
+def race_report():
+    return load_benchmark("race_report")
+
+
+NAMES = ["10062Ses1", "10062Ses2", "9418", "9584", "9604", "mt1", "t2s_uncropped"]
+
+
+def test_val_cases_make_one_fold_and_the_file_nnunet_reads(race_split, tmp_path):
+    splits = race_split.make_splits(NAMES, val_cases=["mt1", "9604"])
+    assert splits == [{"train": ["10062Ses1", "10062Ses2", "9418", "9584", "t2s_uncropped"], "val": ["9604", "mt1"]}]
+    path = race_split.write_splits(tmp_path, splits)
+    assert path == tmp_path / "splits_final.json" and json.loads(path.read_text()) == splits
+    assert race_split.fold_of(splits) == {"9604": 0, "mt1": 0}
+    with pytest.raises(SystemExit, match="no case named nope"):
+        race_split.make_splits(NAMES, val_cases=["mt1", "nope"])
+
+
+def test_folds_are_segtools_folds(race_split):
+    from segtool.training.cross_validation import assign_folds
+
+    names = [f"sub-{s}_slice{i}" for s in "abcde" for i in range(3)]
+    splits = race_split.make_splits(names, folds=3, group_by=r"^(sub-[^_]+)")
+    assert [s["val"] for s in splits] == assign_folds(names, 3, 0, r"^(sub-[^_]+)")
+    for split in splits:
+        assert sorted(split["train"] + split["val"]) == sorted(names) and not set(split["train"]) & set(split["val"])
+        subjects = lambda cases: {c.split("_")[0] for c in cases}  # noqa: E731
+        assert not subjects(split["train"]) & subjects(split["val"])  # a subject is never on both sides
+    assert sorted(race_split.fold_of(splits)) == sorted(names)
+    assert race_split.row_fold(splits, r"^(sub-[^_]+)") == {
+        s: i for i, split in enumerate(splits) for s in {c.split("_")[0] for c in split["val"]}}
+
+
+def test_configuration_rule(race):
+    both = {"configurations": {"2d": {}, "3d_fullres": {}, "3d_lowres": {}}}
+    assert race.choose_configuration(both, 3)[0] == "3d_fullres"
+    assert race.choose_configuration(both, 2) == ("2d", "the data is 2D")
+    assert race.choose_configuration({"configurations": {"2d": {}}}, 3) == ("2d", "nnU-Net planned no 3d_fullres")
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 1000.0
+
+    def time(self):
+        return self.now
+
+
+@pytest.fixture
+def trainer_module(budget_trainer, monkeypatch):
+    """TRAINER_SOURCE executed against a stand-in nnUNetTrainer whose steps advance a fake clock."""
+    clock = FakeClock()
+
+    class Scheduler:
+        max_steps = 1000
+
+    class StandIn:
+        def __init__(self):
+            self.current_epoch, self.num_epochs = 0, 1000
+            self.num_iterations_per_epoch, self.num_val_iterations_per_epoch = 250, 50
+            self.lr_scheduler = Scheduler()
+            self.dataloader_train = self.dataloader_val = iter(int, 1)  # endless
+            self.calls, self.logged = [], []
+
+        def on_train_start(self):
+            self.calls.append("start")
+
+        def on_epoch_start(self):
+            pass
+
+        def on_train_epoch_start(self):
+            self.calls.append(("lr_max_steps", self.lr_scheduler.max_steps))
+
+        def train_step(self, batch):
+            clock.now += 1.0
+            return {}
+
+        def on_train_epoch_end(self, outputs):
+            self.calls.append(("train", len(outputs)))
+
+        def on_validation_epoch_start(self):
+            pass
+
+        def validation_step(self, batch):
+            clock.now += 0.1
+            return {}
+
+        def on_validation_epoch_end(self, outputs):
+            self.calls.append(("val", len(outputs)))
+
+        def on_epoch_end(self):
+            self.current_epoch += 1
+
+        def on_train_end(self):
+            self.calls.append("end")
+
+        def print_to_log_file(self, *args):
+            self.logged.append(args)
+
+    base = types.ModuleType("nnunetv2.training.nnUNetTrainer.nnUNetTrainer")
+    base.nnUNetTrainer = StandIn
+    for name in ("nnunetv2", "nnunetv2.training", "nnunetv2.training.nnUNetTrainer"):
+        monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
+    monkeypatch.setitem(sys.modules, base.__name__, base)
+    namespace: dict = {}
+    exec(compile(budget_trainer.TRAINER_SOURCE, "nnUNetTrainer_segtoolBudget.py", "exec"), namespace)
+    namespace["time"] = clock
+    return namespace, clock
+
+
+def test_trainer_source_names_and_helpers(budget_trainer, trainer_module):
+    namespace, _ = trainer_module
+    assert namespace["DEADLINE_ENV"] == budget_trainer.DEADLINE_ENV == "SEGTOOL_NNUNET_DEADLINE"
+    assert budget_trainer.TRAINER_NAME in namespace and "run_training" in vars(namespace[budget_trainer.TRAINER_NAME])
+    for change in budget_trainer.TRAINER_CHANGES:
+        assert change in budget_trainer.TRAINER_SOURCE  # the trainer's docstring says what the report says
+    fit = namespace["epochs_that_fit"]
+    assert fit(1, 10.0, 95.0) == 10 and fit(4, 10.0, 5.0) == 4 and fit(0, 10.0, -3.0) == 1 and fit(2, 0.0, 50.0) == 2
+    tiles = namespace["sliding_window_tiles"]
+    assert tiles([20, 56, 64], [20, 56, 64]) == 1
+    assert tiles([34, 57, 57], [20, 56, 64]) == 3 * 2 * 1  # as compute_steps_for_sliding_window: ceil((34-20)/10)+1
+    assert tiles([10, 20, 30], [20, 40]) == 10  # a 2D patch on a 3D array: per slice, padded to the patch
+    assert tiles([10, 30, 30], [20, 40]) == 10 * 2
+    assert tiles([1, 200, 100], [128, 96]) == 3 * 2
+
+
+def test_trainer_stops_before_the_deadline_less_the_reserve(budget_trainer, trainer_module, monkeypatch, tmp_path):
+    namespace, clock = trainer_module
+    cls = namespace[budget_trainer.TRAINER_NAME]
+    monkeypatch.setattr(cls, "_validation_reserve", lambda self: (10.0, {"validation_reserve_s": 10.0}), raising=True)
+    monkeypatch.setenv(budget_trainer.DEADLINE_ENV, repr(clock.now + 60.0))
+    trainer = cls()
+    trainer.output_folder = str(tmp_path)
+    trainer.run_training()
+
+    # first epoch: a tenth of the 50 s before the reserve -> 5 steps of 1 s; then 1 validation step
+    assert trainer.calls[:4] == ["start", ("lr_max_steps", 1000), ("train", 5), ("val", 1)]
+    assert trainer.num_iterations_per_epoch == 5 and trainer.num_val_iterations_per_epoch == 1
+    assert trainer.calls[-1] == "end"
+    assert clock.now <= 1000.0 + 60.0 - 10.0  # training ended before deadline - reserve
+    assert trainer.current_epoch == trainer.num_epochs == trainer.lr_scheduler.max_steps
+    assert trainer.current_epoch == 9  # 5.1 s epochs: 9 x 5.1 = 45.9 s <= 50 s < 10 x 5.1
+    record = json.loads((tmp_path / "segtool_budget.json").read_text())
+    assert record["epochs"] == 9 and record["iterations_per_epoch"] == 5 and record["validation_reserve_s"] == 10.0
+
+
+def test_trainer_first_epoch_keeps_nnunets_250_when_time_allows(budget_trainer, trainer_module, monkeypatch, tmp_path):
+    namespace, clock = trainer_module
+    cls = namespace[budget_trainer.TRAINER_NAME]
+    monkeypatch.setattr(cls, "_validation_reserve", lambda self: (0.0, {}), raising=True)
+    monkeypatch.setenv(budget_trainer.DEADLINE_ENV, repr(clock.now + 10_000.0))
+    trainer = cls()
+    trainer.output_folder = str(tmp_path)
+    trainer.run_training()
+    assert trainer.calls[2:4] == [("train", 250), ("val", 50)]
+    assert trainer.current_epoch == 39  # 255 s epochs in 10,000 s
+
+
+def test_prediction_names_and_2d_grids(race, race_scoring, tmp_path):
+    (tmp_path / "TCGA_CS_4942_19970222_10.nii.gz").touch()
+    (tmp_path / "sub-01_ses-1.nii.gz").touch()
+    (tmp_path / "summary.json").touch()
+    found, missing = race_scoring.prediction_files(tmp_path, ["TCGA_CS_4942_19970222_10", "sub-01_ses-1", "gone"],
+                                                   ".nii.gz")
+    assert found == {"TCGA_CS_4942_19970222_10": tmp_path / "TCGA_CS_4942_19970222_10.nii.gz",
+                     "sub-01_ses-1": tmp_path / "sub-01_ses-1.nii.gz"} and missing == ["gone"]
+
+    assert race_scoring.eval_names({"9604": ".nii.gz", "slice_seg": ".png", "a.b": ".nii.gz"}) == {
+        "9604": "9604", "slice": "slice_seg", "a.b": "a.b"}  # segtool evaluate drops a role suffix such as _seg
+    with pytest.raises(RuntimeError, match="both pair as 'x'"):
+        race_scoring.eval_names({"x": ".png", "x_mask": ".png"})
+    assert race_scoring.image_suffix(Path("a.b_seg.nii.gz")) == ".nii.gz"
+    assert race_scoring.image_suffix(Path("s_seg.png")) == ".png"
+
+    mask = np.zeros((20, 30), np.uint8)  # rows x cols, as the PNG
+    mask[5:10, 3:20] = 1
+    written = race.pvn.nifti_of(mask, np.eye(3), 2, np.uint8)  # what conversion gives nnU-Net: (cols, rows, 1)
+    np.testing.assert_array_equal(race_scoring.case_array(np.asarray(written.dataobj), 2), mask)
+    volume = np.arange(24).reshape(2, 3, 4)
+    assert race_scoring.case_array(volume, 3) is not None and (race_scoring.case_array(volume, 3) == volume).all()
+    with pytest.raises(ValueError):
+        race_scoring.case_array(volume, 2)
+
+
+def evaluate_row(case, dice, hd95, tp, fp, fn, empty=None, infinite=()):
+    return {"case": case, "metrics": [{"name": "gm", "region": False, "dice": dice, "hd95": hd95, "tp": tp, "fp": fp,
+                                       "fn": fn, "empty": empty, "infinite": list(infinite)}]}
+
+
+def test_scores_means_and_pooling(race_scoring):
+    report = {"cases": [evaluate_row("a_1", 0.8, 1.5, 8, 2, 2), evaluate_row("a_2", 0.0, None, 0, 3, 0, "gt", ["hd95"]),
+                        evaluate_row("b_1", 1.0, 0.0, 0, 0, 0, "both")]}
+    per_case = race_scoring.scores_from_report(report, {"a_1": "a_1", "a_2": "a_2", "b_1": "b_1"})
+    assert per_case["a_1"]["gm"]["dice"] == 0.8 and math.isinf(per_case["a_2"]["gm"]["hd95"])
+    assert per_case["b_1"]["gm"]["dice"] is None  # empty in both: no Dice, as segtool's validation
+    m = race_scoring.means(per_case, ["gm"])["gm"]
+    assert m == {"dice": 0.4, "hd95": 1.5, "cases": 2, "missed": 1}
+    pooled = race_scoring.pool_by_subject(per_case, r"^([a-z])_")
+    assert pooled["a"]["gm"]["dice"] == pytest.approx(16 / (16 + 5 + 2)) and pooled["b"]["gm"]["dice"] is None
+
+
+def result_fixture(budget_trainer, group_by=None):
+    names = [{"name": "gm", "region": False}, {"name": "whole", "region": True}]
+    seg = {"per_case": {"9604": {"gm": {"dice": 0.9, "hd95": 0.6}, "whole": {"dice": 0.95, "hd95": 0.5}},
+                        "mt1": {"gm": {"dice": 0.7, "hd95": math.inf}, "whole": {"dice": 0.8, "hd95": 1.0}}},
+           "mean": {"gm": {"dice": 0.8, "hd95": 0.6, "cases": 2, "missed": 1},
+                    "whole": {"dice": 0.875, "hd95": 0.75, "cases": 2, "missed": 0}},
+           "steps": [{"step": "segtool train", "wall_s": 181.0, "max_rss_mb": 900.0, "peak_pss_mb": 1100.0}],
+           "wall_s": 181.0, "own_mean": {"gm": {"dice": 0.81}}, "scoring_s": 12.0}
+    nn = {"per_case": {"9604": {"gm": {"dice": 0.5, "hd95": 3.0}}},
+          "mean": {"gm": {"dice": 0.5, "hd95": 3.0, "cases": 1, "missed": 0}},
+          "steps": [{"step": "conversion", "wall_s": 1.0, "max_rss_mb": None, "peak_pss_mb": None},
+                    {"step": "nnUNetv2_train fold 0", "wall_s": 170.0, "max_rss_mb": 2500.0, "peak_pss_mb": 3000.0}],
+          "wall_s": 171.0, "configuration": "3d_fullres", "configuration_reason": "nnU-Net planned 3d_fullres and the data is 3D",
+          "folds": [{"fold": 0, "over_deadline_s": -9.0, "own_foreground_dice": 0.51, "missing": ["mt1"],
+                     "trainer": {"epochs": 4, "iterations_per_epoch": 6, "val_iterations_per_epoch": 1,
+                                 "validation_reserve_s": 30.2}}]}
+    return {"task": "spinal-gm", "budget": "3m", "budget_s": 180.0, "cpu": "Test CPU, 2 cores usable", "device": "cpu",
+            "trainer": budget_trainer.TRAINER_NAME, "trainer_changes": list(budget_trainer.TRAINER_CHANGES),
+            "names": names, "fold_of": {"9604": 0, "mt1": 0}, "row_fold": {"9604": 0, "mt1": 0},
+            "split": {"description": "--val-cases 9604,mt1", "folds": [{"train": [], "val": ["9604", "mt1"]}],
+                      "group_by": group_by},
+            "sides": {"segtool": seg, "nnunet": nn}}
+
+
+def test_race_table_from_hand_made_numbers(race_report, budget_trainer):
+    text = race_report.race_table(result_fixture(budget_trainer))
+    lines = text.splitlines()
+    assert lines[0] == "## segtool vs nnU-Net: spinal-gm, budget 3m (180 s) per fold model"
+    assert "CPU: Test CPU, 2 cores usable; device cpu." in text and "nnU-Net configuration: 3d_fullres" in text
+    assert (f"; trainer {budget_trainer.TRAINER_NAME}: " + "; ".join(budget_trainer.TRAINER_CHANGES) + ".") in text
+    assert "| held out | fold | label | segtool Dice | nnU-Net Dice | segtool HD95 mm | nnU-Net HD95 mm |" in lines
+    assert "| 9604 | 0 | gm | 0.900 | 0.500 | 0.60 | 3.00 |" in lines
+    assert "| mt1 | 0 | gm | 0.700 | - | ∞ | - |" in lines  # nnU-Net has no mt1 prediction here
+    assert "| **mean** | | gm | **0.800** (2) | **0.500** (1) | 0.60 (1 ∞) | 3.00 |" in lines
+    assert "| mt1 | 0 | whole (region) | 0.800 | - | 1.00 | - |" in lines
+    assert "| segtool | 181 s | segtool train 181 s | 900 MB | 1.07 GB | 180 s allowed: 1 s over |" in lines
+    assert ("| nnU-Net | 171 s | conversion 1 s; nnUNetv2_train fold 0 170 s | 2.44 GB | 2.93 GB | 180 s allowed: 9 s unused |"
+            in lines)
+    assert "segtool's own held-out Dice (its training run's validation): gm 0.810." in text
+    assert "nnU-Net fold 0: 4 epoch(s) of 6 iteration(s) (+1 validation)" in text and "no prediction for mt1" in text
+    assert "ended 9 s before its deadline" in text
+
+
+def test_race_table_pooled_and_with_a_failed_side(race_report, budget_trainer):
+    result = result_fixture(budget_trainer, group_by=r"^(\d+)")
+    result["sides"]["nnunet"] = {"error": "nnUNetv2_train exited 1"}
+    text = race_report.race_table(result)
+    assert "**nnU-Net failed**: nnUNetv2_train exited 1" in text
+    assert "| held out | fold | label | segtool Dice | nnU-Net Dice |" in text and "HD95 mm" not in text
+    assert "| 9604 | 0 | gm | 0.900 | - |" in text
