@@ -2,7 +2,7 @@
 
     python benchmarks/accuracy.py spinal-gm [--data ../shared/data/spinal-gm] [--model-dir DIR] [--json out.json]
     python benchmarks/accuracy.py brain-tumour-2d [--data DIR] [--model-dir DIR ...] [--patients A,B] [--run-args '...']
-    python benchmarks/accuracy.py brain-tissue [--data ../shared/data/brain-tissue] [--model-dir DIR ...] [--json out.json] (accuracy_brain_tissue.py)
+    python benchmarks/accuracy.py brain-tissue [--data ../shared/data/brain-tissue] [--model NAME | --model-dir DIR ...] [--json out.json] (accuracy_brain_tissue.py)
     python benchmarks/accuracy.py brain-tumour [--cv NAME=DIR,DIR,DIR,DIR] [--model-dir DIR ...] (accuracy_brain_tumour.py)
 
 One subcommand per task; `TASKS` maps a task name to the function that benchmarks it

@@ -417,6 +417,7 @@ class TaskSpec:
                         "config": r.config.filename,
                         "config_sha256": r.config.sha256,
                         "member": r.member,
+                        "description": r.description,
                     }
                     for k, r in value.items()
                 }

@@ -7,8 +7,9 @@ random contrast, resolution, bias field, noise and deformation
 ``scripts/prepare_brain_tissue.py`` holds each label map twice: as the case's
 "image" (the full FreeSurfer label map, which `segtool_training_sampler` reads back
 as a label map and turns into a new random image at every step) and as its label
-file (merged into CSF/GM/WM by `TISSUE_OF`, or by the run's ``--labels-map``, e.g.
-``VENTRICULAR_CSF_TISSUE_OF`` for the default model). Real scans (the vxm T1) only validate.
+file (merged into CSF/GM/WM by `TISSUE_OF`, the seed's all-CSF convention of the default
+`all-csf` model, or by the run's ``--labels-map``, e.g. ``VENTRICULAR_CSF_TISSUE_OF`` for the
+`ventricular-csf` model). Real scans (the vxm T1) only validate.
 
 Geometry (measured, see the model card): a 2D U-Net (16-256) on axial slices at
 1 mm in-plane, slices kept at their own spacing, 160 x 160 training patches. The
@@ -53,36 +54,53 @@ NON_BRAIN = frozenset((502, 506, 507, 508, 509, 511, 512, 514, 515, 516, 530))
 #: Extra-cerebral CSF: a brain mask keeps only a thin rim of it.
 OUTER_CSF = frozenset((24,))
 
-#: The bundled models. `ventricular-csf` (the default since 2026-12-05): CSF is the ventricular system, as in
-#: FreeSurfer's aseg, the labelling of every real brain with tissue labels we could obtain (the vxm T1 and
-#: brains like it); `all-csf`: CSF is all CSF, sulcal and extra-cerebral too, as SOURCE.md section 3 maps the
-#: SynthSeg maps and as iSeg or FSL FAST count it. `all-csf` is the final step of an 8,000-step `segtool train`
-#: run on synthetic slices; `ventricular-csf` is that model fine-tuned 2,500 steps with
-#: VENTRICULAR_CSF_TISSUE_OF. Both float16, both run with left-right test-time flips (their model_card.md).
+#: What each bundled model calls CSF. The default, `all-csf`, follows the seed's convention: all
+#: cerebrospinal fluid (ventricles, sulci, extra-cerebral space), as FSL FAST, SPM and Atropos label it and
+#: as SOURCE.md section 3 maps the SynthSeg label maps. `ventricular-csf` follows FreeSurfer aseg's: the
+#: ventricular system only, sulcal and extra-cerebral CSF are background (for FreeSurfer users and
+#: comparisons with aseg labels). The task's description (`segtool tasks brain-tissue --json`) and each
+#: model's description state them.
+CSF_CONVENTION: dict[str, str] = {
+    "all-csf": "CSF = all CSF: ventricles, sulci and extra-cerebral space (the seed's convention, as FSL FAST, "
+               "SPM, Atropos)",
+    "ventricular-csf": "CSF = the ventricles only, sulcal and extra-cerebral CSF background (FreeSurfer aseg's "
+                       "convention)",
+}
+DEFAULT_MODEL = "all-csf"
+
+#: The bundled models, the default first. `all-csf` is the final step of an 8,000-step `segtool train` run
+#: on synthetic slices; `ventricular-csf` is that model fine-tuned 2,500 steps with VENTRICULAR_CSF_TISSUE_OF.
+#: Both float16, both run with left-right test-time flips, both trained on synthetic images only (their
+#: model_card.md, with their scores on the real vxm T1 against both CSF references).
 MODELS = {
-    "ventricular-csf": WeightsRef.bundled(
-        "segtool_brain_tissue", "7bbf434f4afefd427e65606327aef11936a310be8efdadc26c8bf15f80c351b2",
-        "5d0ba86d35b80c954e468538506d3e67fc6e826f9c6ee41194b6e84558d95ccb",
-        "FreeSurfer's convention, CSF = the ventricles (extra-cerebral and sulcal CSF are background); real vxm "
-        "T1: CSF 0.81, GM 0.81, WM 0.87, mean 0.83 (0.88 inside the labelled brain; see ventricular-csf/model_card.md)",
-        folder="ventricular-csf",
-    ),
     "all-csf": WeightsRef.bundled(
         "segtool_brain_tissue", "309272ed8972b9e8f2f40b580e1f4064c3dc5ea3cedea06432fe5ca8eff86548",
         "940e146614189b5f18f29cd9dc3c17d0628a859e5df5245edd985d121e36cf8c",
-        "CSF = all CSF, sulcal and extra-cerebral too (SOURCE.md section 3; for intracranial volume, atrophy); "
-        "real vxm T1: GM 0.81, WM 0.87 (0.89 / 0.88 inside the brain), CSF not comparable with its FreeSurfer "
-        "labels (see all-csf/model_card.md)",
+        f"{CSF_CONVENTION['all-csf']}; the default. Real vxm T1 against an all-CSF reference: CSF 0.68, GM 0.81, "
+        "WM 0.87, mean 0.79 (all-csf/model_card.md)",
         folder="all-csf",
+    ),
+    "ventricular-csf": WeightsRef.bundled(
+        "segtool_brain_tissue", "7bbf434f4afefd427e65606327aef11936a310be8efdadc26c8bf15f80c351b2",
+        "5d0ba86d35b80c954e468538506d3e67fc6e826f9c6ee41194b6e84558d95ccb",
+        f"{CSF_CONVENTION['ventricular-csf']}; for FreeSurfer users. Real vxm T1 against its aseg ventricles: "
+        "CSF 0.81, GM 0.81, WM 0.87, mean 0.83 (ventricular-csf/model_card.md)",
+        folder="ventricular-csf",
     ),
 }
 
+
+def _description() -> str:
+    """The task's one-line description, ending with each model's CSF convention (the default's first)."""
+    conventions = "; ".join(f"{name}{' (default)' if name == DEFAULT_MODEL else ''}: {CSF_CONVENTION[name]}"
+                            for name in MODELS)
+    return ("CSF, gray matter and white matter on brain MRI of any contrast (T1, T2, ...), skull-stripped or not; "
+            f"contrast-agnostic model trained on synthetic images (SynthSeg style). CSF by model: {conventions}.")
+
+
 BRAIN_TISSUE = TaskSpec(
     name="brain-tissue",
-    description=(
-        "CSF, gray matter and white matter on brain MRI of any contrast (T1, T2, ...), skull-stripped or not; "
-        "contrast-agnostic model trained on synthetic images (SynthSeg style)."
-    ),
+    description=_description(),
     modality="MRI (any contrast)",
     channels=("t1",),
     ndim=3,
@@ -90,7 +108,9 @@ BRAIN_TISSUE = TaskSpec(
     slice_axis=2,  # axial slices (RAS: the inferior-superior axis)
     target_spacing=(1.0, 1.0, None),
     patch_size=(160, 160),
-    overlap=0.5,
+    # 0.4, not 0.5: a slice up to 256 voxels wide takes 2 windows a side, not 3 (4 a slice, not 9), so a
+    # 256^3 T1 fits 30 s on 2 cores (18-24 s measured, README); slices up to 240 wide (vxm T1: 160 x 224) as at 0.5
+    overlap=0.4,
     batch_size=16,
     inference_batch_size=8,
     normalization="percentile",
@@ -102,7 +122,7 @@ BRAIN_TISSUE = TaskSpec(
     network="unet",
     model_kwargs={"features": (16, 32, 64, 128, 256)},
     models=MODELS,
-    default_model="ventricular-csf",
+    default_model=DEFAULT_MODEL,
     postprocess=Postprocess(),
     citation=(
         "Billot B, et al. SynthSeg: Segmentation of brain MRI scans of any contrast and resolution without "
