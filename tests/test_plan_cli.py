@@ -83,7 +83,7 @@ def test_plugin_new_from_data_plans_trains_folds_runs_and_evaluates(tmp_path):
     assert len(fold["training"]["data"]["validation_cases"]) == 2
     assert "## Plan" in (model / "folds" / "fold_0" / "README.md").read_text()
     card = (model / "README.md").read_text()
-    assert "## Cross-validation" in card and "ensemble of the fold models" in card
+    assert "## Cross-validation" in card and "ensemble of the fold models" in card and "## Plan" in card
     assert json.loads((model / "config.json").read_text())["network"] == "ensemble"
 
     pred = tmp_path / "pred.nii.gz"

@@ -91,7 +91,7 @@ def run_folds(spec, data_dir: Path, model_dir: Path, options, folds: int, final:
               train: Callable) -> dict:
     """Train the folds and the final model; returns the summary written to cross_validation.json."""
     from segtool.model_config import WEIGHTS_FILENAME
-    from segtool.training.model_folder import README_FILENAME
+    from segtool.training.model_folder import README_FILENAME, plan_section
 
     model_dir = Path(model_dir)
     names = discover(data_dir, spec.channels).names
@@ -127,7 +127,10 @@ def run_folds(spec, data_dir: Path, model_dir: Path, options, folds: int, final:
         train(spec, data_dir, model_dir, replace(options, val_cases=(), val_fraction=0.0), console, plugin_manager)
     write_text_atomic(model_dir / CV_FILENAME, json.dumps(summary, indent=1, default=float) + "\n")
     card = model_dir / README_FILENAME
-    write_text_atomic(card, card.read_text(encoding="utf-8").rstrip("\n") + "\n\n" + cv_markdown(summary))
+    sections = [card.read_text(encoding="utf-8").rstrip("\n"), cv_markdown(summary)]
+    if final == "ensemble" and options.plan:  # the members' cards hold it; the ensemble's says it once
+        sections.append("\n".join(plan_section(options.plan)))
+    write_text_atomic(card, "\n\n".join(sections))
     means = ", ".join(f"{label} {m['dice']:.3f}" for label, m in summary["mean"].items() if m["dice"] is not None)
     console.print(f"cross-validated Dice over {len(per_case)} held-out case(s): {means or 'none'}")
     return summary

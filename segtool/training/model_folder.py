@@ -234,19 +234,7 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
         "",
     ]
     if t.get("plan"):
-        from segtool.training.plan import TrainingPlan, markdown
-
-        plan = TrainingPlan.from_json(t["plan"])
-        lines += [
-            "## Plan",
-            "",
-            f"`segtool train` planned this recipe from the data's fingerprint and a budget of "
-            f"{(plan.budget_seconds or 0) / 60:.0f} min on this device"
-            + (f" (set by hand: {', '.join(plan.overridden)})" if plan.overridden else "") + ":",
-            "",
-            markdown(plan),
-            "",
-        ]
+        lines += plan_section(t["plan"])
     if data.get("name") or data.get("description") or data.get("reference") or data.get("licence"):
         lines += ["## Training data", ""]
         for key in ("name", "description", "reference", "licence"):
@@ -256,6 +244,23 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
     if spec.citation:
         lines += ["## Citation", "", spec.citation, ""]
     return front + "\n".join(lines)
+
+
+def plan_section(recorded: dict) -> list[str]:
+    """The card's "## Plan" lines for a plan recorded in config.json (``training.plan``)."""
+    from segtool.training.plan import TrainingPlan, markdown
+
+    plan = TrainingPlan.from_json(recorded)
+    return [
+        "## Plan",
+        "",
+        f"`segtool train` planned this recipe from the data's fingerprint and a budget of "
+        f"{(plan.budget_seconds or 0) / 60:.0f} min on this device"
+        + (f" (set by hand: {', '.join(plan.overridden)})" if plan.overridden else "") + ":",
+        "",
+        markdown(plan),
+        "",
+    ]
 
 
 def _front_matter(licence: str, tags: list[str], datasets: list[str]) -> str:

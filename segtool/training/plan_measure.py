@@ -64,6 +64,14 @@ class StepTimer:
         return self.cache[candidate]
 
     def _measure(self, c: Candidate, give_up_after: float | None = None) -> float:
+        """`_timed_steps`, quietly: TorchIO warns about elastic grids on the random patches of a measurement."""
+        import warnings
+
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            return self._timed_steps(c, give_up_after)
+
+    def _timed_steps(self, c: Candidate, give_up_after: float | None = None) -> float:
         torch = self._torch
         from segtool.networks import build_network
         from segtool.precision import autocast, memory_format

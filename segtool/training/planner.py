@@ -360,7 +360,7 @@ def make_plan(fp: dict, facts: TaskFacts, budget_seconds: float, measure: Callab
     epochs = max(1, steps // spe)
     reasons["steps"] = (f"{train_seconds / 60:.1f} min of training at {seconds:.3f} s a step (measured); the rest of "
                         f"the budget reads the data, validates and writes")
-    reasons["lr"] = "AdamW 1e-3 with a cosine decay over exactly the planned steps"
+    reasons["lr"] = "AdamW 1e-3, a cosine decay that ends with the budget (by steps or by the clock, whichever is ahead)"
     reasons["precision"] = "bfloat16 autocast where the CPU has native bfloat16, float16 on CUDA, else float32"
     threshold = 0.5 if len(facts.labels) == 1 else None
     reasons["threshold"] = ("one label: probability 0.5" if threshold is not None else "several labels: the most "
