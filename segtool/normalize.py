@@ -25,26 +25,30 @@ def _slabs(channel: np.ndarray):
     return [slice(first, first + step) for first in range(0, channel.shape[0], step)]
 
 
-def background_value(channel: np.ndarray) -> float:
-    """The value outside the head of one channel: the commonest value of its border voxels if it fills
-    BACKGROUND_BORDER_SHARE of them, else 0.
-
-    Skull-stripped scans keep a constant outside the brain: 0 when raw, but a scan z-scored inside its
-    brain mask (the BraTS copies DeepMedic ships) holds ``-mean/std`` there. Taking that value as the
-    background makes the z-score inside the head the same for both (and for any gain and offset).
-    """
+def border_constant(channel: np.ndarray) -> float | None:
+    """The commonest value of a channel's border voxels if it fills BACKGROUND_BORDER_SHARE of them, else None."""
     faces = []
     for axis in range(channel.ndim):
         for index in (0, -1):
             faces.append(np.take(channel, index, axis=axis).ravel())
     border = np.concatenate(faces)
     if border.size == 0:
-        return 0.0
+        return None
     values, counts = np.unique(border, return_counts=True)
     best = int(counts.argmax())
-    if counts[best] >= BACKGROUND_BORDER_SHARE * border.size:
-        return float(values[best])
-    return 0.0
+    return float(values[best]) if counts[best] >= BACKGROUND_BORDER_SHARE * border.size else None
+
+
+def background_value(channel: np.ndarray) -> float:
+    """The value outside the head of one channel: the commonest value of its border voxels if it fills
+    BACKGROUND_BORDER_SHARE of them (`border_constant`), else 0.
+
+    Skull-stripped scans keep a constant outside the brain: 0 when raw, but a scan z-scored inside its
+    brain mask (the BraTS copies DeepMedic ships) holds ``-mean/std`` there. Taking that value as the
+    background makes the z-score inside the head the same for both (and for any gain and offset).
+    """
+    value = border_constant(channel)
+    return 0.0 if value is None else value
 
 
 def _statistics(channel: np.ndarray, bounds=None, background: float | None = None) -> tuple[float, float] | None:

@@ -23,6 +23,8 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from segtool.io.atomic import write_text_atomic
+from segtool.io.formats import is_photo_task
+from segtool.normalize import border_constant
 from segtool.spec import TaskSpec
 from segtool.training.datasets import Case
 
@@ -33,15 +35,11 @@ FINGERPRINT_VERSION = 2
 MAX_CASES_READ = 240
 #: Intensity samples kept per channel and case.
 SAMPLES_PER_CASE = 4000
-#: Share of a channel's border that one value must fill to count as a constant outside (as segtool.normalize).
-CONSTANT_BORDER_SHARE = 0.5
 
 
 def data_key(cases: Sequence[Case], labels_map: Mapping[int, int] | None, spec: TaskSpec) -> str:
     """A hash of what the fingerprint depends on: the files (path, size, mtime), the labels map, channels, grid."""
-    def file_id(path: Path) -> list:
-        st = path.stat()
-        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+    from segtool.training.prepare import file_id
 
     payload = {
         "version": FINGERPRINT_VERSION,
@@ -50,21 +48,6 @@ def data_key(cases: Sequence[Case], labels_map: Mapping[int, int] | None, spec: 
         "cases": [[c.name, [file_id(p) for p in c.images], file_id(c.label)] for c in cases],
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _border_values(channel: np.ndarray) -> np.ndarray:
-    faces = [np.take(channel, index, axis=axis).ravel() for axis in range(channel.ndim) for index in (0, -1)]
-    return np.concatenate(faces)
-
-
-def _constant_outside(channel: np.ndarray) -> float | None:
-    """The value filling CONSTANT_BORDER_SHARE of the border (the image's outside), else None."""
-    border = _border_values(channel)
-    if border.size == 0:
-        return None
-    values, counts = np.unique(border, return_counts=True)
-    best = int(counts.argmax())
-    return float(values[best]) if counts[best] >= CONSTANT_BORDER_SHARE * border.size else None
 
 
 def _sample(values: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -148,7 +131,7 @@ def case_fingerprint(spec: TaskSpec, case: Case, labels_map: Mapping[int, int] |
     channels, samples = [], []
     for c in range(array.shape[0]):
         channel = array[c]
-        outside = _constant_outside(channel)
+        outside = border_constant(channel)  # the rule zscore-foreground normalises by
         inside = channel[channel != outside] if outside is not None else channel
         channels.append({
             "outside_value": outside,
@@ -224,7 +207,7 @@ def summarise(spec: TaskSpec, cases: list[dict], samples: list, total_cases: int
         "version": FINGERPRINT_VERSION,
         "task": spec.name,
         "ndim": spec.ndim,
-        "photo": spec.normalization == "rgb" or "photo" in spec.modality.lower(),
+        "photo": is_photo_task(spec),
         "channels": [_channel_summary(n, cases, i, samples) for i, n in enumerate(spec.channels)],
         "cases": total_cases,
         "cases_read": len(cases),

@@ -56,14 +56,6 @@ class PlanRequest:
     started: float = field(default_factory=time.monotonic)
 
 
-def subjects_of(names: list[str], group_by: str | None) -> int:
-    """How many subjects the cases come from (``--group-by``'s first group; else one a case)."""
-    if not group_by:
-        return len(names)
-    pattern = re.compile(group_by)
-    return len({(m.group(1) if m and m.groups() else name) for name in names for m in [pattern.search(name)]})
-
-
 def _validation_seconds(fp: dict, plan: TrainingPlan, forward_seconds: float, cases: int) -> float:
     """An estimate of the final validation: sliding windows at 50 % overlap over the median case."""
     if cases <= 0:
@@ -86,7 +78,7 @@ def _validation_seconds(fp: dict, plan: TrainingPlan, forward_seconds: float, ca
 
 def make_training_plan(spec, data_dir: Path, model_dir: Path, request: PlanRequest, console) -> tuple[dict, TrainingPlan]:
     """(fingerprint, plan) for training ``spec`` on ``data_dir`` within the request's budget."""
-    from segtool.training.datasets import discover
+    from segtool.training.datasets import discover, group_key
     from segtool.training.fingerprint import load_or_compute
     from segtool.training.plan_measure import StepTimer
     from segtool.training.planner import TaskFacts, candidates_of, cost, make_plan, plan_augmentation
@@ -100,7 +92,7 @@ def make_training_plan(spec, data_dir: Path, model_dir: Path, request: PlanReque
                   f"{'x'.join(f'{v:.3g}' for v in fp['median_spacing'])} mm")
     timer = StepTimer(request.device, request.precision)
     facts = TaskFacts.of(spec)
-    subjects = subjects_of(dataset.names, request.group_by)
+    subjects = len({group_key(name, request.group_by) for name in dataset.names})
     augmentation, _ = plan_augmentation(fp, facts, subjects)
     probe = min((c for _, c in candidates_of(fp, facts, augmentation)[0]), key=cost)
     threads = timer.pick_threads(probe)

@@ -168,12 +168,14 @@ def intensity_statistics(samples: Sequence[np.ndarray], channels: Sequence[str],
     return stats
 
 
+def file_id(path: Path) -> list:
+    """What identifies a data file's version for a cache key: resolved path, size, modification time."""
+    st = path.stat()
+    return [str(path.resolve()), st.st_size, st.st_mtime_ns]
+
+
 def fingerprint(spec: TaskSpec, cases: Sequence[Case], labels_map: Mapping[int, int] | None) -> str:
     """A hash of what the cache depends on: the files (path, size, mtime) and the preprocessing."""
-    def file_id(path: Path) -> list:
-        st = path.stat()
-        return [str(path.resolve()), st.st_size, st.st_mtime_ns]
-
     payload = {
         "format": CACHE_FORMAT,
         "task": [spec.name, list(spec.channels), spec.ndim, spec.orientation, spec.target_spacing, spec.normalization]
