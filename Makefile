@@ -1,6 +1,8 @@
 # The newcomer's two commands (README, "Quick start"):
 #   make demo   set up, write the bundled spinal-gm example, segment it, write a QC page
-#   make test   set up, run the test suite
+#   make test   set up, run the test suite without the tests marked slow (under 3 minutes on 2 cores)
+#   make test-all   the whole suite, slow tests included (what CI runs)
+# and `make readme-check`: the demo, then every command of README.md, in order, in a temporary folder.
 # Set-up is README "Install" in a virtualenv ($(VENV)), done once: it is skipped while
 # $(VENV)/bin/segtool exists (delete $(VENV) to reinstall).
 
@@ -13,7 +15,7 @@ PYTEST_ARGS ?=
 BIN := $(VENV)/bin
 DEMO := $(abspath $(DEMO_DIR))
 
-.PHONY: demo test setup
+.PHONY: demo test test-all setup readme-check
 
 setup: $(BIN)/segtool
 
@@ -32,6 +34,13 @@ demo: $(BIN)/segtool
 	echo "mask:    $$mask"; \
 	echo "QC page: $(DEMO)/qc/index.html"
 
-# README "Tests": `pytest -q` in the activated virtualenv.
+# README "Tests": `pytest -q -m "not slow"` (make test) and `pytest -q` (make test-all) in the activated virtualenv.
 test: $(BIN)/segtool
+	. $(BIN)/activate && pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-all: $(BIN)/segtool
 	. $(BIN)/activate && pytest -q $(PYTEST_ARGS)
+
+# Every ```bash and ```python block of README.md as written (scripts/readme_check.py says how blocks are marked).
+readme-check: demo
+	$(BIN)/python scripts/readme_check.py

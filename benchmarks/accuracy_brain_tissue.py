@@ -32,16 +32,18 @@ symmetric surface distance (ASSD) per tissue in mm over the whole image (`segtoo
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from accuracy_common import NO_MODEL, ROOT, cases_trained_on, log, recorded_training, run_segtool
+from accuracy_common import NO_MODEL, SHARED_DATA, cases_trained_on, log, recorded_training, run_segtool, write_json
+from repo_scripts import script_module
 
-BRAIN_TISSUE_DATA = ROOT.parent / "shared" / "data" / "brain-tissue"
+if TYPE_CHECKING:
+    import numpy as np
+
+BRAIN_TISSUE_DATA = SHARED_DATA / "brain-tissue"
 TISSUES = ("csf", "gray_matter", "white_matter")
 #: aseg's cerebral cortex (left, right): the tissue next to sulcal and extra-cerebral CSF, whose median T1
 #: sets the all-CSF reference's threshold with that of the ventricles
@@ -63,11 +65,7 @@ def add_brain_tissue_arguments(parser: argparse.ArgumentParser) -> None:
 
 def brain_tissue_cases(data: Path, out: Path) -> tuple[list[tuple[str, Path]], "np.ndarray", "np.ndarray"]:
     """(case, image file) of the real T1 and its T2-like contrast inversion, and the T1 and its FreeSurfer labels."""
-    scripts = ROOT / "scripts"
-    if str(scripts) not in sys.path:
-        sys.path.insert(0, str(scripts))
-    import prepare_brain_tissue as prep
-
+    prep = script_module("prepare_brain_tissue")
     t1, seg = prep.load_vxm(data)
     cases = []
     for name, image in (("vxm_t1", t1), ("vxm_t1_t2like", prep.t2_like(t1, seg))):
@@ -110,8 +108,7 @@ def models_to_score(args: argparse.Namespace) -> list[tuple[str, Path | None, li
 def model_tissue_table(training: dict) -> tuple[dict[int, int], str]:
     """FreeSurfer value -> class as the model was trained (its recorded labels map, else the plugin's
     table), and the name of its CSF convention."""
-    import prepare_brain_tissue as prep
-
+    prep = script_module("prepare_brain_tissue")
     recorded = training.get("labels_map")
     if not recorded:
         return prep.tissue_table("all"), "all-csf"
@@ -126,8 +123,7 @@ def model_tissue_table(training: dict) -> tuple[dict[int, int], str]:
 
 def ventricular_reference(t1: "np.ndarray", seg: "np.ndarray") -> tuple["np.ndarray", dict[str, Any]]:
     """FreeSurfer's convention: aseg merged by ``VENTRICULAR_CSF_TISSUE_OF`` (CSF = the ventricles)."""
-    import prepare_brain_tissue as prep
-
+    prep = script_module("prepare_brain_tissue")
     truth = prep.merge(seg, prep.tissue_table("ventricular"))
     return truth, {"rule": "aseg merged by VENTRICULAR_CSF_TISSUE_OF: CSF = ventricles 4, 5, 43, 44, 14, 15, 72",
                    "csf_voxels": int((truth == 1).sum())}
@@ -142,8 +138,8 @@ def all_csf_reference(t1: "np.ndarray", seg: "np.ndarray") -> tuple["np.ndarray"
     and WM stay as they are.
     """
     import numpy as np
-    import prepare_brain_tissue as prep
 
+    prep = script_module("prepare_brain_tissue")
     truth = prep.merge(seg, prep.tissue_table("all"))
     ventricles = prep.merge(seg, prep.tissue_table("ventricular")) == 1
     csf_median = float(np.median(t1[ventricles]))
@@ -164,16 +160,18 @@ REFERENCES = {"ventricular": ventricular_reference, "all-csf": all_csf_reference
 
 
 def tissue_dice(pred: "np.ndarray", truth: "np.ndarray", mask: "np.ndarray | None" = None) -> dict[str, float | None]:
-    """DSC of CSF (1), GM (2), WM (3) and their mean; ``mask`` restricts both to it (None: everywhere)."""
+    """DSC (`segtool.metrics`) of CSF (1), GM (2), WM (3) and their mean; None for a tissue that neither image
+    holds (left out of the mean); ``mask`` restricts both to it (None: everywhere)."""
     import numpy as np
+
+    from segtool.metrics import overlap_metrics
 
     if mask is not None:
         pred, truth = pred[mask], truth[mask]
     scores: dict[str, float | None] = {}
     for value, name in enumerate(TISSUES, start=1):
-        p, t = pred == value, truth == value
-        total = int(p.sum()) + int(t.sum())
-        scores[name] = 2.0 * float((p & t).sum()) / total if total else None
+        overlap = overlap_metrics(pred == value, truth == value)
+        scores[name] = overlap.dice
     values = [v for v in scores.values() if v is not None]
     scores["mean"] = float(np.mean(values)) if values else None
     return scores
@@ -181,7 +179,7 @@ def tissue_dice(pred: "np.ndarray", truth: "np.ndarray", mask: "np.ndarray | Non
 
 def tissue_distances(pred: "np.ndarray", truth: "np.ndarray") -> tuple[dict[str, float], dict[str, float]]:
     """Modified Hausdorff distance and ASSD (mm, 1 mm voxels) of CSF, GM and WM."""
-    from segtool.metrics.distances import distance_metrics
+    from segtool.metrics import distance_metrics
 
     mhd, mean = {}, {}
     for value, name in enumerate(TISSUES, start=1):
@@ -190,12 +188,52 @@ def tissue_distances(pred: "np.ndarray", truth: "np.ndarray") -> tuple[dict[str,
     return mhd, mean
 
 
-def brain_tissue(args: argparse.Namespace) -> int:
-    """brain-tissue: DSC per tissue and their mean on the vxm T1, its T2-like inversion and both, per model,
-    against the ventricular and the all-CSF reference (module docstring for their rules)."""
+def score_model(index: int, model: tuple[str, Path | None, list[str]], cases: list[tuple[str, Path]],
+                references: dict, tmp: Path) -> list[dict[str, Any]]:
+    """One model's rows: each case, and both contrasts combined, against each reference (or its failure)."""
     import nibabel as nib
     import numpy as np
 
+    column, model_dir, extra = model
+    training = (recorded_training(model_dir, "brain-tissue") if model_dir is not None or not extra
+                else bundled_training(extra[-1]))
+    trained_on = cases_trained_on(training)
+    _, trained_csf = model_tissue_table(training)
+    out, both = tmp / f"out_{index}", tmp / f"both_{index}"
+    out.mkdir()
+    both.mkdir()
+    started = time.monotonic()
+    status, outputs, message = run_segtool([c[1] for c in cases], out, model_dir, task="brain-tissue", extra=extra)
+    seconds = time.monotonic() - started
+    # both contrasts of the subject at once (`--combine`: the mean of their probabilities)
+    c_status, c_outputs, c_message = run_segtool([c[1] for c in cases], both, model_dir,
+                                                 task="brain-tissue", extra=[*extra, "--combine"])
+    outputs[COMBINED] = c_outputs.get(str(cases[0][1].resolve())) if c_status == "ok" else None
+    rows = []
+    for name, path in [*cases, (COMBINED, Path(COMBINED))]:
+        output = outputs.get(name if name == COMBINED else str(path.resolve()))
+        failed = status != "ok" or output is None
+        pred = None if failed else np.asarray(nib.load(output).dataobj).astype(np.int64)
+        for reference, (truth, _) in references.items():
+            row: dict[str, Any] = {"model": column, "model_csf": trained_csf, "case": name,
+                                   "reference_csf": reference, "seconds": round(seconds / len(cases), 1),
+                                   "trained_on": None if trained_on is None
+                                   else any(t.startswith("vxm") for t in trained_on)}
+            if failed:
+                row["status"] = status if status != "ok" else "error"
+                row["message"] = c_message if name == COMBINED else message
+            else:
+                row["status"] = "ok"
+                row["dice"] = tissue_dice(pred, truth)
+                row["dice_in_brain"] = tissue_dice(pred, truth, truth > 0)
+                row["mhd_mm"], row["assd_mm"] = tissue_distances(pred, truth)
+            rows.append(row)
+    return rows
+
+
+def brain_tissue(args: argparse.Namespace) -> int:
+    """brain-tissue: DSC per tissue and their mean on the vxm T1, its T2-like inversion and both, per model,
+    against the ventricular and the all-CSF reference (module docstring for their rules)."""
     data = args.data
     if not (data / "vxm_test_scan.npz").is_file():
         log(f"brain-tissue: no data at {data} (see ../shared/data/brain-tissue/SOURCE.md); nothing to do")
@@ -203,43 +241,10 @@ def brain_tissue(args: argparse.Namespace) -> int:
     models = models_to_score(args)
     rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="segtool-bench-brain-tissue-") as tmp:
-        tmp = Path(tmp)
-        cases, t1, seg = brain_tissue_cases(data, tmp)  # also puts scripts/ on the path
+        cases, t1, seg = brain_tissue_cases(data, Path(tmp))
         references = {name: build(t1, seg) for name, build in REFERENCES.items()}  # from the T1: one subject
-        for index, (column, model_dir, extra) in enumerate(models):
-            training = (recorded_training(model_dir, "brain-tissue") if model_dir is not None or not extra
-                        else bundled_training(extra[-1]))
-            trained_on = cases_trained_on(training)
-            _, trained_csf = model_tissue_table(training)
-            out, both = tmp / f"out_{index}", tmp / f"both_{index}"
-            out.mkdir()
-            both.mkdir()
-            started = time.monotonic()
-            status, outputs, message = run_segtool([c[1] for c in cases], out, model_dir, task="brain-tissue",
-                                                   extra=extra)
-            seconds = time.monotonic() - started
-            # both contrasts of the subject at once (`--combine`: the mean of their probabilities)
-            c_status, c_outputs, c_message = run_segtool([c[1] for c in cases], both, model_dir,
-                                                         task="brain-tissue", extra=[*extra, "--combine"])
-            outputs[COMBINED] = c_outputs.get(str(cases[0][1].resolve())) if c_status == "ok" else None
-            for name, path in [*cases, (COMBINED, Path(COMBINED))]:
-                output = outputs.get(name if name == COMBINED else str(path.resolve()))
-                failed = status != "ok" or output is None
-                pred = None if failed else np.asarray(nib.load(output).dataobj).astype(np.int64)
-                for reference, (truth, _) in references.items():
-                    row: dict[str, Any] = {"model": column, "model_csf": trained_csf, "case": name,
-                                           "reference_csf": reference, "seconds": round(seconds / len(cases), 1),
-                                           "trained_on": None if trained_on is None
-                                           else any(t.startswith("vxm") for t in trained_on)}
-                    if failed:
-                        row["status"] = status if status != "ok" else "error"
-                        row["message"] = c_message if name == COMBINED else message
-                    else:
-                        row["status"] = "ok"
-                        row["dice"] = tissue_dice(pred, truth)
-                        row["dice_in_brain"] = tissue_dice(pred, truth, truth > 0)
-                        row["mhd_mm"], row["assd_mm"] = tissue_distances(pred, truth)
-                    rows.append(row)
+        for index, model in enumerate(models):
+            rows += score_model(index, model, cases, references, Path(tmp))
     print(brain_tissue_table(rows))
     print("\nReferences (built from the vxm T1's aseg labels; 'in brain': voxels the reference labels CSF, GM or WM):")
     for name, (_, info) in references.items():
@@ -249,12 +254,10 @@ def brain_tissue(args: argparse.Namespace) -> int:
     if all(r["status"] == NO_MODEL for r in rows):
         print(f"brain-tissue: {NO_MODEL}: train one with `segtool train brain-tissue` "
               "(scripts/prepare_brain_tissue.py lays out the data) and pass --model-dir")
-    if args.json_out:
-        payload = {"task": "brain-tissue", "data": str(data), "columns": [m[0] for m in models], "rows": rows,
-                   "references": {name: info for name, (_, info) in references.items()},
-                   "note": "DSC on the input grid; dice_in_brain: restricted to voxels the row's reference "
-                           "labels CSF, GM or WM"}
-        args.json_out.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    write_json(args.json_out, {"task": "brain-tissue", "data": str(data), "columns": [m[0] for m in models],
+                               "rows": rows, "references": {name: info for name, (_, info) in references.items()},
+                               "note": "DSC on the input grid; dice_in_brain: restricted to voxels the row's "
+                                       "reference labels CSF, GM or WM; distances in mm, null = infinite"})
     return 0
 
 

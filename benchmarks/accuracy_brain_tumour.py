@@ -14,16 +14,15 @@ set (none given and no --cv: the task's default model). A mean row per column.
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from accuracy_common import NO_MODEL, ROOT, log, run_segtool, training_cases
+from accuracy_common import NO_MODEL, SHARED_DATA, log, run_segtool, training_cases, write_json
 
-BRATS_DATA = ROOT.parent / "shared" / "data" / "brain-tumour" / "brats2015_deepmedic"
+BRATS_DATA = SHARED_DATA / "brain-tumour" / "brats2015_deepmedic"
 REGIONS = {"WT": (1, 2, 3, 4), "TC": (1, 3, 4), "ET": (4,)}
 CHANNEL_FILES = ("Flair_subtrMeanDivStd.nii.gz", "T1c_subtrMeanDivStd.nii.gz")
 TRUTH_FILE = "OTMultiClass.nii.gz"
@@ -44,13 +43,13 @@ def region_scores(pred, truth, spacing) -> dict[str, dict[str, float | None]]:
     """Dice and HD95 (mm; None when infinite: one side empty) of each BraTS region."""
     import numpy as np
 
-    from segtool import metrics as M
+    from segtool.metrics import distance_metrics, overlap_metrics
 
     out = {}
     for name, members in REGIONS.items():
         p, g = np.isin(pred, members), np.isin(truth, members)
-        hd95 = M.distance_metrics(p, g, spacing).hd95
-        out[name] = {"dice": M.overlap_metrics(p, g, spacing).dice, "hd95": None if math.isinf(hd95) else hd95}
+        hd95 = distance_metrics(p, g, spacing).hd95
+        out[name] = {"dice": overlap_metrics(p, g, spacing).dice, "hd95": None if math.isinf(hd95) else hd95}
     return out
 
 
@@ -138,8 +137,6 @@ def brain_tumour(args: argparse.Namespace) -> int:
     print(_table(rows, columns))
     print("\nDice and HD95 (mm, segtool.metrics, voxel surfaces, the 1 mm input grid) of the BraTS regions "
           "WT {1,2,3,4}, TC {1,3,4}, ET {4}; (CV) columns score each case with the fold that held it out.")
-    if args.json_out is not None:
-        args.json_out.write_text(json.dumps({"task": "brain-tumour", "data": str(data), "columns": columns,
-                                             "rows": rows, "note": "hd95 null = infinite"}, indent=2) + "\n",
-                                 encoding="utf-8")
+    write_json(args.json_out, {"task": "brain-tumour", "data": str(data), "columns": columns, "rows": rows,
+                               "note": "hd95 null = infinite"})
     return 0

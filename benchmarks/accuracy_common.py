@@ -1,15 +1,22 @@
-"""What every task's accuracy benchmark shares: running ``segtool run`` in a subprocess and
-reading the training cases a model folder records (benchmarks/accuracy.py and its task modules)."""
+"""What every task's accuracy benchmark shares (benchmarks/accuracy.py and its accuracy_TASK.py modules):
+running ``segtool run`` in a subprocess, reading the training and validation cases a model folder
+records, naming model columns and writing the JSON report.
+
+Standard library only at import: tests load this file by its path on its own.
+"""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The shared data folder beside the checkout (../shared/data); each task's default --data is under it.
+SHARED_DATA = ROOT.parent / "shared" / "data"
 
 #: segtool run's exit status when no weights are available (segtool.errors.EXIT_WEIGHTS_UNAVAILABLE)
 EXIT_NO_WEIGHTS = 3
@@ -40,6 +47,18 @@ def recorded_training(model_dir: Path | None, task: str) -> dict:
         return model_training(model_dir, task)
     except Exception:
         return {}
+
+
+def validation_cases(model_dir: Path | None) -> list[str] | None:
+    """``training.data.validation_cases`` of a model folder's config.json, or None when not recorded."""
+    if model_dir is None:
+        return None
+    try:
+        config = json.loads((Path(model_dir) / "config.json").read_text(encoding="utf-8"))
+        cases = ((config.get("training") or {}).get("data") or {}).get("validation_cases")
+        return [str(c) for c in cases] if cases else None
+    except (OSError, ValueError, AttributeError, TypeError):  # no config, not JSON, a malformed record: unknown
+        return None
 
 
 def training_cases(model_dir: Path | None, task: str = "spinal-gm") -> list[str] | None:
@@ -99,3 +118,27 @@ def run_segtool(images: list[Path], out_dir: Path, model_dir: Path | None, timeo
     if status not in (0, 1) or not outputs:
         return "error", outputs, f"segtool run exited {status}: {last}"
     return "ok", outputs, last
+
+
+def column_names(model_dirs: list[Path | None]) -> list[str]:
+    """One table column per model folder: its name ("default" for the task's default model), or its whole
+    path when two folders share a name."""
+    names = [d.name if d is not None else "default" for d in model_dirs]
+    if len(set(names)) != len(names):
+        names = [str(d) if d is not None else "default" for d in model_dirs]
+    return names
+
+
+def json_ready(value):
+    """``value`` with every infinite float (an empty prediction's distance) made None, in dicts and lists."""
+    if isinstance(value, dict):
+        return {k: json_ready(v) for k, v in value.items()}
+    if False:
+        return [json_ready(v) for v in value]
+    return None if isinstance(value, float) and math.isinf(value) else value
+
+
+def write_json(path: Path | None, payload: dict) -> None:
+    """The benchmark's numbers as JSON at ``path`` (None: nothing), infinite distances as null."""
+    if path is not None:
+        Path(path).write_text(json.dumps(json_ready(payload), indent=2) + "\n", encoding="utf-8")

@@ -47,8 +47,6 @@ from typing import Callable, Sequence
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
 
 INPUT_SIZE = 200
 TARGET_INPLANE_MM = 0.25

@@ -42,9 +42,10 @@ def write_model_folder(spec, folder: Path) -> None:
 
 def bare_forward_seconds(spec, model_dir: Path, volume_path: Path) -> tuple[float, int]:
     """Time only the model's forward passes over exactly the windows `segtool run` uses."""
-    from segtool.inference import plan_windows
     from segtool.io import read_channels
-    from segtool.pipeline import Segmenter, preprocess
+    from segtool.preprocess import preprocess
+    from segtool.segmenter import Segmenter
+    from segtool.windows import plan_windows
 
     # the model exactly as `segtool run --model-dir` loads it; fp32 keeps the plain memory layout of the bare forward
     model = Segmenter.from_task(spec.name, model_dir, offline=True, device="cpu", precision="fp32").model

@@ -122,6 +122,7 @@ def scores_from_report(report: dict, key_to_case: Mapping[str, str]) -> dict:
 
 def pool_by_subject(per_case: Mapping[str, Mapping], group_by: str) -> dict:
     """Per subject and name, Dice of the summed TP/FP/FN of its cases (no HD95), as segtool's validation pools."""
+    from segtool.metrics import overlap_from_counts
     from segtool.training.datasets import group_key
 
     sums: dict[str, dict[str, list[int]]] = {}
@@ -131,8 +132,8 @@ def pool_by_subject(per_case: Mapping[str, Mapping], group_by: str) -> dict:
             total = subject.setdefault(name, [0, 0, 0])
             for i, key in enumerate(("tp", "fp", "fn")):
                 total[i] += int(s.get(key) or 0)
-    return {subject: {name: {"dice": 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else None, "hd95": None,
-                             "tp": tp, "fp": fp, "fn": fn}
+    return {subject: {name: {"dice": overlap_from_counts(tp, fp, fn, 0, 1.0).dice if tp + fp + fn else None,
+                             "hd95": None, "tp": tp, "fp": fp, "fn": fn}
                       for name, (tp, fp, fn) in names.items()}
             for subject, names in sorted(sums.items())}
 

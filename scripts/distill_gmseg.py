@@ -25,11 +25,24 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for path in (ROOT, ROOT / "benchmarks"):
-    if str(path) not in sys.path:
-        sys.path.insert(0, str(path))
-
 DEFAULT_WEIGHTS = ROOT.parent / "shared" / "data" / "spinal-gm" / "weights"
+
+
+def gmseg_reference():
+    """benchmarks/gmseg_reference.py, the published gmseg network the accuracy benchmark also runs.
+
+    benchmarks/ is a folder of programs, not a package: the module is loaded by its path
+    (once), without changing sys.path.
+    """
+    import importlib.util
+
+    if "gmseg_reference" in sys.modules:
+        return sys.modules["gmseg_reference"]
+    spec = importlib.util.spec_from_file_location("gmseg_reference", ROOT / "benchmarks" / "gmseg_reference.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["gmseg_reference"] = module  # before running it: dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def augmentation(seed: int):
@@ -78,8 +91,7 @@ def main() -> int:
     import torch
     import torchio as tio
 
-    import gmseg_reference as sct
-
+    sct = gmseg_reference()
     torch.set_grad_enabled(False)
     teacher = sct.load_published(args.weights, args.teacher)
     args.out.mkdir(parents=True, exist_ok=True)

@@ -54,10 +54,7 @@ VAL_CASE = "vxm_t1"
 
 
 def _plugin():
-    """This checkout's brain-tissue plugin module (its tables and its task spec)."""
-    plugins = str(HERE / "plugins")
-    if plugins not in sys.path:
-        sys.path.insert(0, plugins)
+    """The brain-tissue plugin module (its tables and its task spec; this checkout's, installed with pip install -e .)."""
     import segtool_brain_tissue
 
     return segtool_brain_tissue

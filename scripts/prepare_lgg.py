@@ -26,11 +26,9 @@ from pathlib import Path
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+from segtool.training.datasets import group_key, split_cases
 
-from segtool.training.datasets import group_key, split_cases  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "brain-tumour" / "lgg_kaggle_3m"
 #: A case is TCGA_<institution>_<patient>_<date>_<slice>; the first group is the patient's folder.

@@ -28,10 +28,9 @@ import nibabel as nib
 import numpy as np
 from scipy import ndimage
 
-HERE = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(HERE / "plugins"))
+from segtool.locate import box_around, margins_in_voxels
 
-from segtool.locate import box_around, margins_in_voxels  # noqa: E402
+HERE = Path(__file__).resolve().parents[1]
 
 
 def gm_challenge(data: Path, session: str) -> tuple[Path, Path, Path]:

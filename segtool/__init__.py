@@ -4,14 +4,14 @@ Python API: ``from segtool import Segmenter`` (loaded on first use, so ``import 
 and ``segtool --help`` stay free of torch); see README.md, "Python API".
 """
 
-__version__ = "0.1.0"
+from segtool.version import __version__
 
 __all__ = ["Segmenter", "__version__"]
 
 
 def __getattr__(name: str):
     if name == "Segmenter":
-        from segtool.pipeline import Segmenter
+        from segtool.segmenter import Segmenter
 
         return Segmenter
     raise AttributeError(f"module 'segtool' has no attribute {name!r}")

@@ -12,7 +12,7 @@ import sys
 
 import click
 
-from segtool import __version__
+from segtool.version import __version__
 from segtool.app import App
 from segtool.errors import DEBUG_ENV, EXIT_CASE_FAILED, EXIT_INTERRUPTED, SegtoolError, describe_unexpected
 
@@ -105,8 +105,13 @@ def _add_plugin_commands(group: click.Group, app: App) -> None:
 
 @click.group(cls=LazyGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="segtool")
+@click.option("-v", "--verbose", is_flag=True,
+              help="Show every message of the image libraries (nibabel, pydicom, GDCM...) as they wrote it; "
+                   "by default only those that matter are shown, as one segtool warning each.")
+@click.option("--log", "log_file", type=click.Path(dir_okay=False),
+              help="Append every library message to this file (also SEGTOOL_LOG=FILE).")
 @click.pass_context
-def cli(ctx: click.Context) -> None:
+def cli(ctx: click.Context, verbose: bool, log_file: str | None) -> None:
     """segtool: segment medical images and photos with task plugins.
 
     \b

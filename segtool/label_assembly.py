@@ -1,7 +1,7 @@
 """Labels from probabilities that arrive a few planes at a time, resampled back onto the input's grid.
 
 `segtool run` never holds a whole volume of class probabilities: the sliding window
-(:func:`segtool.inference.stream_probabilities`) hands over finished planes of the
+(:func:`segtool.sliding_window.stream_probabilities`) hands over finished planes of the
 model grid in order along one axis, and a `LabelAssembler` turns them into uint8
 labels on the (reoriented) input grid as soon as every plane a label depends on has
 arrived. The result is the one the whole-volume path gives: probabilities resampled

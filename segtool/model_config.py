@@ -71,70 +71,93 @@ class ModelConfig:
 
     def validate(self, source: str = "config") -> None:
         """Every value checked, with a one-line error naming the file and key."""
-        from segtool.networks import FAMILIES
-        from segtool.spec import NORMALIZATIONS, ORIENTATION, slice_context_problem
+        checks = (self._identity_problem, self._network_problem, self._grid_problem, self._extras_problem)
+        for check in checks:
+            found = check()
+            if found is not None:
+                key, problem = found
+                raise WeightsUnavailableError(f"{source}: {key}: {problem}")
 
-        def bad(key: str, problem: str) -> None:
-            raise WeightsUnavailableError(f"{source}: {key}: {problem}")
+    def _identity_problem(self) -> tuple[str, str] | None:
+        """(key, problem) of the task, labels, channels, patch size or normalisation, or None."""
+        from segtool.spec import NORMALIZATIONS
 
         if not isinstance(self.task, str) or not self.task:
-            bad("task", "must name a task")
+            return "task", "must name a task"
         if sorted(self.labels) != list(range(1, len(self.labels) + 1)):
-            bad("labels", f"must be 1..N without gaps, got {sorted(self.labels)}")
+            return "labels", f"must be 1..N without gaps, got {sorted(self.labels)}"
         if not isinstance(self.channels, list) or not self.channels or not all(isinstance(c, str) for c in self.channels):
-            bad("channels", "must be a non-empty list of names")
+            return "channels", "must be a non-empty list of names"
         if not isinstance(self.patch_size, list) or not self.patch_size or not all(
             isinstance(p, int) and not isinstance(p, bool) and 1 <= p <= 4096 for p in self.patch_size
         ):
-            bad("patch_size", f"must be whole numbers from 1 to 4096, got {self.patch_size!r}")
+            return "patch_size", f"must be whole numbers from 1 to 4096, got {self.patch_size!r}"
         if self.normalization not in NORMALIZATIONS:
-            bad("normalization", f"must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}")
+            return "normalization", f"must be one of {', '.join(NORMALIZATIONS)}, got {self.normalization!r}"
+        return None
+
+    def _network_problem(self) -> tuple[str, str] | None:
+        """(key, problem) of the network family, its arguments, the slice axis or context, or None."""
+        from segtool.networks import FAMILIES
+        from segtool.spec import slice_context_problem
+
         if self.network is not None and self.network not in FAMILIES:
-            bad("network", f"unknown family {self.network!r} (known: {', '.join(FAMILIES)})")
+            return "network", f"unknown family {self.network!r} (known: {', '.join(FAMILIES)})"
         if not isinstance(self.architecture, dict):
-            bad("architecture", "must be an object of the network's arguments")
+            return "architecture", "must be an object of the network's arguments"
         repeated = [k for k in CORE_NETWORK_ARGUMENTS if k in self.architecture]
         if repeated:
-            bad("architecture", f"must not set {', '.join(repeated)} (taken from channels and labels)")
+            return "architecture", f"must not set {', '.join(repeated)} (taken from channels and labels)"
         if self.slice_axis is not None and self.slice_axis not in (0, 1, 2):
-            bad("slice_axis", f"must be 0, 1, 2 or null, got {self.slice_axis!r}")
+            return "slice_axis", f"must be 0, 1, 2 or null, got {self.slice_axis!r}"
         problem = slice_context_problem(self.slice_context, self.slice_axis)
         if problem:
-            bad("slice_context", problem)
+            return "slice_context", problem
+        return None
+
+    def _grid_problem(self) -> tuple[str, str] | None:
+        """(key, problem) of the target spacing, input size or orientation, or None."""
+        from segtool.spec import ORIENTATION
+
         if self.target_spacing is not None:
             if not isinstance(self.target_spacing, list) or not all(
                 s is None or (isinstance(s, (int, float)) and not isinstance(s, bool) and math.isfinite(s) and 0 < s <= 1000)
                 for s in self.target_spacing
             ):
-                bad("target_spacing", f"must be positive finite spacings in mm (or null), got {self.target_spacing!r}")
+                return "target_spacing", f"must be positive finite spacings in mm (or null), got {self.target_spacing!r}"
         if self.input_size is not None and not (
             isinstance(self.input_size, list) and len(self.input_size) == 2
             and all(isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 16384 for v in self.input_size)
         ):
-            bad("input_size", f"must be two whole numbers (rows, cols), got {self.input_size!r}")
+            return "input_size", f"must be two whole numbers (rows, cols), got {self.input_size!r}"
         if self.orientation is not None and not (isinstance(self.orientation, str) and ORIENTATION.match(self.orientation)):
-            bad("orientation", f"must be three axis codes such as 'RAS', got {self.orientation!r}")
+            return "orientation", f"must be three axis codes such as 'RAS', got {self.orientation!r}"
+        return None
+
+    def _extras_problem(self) -> tuple[str, str] | None:
+        """(key, problem) of the weights' sha256, tta, logit offsets or postprocessing, or None."""
         if self.weights_sha256 is not None and not (
             isinstance(self.weights_sha256, str) and len(self.weights_sha256) == 64
             and all(c in "0123456789abcdef" for c in self.weights_sha256)
         ):
-            bad("weights_sha256", "must be 64 lowercase hex digits")
+            return "weights_sha256", "must be 64 lowercase hex digits"
         if not isinstance(self.tta, bool):
-            bad("tta", f"must be true or false, got {self.tta!r}")
+            return "tta", f"must be true or false, got {self.tta!r}"
         if self.logit_offsets is not None and not (
             isinstance(self.logit_offsets, list) and len(self.logit_offsets) == len(self.labels) + 1
             and all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) and abs(v) <= 100
                     for v in self.logit_offsets)
         ):
-            bad("logit_offsets", f"must be {len(self.labels) + 1} finite numbers within ±100 (background and "
-                                 f"each label), got {self.logit_offsets!r}")
+            return "logit_offsets", (f"must be {len(self.labels) + 1} finite numbers within ±100 (background and "
+                                     f"each label), got {self.logit_offsets!r}")
         if self.postprocess is not None:
             from segtool.spec import Postprocess
 
             try:
                 Postprocess(**self.postprocess)
             except (TypeError, ValueError, InvalidSpecError) as exc:
-                bad("postprocess", str(exc).splitlines()[0])
+                return "postprocess", str(exc).splitlines()[0]
+        return None
 
     def apply_to(self, spec):
         """``spec`` with this model's settings: the folder wins, the spec fills in what it lacks."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Sequence
 
 from segtool.errors import UsageError
@@ -19,24 +18,25 @@ def check_plan(cases: Sequence, plan, spec: TaskSpec) -> None:
     ``--overwrite``).
     """
     from segtool.io.atomic import InputIndex
-    from segtool.io.formats import PHOTO_OUT_SUFFIXES, _output_format, _suffix
-    from segtool.runner import case_inputs
+    from segtool.io.formats import PHOTO_OUT_SUFFIXES, output_format, split_suffix
+    from segtool.cases import case_inputs
 
     protected = InputIndex(p for case in cases for p in case_inputs(case))
     seen: dict[str, object] = {}
     for case in cases:
         targets = plan.targets(case)
         labels = targets[0]
-        fmt = _output_format(labels)
+        fmt = output_format(labels)
+        suffix = split_suffix(labels.name)[1]
         if plan.format is not None and fmt != plan.format:
-            raise UsageError(f"{labels}: --format {plan.format} does not match the output's suffix {_suffix(labels)}")
+            raise UsageError(f"{labels}: --format {plan.format} does not match the output's suffix {suffix}")
         if fmt == "dicom-seg":
             from segtool.io.dicom_seg import check_source, require_highdicom
 
             check_source(case.inputs[0], labels)
             require_highdicom()
-        if spec.ndim == 3 and _suffix(labels) in PHOTO_OUT_SUFFIXES:
-            raise UsageError(f"{labels}: a 3D mask cannot be written as {_suffix(labels)}, use .nii.gz")
+        if spec.ndim == 3 and suffix.lower() in PHOTO_OUT_SUFFIXES:
+            raise UsageError(f"{labels}: a 3D mask cannot be written as {suffix}, use .nii.gz")
         for target in targets:
             key = os.path.normcase(os.path.realpath(target))
             if key in seen and seen[key] != case:

@@ -28,12 +28,12 @@ def write_overlay(volume, labels, colours, names, path: Path, overwrite: bool = 
     """``path`` (PNG): the 2D image with its labels blended in their colours and a legend of those present."""
     from PIL import Image
 
-    from segtool.io.atomic import _atomic_write
+    from segtool.io.atomic import atomic_write
     from segtool.qc.overlay import photo_overlay
 
     planes = np.asarray(labels)
     if volume.kind != "photo":
         planes = planes.T
     picture = photo_overlay(display_rgb(volume), planes, colours or {}, names)
-    return _atomic_write(path, volume, overwrite, lambda tmp: Image.fromarray(picture).save(str(tmp), format="PNG"),
-                         protect)
+    return atomic_write(path, volume, overwrite, lambda tmp: Image.fromarray(picture).save(str(tmp), format="PNG"),
+                        protect)

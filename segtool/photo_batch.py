@@ -1,18 +1,19 @@
 """Several photos in one forward pass: tasks with a fixed input size resize every photo to it.
 
 A task with ``input_size`` (clothing: 320 x 208) resizes each photo to that size,
-whatever its own (`segtool.pipeline.preprocess`), and its patch is that size: one
+whatever its own (`segtool.preprocess.preprocess`), and its patch is that size: one
 window per photo. So `segtool run` on many photos works as a three-stage pipeline
 (`run_photo_cases`):
 
 - a reader thread reads and preprocesses up to a batch of photos ahead; when nothing
   reads a photo's values afterwards (no overlay, no QC) only its model-size copy is
   kept, so a folder of 12-megapixel photos never holds a batch of them at full size;
-- the calling thread stacks up to the batch size of them and sends them through the
-  network together;
+- the calling thread stacks up to the batch size of them (on an accelerator; one at a
+  time on a CPU, `forward_step`) and sends them through the network together;
 - a writer thread makes each photo's labels on its own size a few rows at a time
   (`segtool.label_assembly`, as `Segmenter.predict` does for one photo), postprocesses
-  and writes them while the next batch goes through the network.
+  them (`segtool.cases.postprocess_labels`) and writes every output of each
+  (`segtool.cases.write_case_outputs`) while the next batch goes through the network.
 
 Results come back in input order. A photo that cannot be read fails alone; if a
 batch's forward pass fails, its photos go through one at a time and fail alone.
@@ -24,9 +25,12 @@ import time
 from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from typing import TYPE_CHECKING, Callable, Sequence
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from segtool.cases import RunRequest
 
 
 def batchable(spec, segmenter) -> bool:
@@ -41,14 +45,14 @@ class PhotoInput:
     """A photo as read, and its model-space copy (None for a constant photo: nothing to segment)."""
 
     volume: object  # segtool.io.volume.Volume
-    prepared: object | None  # segtool.pipeline.Prepared
+    prepared: object | None  # segtool.preprocess.Prepared
 
 
 def prepare_photo(spec, volume, consume_input: bool = False) -> PhotoInput:
     """Preprocess one photo; with ``consume_input`` its own values are given up (a zero placeholder of its shape)."""
-    from segtool.pipeline import _is_constant, preprocess
+    from segtool.preprocess import is_constant, preprocess
 
-    if _is_constant(volume.array):
+    if is_constant(volume.array):
         return PhotoInput(volume, None)
     prepared = preprocess(spec, volume, consume_input)
     if consume_input:
@@ -66,13 +70,15 @@ def forward_photos(segmenter, prepared: Sequence, on_batch: Callable[[int, int],
 
 
 def photo_prediction(segmenter, photo: PhotoInput, probs, keep_probabilities: bool = False):
-    """The `segtool.pipeline.Prediction` of one photo from its model-space probabilities (K, rows, cols)."""
-    from segtool.pipeline import Prediction, label_counts, probabilities_to_input_grid
-    from segtool.postprocess import apply_postprocess, labels_from_probabilities
+    """The `segtool.segmenter.Prediction` of one photo from its model-space probabilities (K, rows, cols)."""
+    from segtool.cases import postprocess_labels
+    from segtool.postprocess import labels_from_probabilities
+    from segtool.preprocess import probabilities_to_input_grid
+    from segtool.segmenter import Prediction
 
     spec, volume = segmenter.spec, photo.volume
     if photo.prepared is None:
-        return segmenter._empty(volume, keep_probabilities)
+        return segmenter.empty_prediction(volume, keep_probabilities)
     steps = segmenter.options.postprocess or spec.postprocess
     on_input = None
     if keep_probabilities:
@@ -80,15 +86,13 @@ def photo_prediction(segmenter, photo: PhotoInput, probs, keep_probabilities: bo
         labels = labels_from_probabilities(on_input, steps.threshold)
     else:
         labels = assembled_labels(probs, photo.prepared, steps.threshold)
-    area = float(np.prod(volume.spacing))
-    labels = apply_postprocess(labels, steps, area, affine=volume.affine, num_labels=len(spec.labels))
-    counts = label_counts(labels, spec.num_classes)
-    return Prediction(labels, on_input, {int(k): float(counts[k] * area) for k in spec.labels})
+    labels, volumes = postprocess_labels(spec, steps, volume, labels)
+    return Prediction(labels, on_input, volumes, dict(spec.labels))
 
 
 def predict_photos(segmenter, volumes: list, keep_probabilities: bool = False,
                    on_batch: Callable[[int, int], None] | None = None) -> list:
-    """One `segtool.pipeline.Prediction` per photo, the photos' windows batched through the network."""
+    """One `segtool.segmenter.Prediction` per photo, the photos' windows batched through the network."""
     photos = [prepare_photo(segmenter.spec, v) for v in volumes]
     live = [p for p in photos if p.prepared is not None]
     probs = forward_photos(segmenter, [p.prepared for p in live], on_batch) if live else None
@@ -130,37 +134,55 @@ def _group_probabilities(segmenter, photos: dict, on_batch) -> dict:
         return out
 
 
-def run_photo_cases(spec, segmenter, model_name: str, cases: Sequence, plan, on_result: Callable,
-                    on_batch=None, on_case_start=None, qc=None, allow_uneven: bool = False, warn=None,
-                    protected=()) -> list:
+def forward_step(segmenter, size: int) -> int:
+    """Photos per forward pass in `run_photo_cases`: the batch size on an accelerator, one on a CPU.
+
+    A CPU's cost is per pixel, so a batch of photos saves it nothing, while a batch holds
+    back every photo's result (and the progress count, "cases 0/6" until all six are
+    through) until the last one is; one at a time, each photo is written (and counted)
+    while the next goes through the network.
+    """
+    device = getattr(segmenter, "device", None)
+    return 1 if getattr(device, "type", "cpu") == "cpu" else size
+
+
+def _finish_photo(request: "RunRequest", case, future: Future, probs, start: float, protected):
+    """One photo's result: its labels from its probabilities (or the error of its read or forward pass),
+    every output written (`segtool.cases.write_case_outputs`), or failed alone."""
+    from segtool.cases import failed_case, failure_message, write_case_outputs
+
+    plan = request.plan
+    try:
+        photo = future.result()
+        request.pass_on_warnings([photo.volume])
+        if isinstance(probs, Exception):
+            raise probs
+        plan.refuse_existing(plan.labels_path(case, photo.volume.kind))
+        prediction = photo_prediction(request.segmenter, photo, probs, plan.probabilities)
+        return write_case_outputs(request, case, photo.volume, prediction, start, protected)
+    except Exception as exc:  # noqa: BLE001 - one failing photo must not stop the others
+        return failed_case(request.spec, request.model_name, case.name, time.perf_counter() - start,
+                           failure_message(exc, case.name), request.qc)
+
+
+def run_photo_cases(request: "RunRequest", cases: Sequence, protected=()) -> list:
     """`segtool.runner.run_cases` for a batchable task: read ahead, batched forward passes, writing behind.
 
-    ``on_result`` is called in the calling thread, in input order. At most two batches'
+    ``request.on_result`` is called in the calling thread, in input order. At most two batches'
     photos wait to be written, so a slow disk holds back the network, not memory.
     """
-    from segtool.runner import _read, _segment_one, failed_case, failure_message, read_ahead
+    from segtool.cases import read_ahead, read_case
 
+    spec, segmenter, plan = request.spec, request.segmenter, request.plan
+    on_result, on_batch, on_case_start = request.on_result, request.on_batch, request.on_case_start
     size = max(1, segmenter.options.batch_size or spec.run_batch_size)
-    consume = not plan.overlay and qc is None  # nothing reads a photo's values after its forward pass
+    consume = not plan.overlay and request.qc is None  # nothing reads a photo's values after its forward pass
 
     def read(case):
-        return prepare_photo(spec, _read(case, spec, allow_uneven), consume)
+        return prepare_photo(spec, read_case(case, spec, request.allow_uneven), consume)
 
     def finish(case, future: Future, probs, share: float):
-        start = time.perf_counter() - share
-        try:
-            photo = future.result()
-            for message in photo.volume.meta.get("warnings", []):
-                if warn is not None:
-                    warn(message)
-            if isinstance(probs, Exception):
-                raise probs
-            prediction = photo_prediction(segmenter, photo, probs, plan.probabilities)
-            return _segment_one(spec, segmenter, model_name, case, photo.volume, plan, on_batch, start, qc,
-                                protected, prediction)
-        except Exception as exc:  # noqa: BLE001 - one failing photo must not stop the others
-            return failed_case(spec, model_name, case.name, time.perf_counter() - start,
-                               failure_message(exc, case.name), qc)
+        return _finish_photo(request, case, future, probs, time.perf_counter() - share, protected)
 
     results: list = []
     written: deque[Future] = deque()
@@ -169,10 +191,15 @@ def run_photo_cases(spec, segmenter, model_name: str, cases: Sequence, plan, on_
         results.append(future.result())
         on_result(results[-1])
 
+    def report_written() -> None:
+        while written and (written[0].done() or len(written) > 2 * size):
+            report(written.popleft())
+
+    step = forward_step(segmenter, size)
     reads = read_ahead(cases, read, depth=size)
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="segtool-write") as writer:
         while True:
-            group = [item for _, item in zip(range(size), reads)]
+            group = [item for _, item in zip(range(step), reads)]
             if not group:
                 break
             start = time.perf_counter()
@@ -184,12 +211,12 @@ def run_photo_cases(spec, segmenter, model_name: str, cases: Sequence, plan, on_
                     photos[i] = future.result()
                 except Exception:  # noqa: BLE001 - finish() reports it
                     continue
+            report_written()  # photos written while this group was read: counted before its forward pass
             probs = _group_probabilities(segmenter, photos, on_batch)
             share = (time.perf_counter() - start) / len(group)
             for i, (case, future) in enumerate(group):
                 written.append(writer.submit(finish, case, future, probs.get(i), share))
-            while written and (written[0].done() or len(written) > 2 * size):
-                report(written.popleft())
+            report_written()
         while written:
             report(written.popleft())
     return results

@@ -28,8 +28,8 @@ def labels_from_probabilities(probs: np.ndarray, threshold: float | None = None)
 CHUNK_VOXELS = 1 << 22
 
 
-def _bincount(components: np.ndarray, minlength: int = 0) -> np.ndarray:
-    """``np.bincount(components.ravel(), minlength=minlength)``, counted a chunk at a time."""
+def label_counts(components: np.ndarray, minlength: int = 0) -> np.ndarray:
+    """``np.bincount(components.ravel(), minlength=minlength)``, counted a chunk at a time (voxels per value)."""
     flat = components.reshape(-1)
     counts = np.zeros(minlength, dtype=np.int64)
     for start in range(0, flat.size, CHUNK_VOXELS):
@@ -49,7 +49,7 @@ def _lookup(table: np.ndarray, components: np.ndarray) -> np.ndarray:
     return out
 
 
-def _label(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
+def label_components(mask: np.ndarray, structure: np.ndarray) -> tuple[np.ndarray, int]:
     """``ndimage.label(mask, structure)``: the same numbering, as uint16 when it fits (half int32's memory)."""
     components = np.empty(mask.shape, dtype=np.uint16)
     try:
@@ -69,8 +69,8 @@ def _components(labels: np.ndarray):
     for value in np.unique(labels):
         if value == 0:
             continue
-        components, _ = _label(labels == value, structure)
-        sizes = _bincount(components)
+        components, _ = label_components(labels == value, structure)
+        sizes = label_counts(components)
         sizes[0] = 0
         yield value, components, sizes
         del components
@@ -78,8 +78,8 @@ def _components(labels: np.ndarray):
 
 def _clear_all_but_largest(out: np.ndarray, mask: np.ndarray) -> None:
     """Set ``out`` to 0 where ``mask`` lies outside its largest connected component (full connectivity)."""
-    components, _ = _label(mask, _ndimage().generate_binary_structure(mask.ndim, mask.ndim))
-    sizes = _bincount(components)
+    components, _ = label_components(mask, _ndimage().generate_binary_structure(mask.ndim, mask.ndim))
+    sizes = label_counts(components)
     sizes[0] = 0
     remove = np.ones(sizes.size, dtype=bool)  # every component but the largest; not the background
     remove[0] = remove[sizes.argmax()] = False
@@ -201,16 +201,36 @@ def relabel_by_position(labels: np.ndarray, affine: np.ndarray, toward: str, num
         raise ValueError(f"toward must be one of {', '.join(_DIRECTIONS)}, got {toward!r}")
     labels = np.asarray(labels)
     structure = _ndimage().generate_binary_structure(labels.ndim, 1)
-    components, count = _label(labels > 0, structure)
+    components, count = label_components(labels > 0, structure)
     if count == 0:
         return labels.copy()
-    sizes = _bincount(components, count + 1)[1:]
+    sizes = label_counts(components, count + 1)[1:]
     # position (mm) of every voxel centre along the direction: linear in the voxel index
     axis = np.zeros(3)
     axis[:] = _DIRECTIONS[toward]
     matrix = np.asarray(affine, dtype=float)
     per_axis = (matrix[:3, : labels.ndim].T @ axis)  # mm per voxel step along each array axis
     offset = float(matrix[:3, 3] @ axis)
+    centroid, low, high = _component_positions(components, labels, count, sizes, per_axis, offset)
+    major = [i for i in range(count) if sizes[i] >= FRAGMENT_SHARE * sizes.max()]
+    groups, extents = _group_side_by_side(major, centroid, low, high)
+    group_of = np.full(count, -1)
+    for g, members in enumerate(groups):
+        group_of[members] = g
+    level = _group_levels(components, labels, per_axis, offset, group_of, len(groups), num_labels)
+
+    new_of_component = np.zeros(count + 1, dtype=np.int64)  # index 0: background
+    for i in range(count):
+        g = group_of[i]
+        if g < 0:  # a fragment: the level of the group whose extent holds it, else removed
+            g = next((k for k, (lo, hi) in enumerate(extents) if lo <= centroid[i] <= hi), -1)
+        new_of_component[i + 1] = level[g] if g >= 0 else 0
+    return _lookup(new_of_component.astype(labels.dtype), components)
+
+
+def _component_positions(components: np.ndarray, labels: np.ndarray, count: int, sizes: np.ndarray,
+                         per_axis: np.ndarray, offset: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centroid, lowest, highest) position in mm of every component along the direction."""
     # per-component sums in voxel order, a slab at a time (np.add.at adds in order, as bincount does)
     position_sum = np.zeros(count)
     low = np.full(count, np.inf)
@@ -219,10 +239,15 @@ def relabel_by_position(labels: np.ndarray, affine: np.ndarray, toward: str, num
         np.add.at(position_sum, ids, position)
         np.minimum.at(low, ids, position)
         np.maximum.at(high, ids, position)
-    centroid = position_sum / sizes
+    return position_sum / sizes, low, high
 
-    major = [i for i in range(count) if sizes[i] >= FRAGMENT_SHARE * sizes.max()]
-    major.sort(key=lambda i: centroid[i])
+
+def _group_side_by_side(major: list[int], centroid: np.ndarray, low: np.ndarray, high: np.ndarray):
+    """(groups of component indices, their [low, high] extents), in order along the direction.
+
+    A component whose centroid lies within the previous group's extent joins that group.
+    """
+    major = sorted(major, key=lambda i: centroid[i])
     groups: list[list[int]] = []
     extents: list[list[float]] = []
     for i in major:
@@ -232,11 +257,13 @@ def relabel_by_position(labels: np.ndarray, affine: np.ndarray, toward: str, num
         else:
             groups.append([i])
             extents.append([low[i], high[i]])
+    return groups, extents
 
-    group_of = np.full(count, -1)
-    for g, members in enumerate(groups):
-        group_of[members] = g
-    votes = np.zeros((len(groups), num_labels + 1))
+
+def _group_levels(components: np.ndarray, labels: np.ndarray, per_axis: np.ndarray, offset: float,
+                  group_of: np.ndarray, n_groups: int, num_labels: int) -> np.ndarray:
+    """Every group's label: numbered on from the anchor's majority vote, 0 outside 1..``num_labels``."""
+    votes = np.zeros((n_groups, num_labels + 1))
     for ids, _, values in _foreground(components, labels, per_axis, offset):
         in_group = group_of[ids] >= 0
         in_range = (values >= 1) & (values <= num_labels)
@@ -245,16 +272,9 @@ def relabel_by_position(labels: np.ndarray, affine: np.ndarray, toward: str, num
     share = votes.max(axis=1) / np.maximum(votes.sum(axis=1), 1)
     confident = np.nonzero(share >= CONFIDENT_SHARE)[0]
     anchor = int(confident[0]) if confident.size else int(np.argmax(share))
-    level = majority[anchor] + np.arange(len(groups)) - anchor
+    level = majority[anchor] + np.arange(n_groups) - anchor
     level[(level < 1) | (level > num_labels)] = 0
-
-    new_of_component = np.zeros(count + 1, dtype=np.int64)  # index 0: background
-    for i in range(count):
-        g = group_of[i]
-        if g < 0:  # a fragment: the level of the group whose extent holds it, else removed
-            g = next((k for k, (lo, hi) in enumerate(extents) if lo <= centroid[i] <= hi), -1)
-        new_of_component[i + 1] = level[g] if g >= 0 else 0
-    return _lookup(new_of_component.astype(labels.dtype), components)
+    return level
 
 
 def _foreground(components: np.ndarray, labels: np.ndarray, per_axis: np.ndarray, offset: float):

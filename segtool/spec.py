@@ -6,29 +6,21 @@ Nothing here imports torch: specs are built when plugins load, which happens for
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field, fields
-from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from segtool.spec_weights import HEX40, HEX64, WeightsFile, WeightsRef, _fail  # noqa: F401  (re-exported)
-
-TASK_NAME = re.compile(r"^[a-z0-9][a-z0-9-]*[a-z0-9]$")
-ORIENTATION = re.compile(r"^[LR][AP][SI]$|^[LR][SI][AP]$|^[AP][LR][SI]$|^[AP][SI][LR]$|^[SI][LR][AP]$|^[SI][AP][LR]$")
-
-#: Normalisations the core knows (see segtool.normalize).
-NORMALIZATIONS = ("zscore", "zscore-nonzero", "zscore-foreground", "percentile", "none", "rgb")
-
-#: Augmentation recipes the trainer knows (see segtool.training.augment_recipes).
-AUGMENTATIONS = ("default", "mri-strong", "mri-contrast", "photo", "none")
-
-#: Where a task's training recipe comes from: declared by hand in the spec, or planned by `segtool train` from the
-#: data and a budget (segtool.training.planner). A "planned" task's patch, spacing, network knobs and
-#: normalisation are only defaults for `segtool run` without a model folder.
-RECIPES = ("declared", "planned")
-
-#: What the core supplies to every network (from channels and labels); a spec never sets them.
-CORE_NETWORK_ARGUMENTS = ("spatial_dims", "in_channels", "out_channels")
+from segtool import spec_checks
+from segtool.spec_checks import (  # noqa: F401  (re-exported)
+    AUGMENTATIONS,
+    CORE_NETWORK_ARGUMENTS,
+    MAX_SLICE_CONTEXT,
+    NORMALIZATIONS,
+    ORIENTATION,
+    RECIPES,
+    TASK_NAME,
+    slice_context_problem,
+)
+from segtool.spec_weights import HEX40, HEX64, WeightsFile, WeightsRef, raise_spec_error  # noqa: F401  (re-exported)
 
 
 @dataclass(frozen=True)
@@ -52,13 +44,13 @@ class Postprocess:
     def __post_init__(self) -> None:
         object.__setattr__(self, "keep_largest_union", tuple(int(v) for v in self.keep_largest_union))
         if any(v <= 0 for v in self.keep_largest_union):
-            _fail("postprocess", "keep_largest_union takes label values > 0")
+            raise_spec_error("postprocess", "keep_largest_union takes label values > 0")
         if self.threshold is not None and not 0.0 < self.threshold < 1.0:
-            _fail("postprocess", f"threshold must lie in (0, 1), got {self.threshold}")
+            raise_spec_error("postprocess", f"threshold must lie in (0, 1), got {self.threshold}")
         if self.min_size_mm3 < 0:
-            _fail("postprocess", "min_size_mm3 must be >= 0")
+            raise_spec_error("postprocess", "min_size_mm3 must be >= 0")
         if self.relabel_by_position is not None and self.relabel_by_position not in tuple("RLAPSI"):
-            _fail("postprocess", f"relabel_by_position must be one of R, L, A, P, S, I, got {self.relabel_by_position!r}")
+            raise_spec_error("postprocess", f"relabel_by_position must be one of R, L, A, P, S, I, got {self.relabel_by_position!r}")
 
 
 @dataclass(frozen=True)
@@ -79,14 +71,14 @@ class Locate:
 
     def _check_within(self) -> None:
         if self.within_mm is not None and not self.within_mm >= 0:
-            _fail("locate", "within_mm must be >= 0 (or None)")
+            raise_spec_error("locate", "within_mm must be >= 0 (or None)")
 
     def __post_init__(self) -> None:
         if not isinstance(self.task, str) or not TASK_NAME.match(self.task):
-            _fail("locate", f"task must be a task name, got {self.task!r}")
+            raise_spec_error("locate", f"task must be a task name, got {self.task!r}")
         margin = tuple(float(m) for m in self.margin_mm)
         if min(margin) < 0:
-            _fail("locate", "margin_mm must be >= 0")
+            raise_spec_error("locate", "margin_mm must be >= 0")
         object.__setattr__(self, "margin_mm", margin)
         self._check_within()
 
@@ -96,23 +88,6 @@ def describe_spacing(spacing) -> str:
     if not spacing:
         return "as stored"
     return "x".join("native" if s is None else f"{s:g}" for s in spacing) + " mm"
-
-
-def _frozen_mapping(m: Mapping) -> Mapping:
-    return MappingProxyType(dict(m))
-
-
-#: The most neighbouring slices a side a 2.5D network may take (``slice_context``).
-MAX_SLICE_CONTEXT = 16
-
-
-def slice_context_problem(context: Any, slice_axis: int | None) -> str | None:
-    """What is wrong with a ``slice_context`` (task spec or model config), or None when it is valid."""
-    if isinstance(context, bool) or not isinstance(context, int) or not 0 <= context <= MAX_SLICE_CONTEXT:
-        return f"must be a whole number from 0 to {MAX_SLICE_CONTEXT}, got {context!r}"
-    if context and slice_axis is None:
-        return "needs slice_axis (neighbouring slices of a slice-wise task)"
-    return None
 
 
 @dataclass(frozen=True)
@@ -172,106 +147,16 @@ class TaskSpec:
         return self.inference_batch_size or self.batch_size
 
     def __post_init__(self) -> None:
+        """Check every field (segtool.spec_checks, in this order) and store the normalised values."""
         what = f"task {self.name!r}"
-        if not isinstance(self.name, str) or not TASK_NAME.match(self.name):
-            _fail(what, "name must be lowercase letters, digits and dashes")
-        if not self.description:
-            _fail(what, "description is required")
-        if self.ndim not in (2, 3):
-            _fail(what, f"ndim must be 2 or 3, got {self.ndim}")
-        channels = tuple(self.channels)
-        if not channels or len(set(channels)) != len(channels) or not all(isinstance(c, str) and c for c in channels):
-            _fail(what, "channels must be distinct non-empty names")
-        object.__setattr__(self, "channels", channels)
-        labels = {int(k): str(v) for k, v in dict(self.labels).items()}
-        if not labels or 0 in labels:
-            _fail(what, "labels map values >= 1 to names (0 is background)")
-        if sorted(labels) != list(range(1, len(labels) + 1)):
-            _fail(what, f"labels must be 1..N without gaps, got {sorted(labels)}")
-        object.__setattr__(self, "labels", _frozen_mapping(labels))
-        regions = {str(k): tuple(int(x) for x in v) for k, v in dict(self.regions).items()}
-        for region, members in regions.items():
-            if not members or not set(members) <= set(labels):
-                _fail(what, f"region {region!r} must list known labels, got {members}")
-        object.__setattr__(self, "regions", _frozen_mapping(regions))
-        self._check_colours_and_map(what, labels)
-        self._check_network(what)
-        if self.slice_axis is not None:
-            if self.ndim != 3 or self.slice_axis not in (0, 1, 2):
-                _fail(what, f"slice_axis must be 0, 1 or 2 of a 3D task, got {self.slice_axis!r}")
-        problem = slice_context_problem(self.slice_context, self.slice_axis)
-        if problem:
-            _fail(what, f"slice_context {problem}")
-        patch = tuple(int(p) for p in self.patch_size)
-        if len(patch) != self.network_dims or min(patch) < 1:
-            _fail(what, f"patch_size must have {self.network_dims} positive sizes, got {self.patch_size}")
-        object.__setattr__(self, "patch_size", patch)
-        if self.orientation is not None:
-            if self.ndim == 2 or not ORIENTATION.match(self.orientation):
-                _fail(what, f"orientation must be three axis codes such as 'RAS' (3D only), got {self.orientation!r}")
-        if self.target_spacing is not None:
-            spacing = tuple(None if s is None else float(s) for s in self.target_spacing)
-            if len(spacing) != self.ndim or any(s is not None and not s > 0 for s in spacing):
-                _fail(what, f"target_spacing must have {self.ndim} positive values (None keeps an axis)")
-            object.__setattr__(self, "target_spacing", spacing)
-        if self.input_size is not None:
-            size = tuple(int(v) for v in self.input_size)
-            if self.network_dims != 2 or self.ndim != 2 or len(size) != 2 or min(size) < 1:
-                _fail(what, f"input_size must be two positive sizes (rows, cols) of a 2D task, got {self.input_size!r}")
-            object.__setattr__(self, "input_size", size)
-        if self.recipe not in RECIPES:
-            _fail(what, f"recipe must be one of {', '.join(RECIPES)}, got {self.recipe!r}")
-        if self.augmentation not in AUGMENTATIONS:
-            _fail(what, f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {self.augmentation!r}")
-        if self.trained_flips is not None:
-            flips = tuple(int(a) for a in self.trained_flips)
-            if len(set(flips)) != len(flips) or any(not 0 <= a < self.network_dims for a in flips):
-                _fail(what, f"trained_flips must be distinct network axes in 0..{self.network_dims - 1}, "
-                            f"got {self.trained_flips!r}")
-            object.__setattr__(self, "trained_flips", flips)
-        if self.locate is not None and not isinstance(self.locate, Locate):
-            _fail(what, "locate must be a Locate")
-        if self.locate is not None and (self.ndim != 3 or len(self.locate.margin_mm) != 3):
-            _fail(what, "locate needs a 3D task and three margins")
-        if not re.match(r"^[A-Za-z0-9_.-]+$", self.output_suffix or ""):
-            _fail(what, f"output_suffix must be letters, digits, '_', '-' or '.', got {self.output_suffix!r}")
-        if not 0.0 <= self.overlap < 1.0:
-            _fail(what, "overlap must lie in [0, 1)")
-        if self.batch_size < 1:
-            _fail(what, "batch_size must be >= 1")
-        if self.inference_batch_size is not None and self.inference_batch_size < 1:
-            _fail(what, "inference_batch_size must be >= 1 or None")
-        if self.normalization not in NORMALIZATIONS:
-            _fail(what, f"normalization must be one of {', '.join(NORMALIZATIONS)}")
-        models = dict(self.models)
-        for variant, ref in models.items():
-            if not isinstance(ref, WeightsRef):
-                _fail(what, f"model {variant!r} must be a WeightsRef")
-        object.__setattr__(self, "models", _frozen_mapping(models))
-        if models:
-            default = self.default_model or next(iter(models))
-            if default not in models:
-                _fail(what, f"default_model {default!r} is not among {sorted(models)}")
-            object.__setattr__(self, "default_model", default)
-        elif self.default_model is not None:
-            _fail(what, "default_model given but no models declared")
-
-    def _check_colours_and_map(self, what: str, labels: Mapping[int, str]) -> None:
-        colours = {}
-        for value, rgb in dict(self.colours).items():
-            rgb = tuple(rgb)
-            if int(value) not in labels and int(value) != 0:
-                _fail(what, f"colours: {value} is not a label value")
-            if len(rgb) != 3 or not all(isinstance(c, int) and 0 <= c <= 255 for c in rgb):
-                _fail(what, f"colours: {value} must be an (r, g, b) of 0..255, got {rgb!r}")
-            colours[int(value)] = rgb
-        object.__setattr__(self, "colours", _frozen_mapping(colours))
-        mapping = {}
-        for source, target in dict(self.labels_map).items():
-            if int(source) < 0 or not 0 <= int(target) <= len(labels):
-                _fail(what, f"labels_map: {source} -> {target} must map a value >= 0 to 0..{len(labels)}")
-            mapping[int(source)] = int(target)
-        object.__setattr__(self, "labels_map", _frozen_mapping(mapping))
+        checks = (spec_checks.check_identity, spec_checks.check_labels, spec_checks.check_network,
+                  spec_checks.check_slices_and_patch, spec_checks.check_grid, spec_checks.check_training)
+        for check in checks:
+            for name, value in check(self, what).items():
+                object.__setattr__(self, name, value)
+        spec_checks.check_running(self, what, Locate)
+        for name, value in spec_checks.check_models(self, what).items():
+            object.__setattr__(self, name, value)
 
     def label_colours(self) -> dict[int, tuple[int, int, int]]:
         """RGB of background (0, black unless the task gives it) and of every label value."""
@@ -282,24 +167,10 @@ class TaskSpec:
             out[value] = tuple(self.colours[value]) if value in self.colours else label_colour(value)
         return out
 
-    def _check_network(self, what: str) -> None:
-        from segtool.networks import FAMILIES
-
-        if (self.network is None) == (self.model_factory is None):
-            _fail(what, "give network= (a family of segtool.networks) or model_factory=, exactly one")
-        if self.network is not None:
-            if self.network not in FAMILIES:
-                _fail(what, f"unknown network family {self.network!r} (known: {', '.join(FAMILIES)})")
-            if self.network_dims not in FAMILIES[self.network][2]:
-                _fail(what, f"network {self.network!r} has no {self.network_dims}D form")
-        elif not callable(self.model_factory):
-            _fail(what, "model_factory must be callable")
-        kwargs = dict(self.model_kwargs)
-        repeated = [k for k in CORE_NETWORK_ARGUMENTS if k in kwargs]
-        if repeated:
-            _fail(what, f"model_kwargs must not set {', '.join(repeated)}: the core supplies them from "
-                        "the task's channels, labels and dimensions")
-        object.__setattr__(self, "model_kwargs", _frozen_mapping(kwargs))
+    @property
+    def is_photo(self) -> bool:
+        """True for a task on photos (RGB normalisation, or a photo modality)."""
+        return self.normalization == "rgb" or "photo" in self.modality.lower()
 
     @property
     def network_dims(self) -> int:
@@ -317,13 +188,11 @@ class TaskSpec:
         training images declares ``trained_flips`` instead. Predictions averaged over flips
         the network never saw in training are worse, so --tta flips these axes only.
         """
-        from segtool.io.formats import is_photo_task
-
         if self.trained_flips is not None:
             return self.trained_flips
         if self.augmentation == "none":
             return ()
-        if is_photo_task(self):
+        if self.is_photo:
             return (self.network_dims - 1,)
         if self.augmentation in ("mri-strong", "mri-contrast"):
             return (0,)

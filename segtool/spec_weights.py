@@ -14,7 +14,7 @@ HEX40 = re.compile(r"^[0-9a-f]{40}$")
 HEX64 = re.compile(r"^[0-9a-f]{64}$")
 
 
-def _fail(what: str, problem: str) -> None:
+def raise_spec_error(what: str, problem: str) -> None:
     raise InvalidSpecError(f"{what}: {problem}")
 
 
@@ -27,9 +27,9 @@ class WeightsFile:
 
     def __post_init__(self) -> None:
         if not self.filename or self.filename.startswith("/") or ".." in self.filename.split("/"):
-            _fail("weights file", f"bad filename {self.filename!r}")
+            raise_spec_error("weights file", f"bad filename {self.filename!r}")
         if not HEX64.match(self.sha256 or ""):
-            _fail("weights file", f"{self.filename}: sha256 must be 64 lowercase hex digits")
+            raise_spec_error("weights file", f"{self.filename}: sha256 must be 64 lowercase hex digits")
 
 
 @dataclass(frozen=True)
@@ -56,15 +56,15 @@ class WeightsRef:
         if self.member is not None and (
             isinstance(self.member, bool) or not isinstance(self.member, int) or self.member < 0
         ):
-            _fail("weights", f"member must be an ensemble member index (an integer >= 0), got {self.member!r}")
+            raise_spec_error("weights", f"member must be an ensemble member index (an integer >= 0), got {self.member!r}")
         hub = self.repo_id is not None or self.revision is not None
         if hub == (self.package is not None):
-            _fail("weights", "give either package= (bundled) or repo_id= and revision= (Hub), not both")
+            raise_spec_error("weights", "give either package= (bundled) or repo_id= and revision= (Hub), not both")
         if hub:
             if not self.repo_id or self.repo_id.count("/") != 1:
-                _fail("weights", f"repo_id must be 'owner/name', got {self.repo_id!r}")
+                raise_spec_error("weights", f"repo_id must be 'owner/name', got {self.repo_id!r}")
             if not HEX40.match(self.revision or ""):
-                _fail("weights", f"{self.repo_id}: revision must be a full 40-hex commit, got {self.revision!r}")
+                raise_spec_error("weights", f"{self.repo_id}: revision must be a full 40-hex commit, got {self.revision!r}")
 
     @classmethod
     def bundled(cls, package: str, weights_sha256: str, config_sha256: str, description: str = "",
@@ -80,7 +80,7 @@ class WeightsRef:
                   folder: str = "") -> "WeightsRef":
         """Member ``index`` of ``ensemble`` run alone: the ensemble's weights file, ``[folder/]config.json``."""
         if ensemble.member is not None:
-            _fail("weights", "member_of needs an ensemble's reference, not another member's")
+            raise_spec_error("weights", "member_of needs an ensemble's reference, not another member's")
         prefix = f"{folder}/" if folder else ""
         return cls(weights=ensemble.weights, config=WeightsFile(f"{prefix}config.json", config_sha256),
                    repo_id=ensemble.repo_id, revision=ensemble.revision, package=ensemble.package,

@@ -9,13 +9,22 @@ postprocessing (largest component, small-object removal) and per-patient Dice
   earlier outputs (names ending in ``_mask``, ``_seg`` or the task's output suffix)
   and hidden files; INPUT files are stacked with the other files of their folder;
 - every slice is read and preprocessed as on its own (as in training), the slices'
-  windows go through the network together (`segtool.inference`, ``slice_axis``),
+  windows go through the network together (`segtool.sliding_window`, ``slice_axis``),
   the probabilities become labels and are postprocessed in 3D (slice axis last,
   slice thickness taken as one pixel: slices carry no spacing);
 - each slice's mask is written as ``segtool run`` writes it for that slice alone:
   its own name, size, format and geometry.
 
 A stack fails as a whole: one unreadable slice fails every slice of its patient.
+
+Existing masks. A slice segmented alone (``segtool run TASK P/x_10.tif``) and the same
+slice in a stacked run write the same name, ``x_10_seg.tif``: the stacked mask is the
+better one of that slice, and a patient's masks must all come from one stacked run. So a
+stacked run whose patient already has some masks is refused before any work, in one line
+naming them, unless ``--overwrite`` (replace them with the stacked result); with
+``--skip-existing`` a patient is skipped only when every slice has its mask, and a
+patient with only some of them is refused too (never a stacked patient with an
+unstacked slice inside).
 """
 
 from __future__ import annotations
@@ -24,12 +33,15 @@ import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Callable, Iterator, Sequence
 
 import numpy as np
 
 from segtool.errors import OutputExistsError, UsageError
 from segtool.spec import TaskSpec
+
+if TYPE_CHECKING:
+    from segtool.cases import RunRequest
 
 #: Name endings (before the format suffix) of files a folder stack leaves out: masks and outputs.
 MASK_ENDINGS = ("_mask", "_seg")
@@ -48,21 +60,22 @@ class Stack:
     """One patient: a folder's slices, each a case, in slice order."""
 
     name: str
-    cases: tuple  # tuple[segtool.runner.Case, ...]
+    cases: tuple  # tuple[segtool.cases.Case, ...]
 
 
 def stack_files(folder: Path, output_suffix: str = "_seg") -> list[Path]:
     """The image slices of ``folder`` in natural order, without masks, outputs and hidden files."""
-    from segtool.io.formats import _stem, _suffix
     from segtool.io.formats import ANALYZE_SUFFIXES, DICOM_SUFFIXES, NIFTI_SUFFIXES, PHOTO_SUFFIXES, SITK_SUFFIXES
+    from segtool.io.formats import split_suffix
 
     readable = PHOTO_SUFFIXES + NIFTI_SUFFIXES + SITK_SUFFIXES + DICOM_SUFFIXES + ANALYZE_SUFFIXES[:1]
     skip = tuple(dict.fromkeys(MASK_ENDINGS + (output_suffix,)))
     files = []
     for path in folder.iterdir():
-        if path.name.startswith(".") or not path.is_file() or _suffix(path) not in readable:
+        stem, suffix = split_suffix(path.name)
+        if path.name.startswith(".") or not path.is_file() or suffix.lower() not in readable:
             continue
-        if _stem(path).endswith(skip):
+        if stem.endswith(skip):
             continue
         files.append(path)
     return sorted(files, key=natural_key)
@@ -107,9 +120,32 @@ def plan_stacks(paths: Sequence[Path], spec: TaskSpec, output_suffix: str = "_se
     return stacks
 
 
+def stack_outputs(stack: Stack, plan) -> tuple[list[Path], list[Path]]:
+    """(each slice's mask path, every output of the stack that exists already: masks and companions)."""
+    import os
+
+    from segtool.cases import guess_output_kind
+
+    masks = [plan.labels_path(case, guess_output_kind(case)) for case in stack.cases]
+    existing = [t for case in stack.cases for t in plan.targets(case) if os.path.lexists(t)]
+    return masks, existing
+
+
+def existing_masks_message(stack: Stack, existing: Sequence[Path], slices: int, skip_existing: bool) -> str:
+    """One line: which outputs of a patient exist, and that only ``--overwrite`` makes the stack whole again."""
+    names = ", ".join(p.name for p in existing[:3]) + (f" and {len(existing) - 3} more" if len(existing) > 3 else "")
+    one = len(existing) == 1
+    head = f"{stack.name}: {len(existing)} of this patient's outputs already exist{'s' if one else ''} ({names})"
+    whole = f"a stacked run writes all {slices} slices from one 3D segmentation"
+    if skip_existing:
+        return (f"{head}; --skip-existing skips only patients whose masks all exist, never part of one ({whole}), "
+                "so pass --overwrite to segment the patient again as a whole")
+    return f"{head}; {whole}, so pass --overwrite to replace {'it' if one else 'them'} with the stacked result"
+
+
 def predict_stack(segmenter, volumes: Sequence, keep_probabilities: bool = False,
                   on_batch: Callable[[int, int], None] | None = None) -> list:
-    """One :class:`segtool.pipeline.Prediction` per slice, the slices segmented and postprocessed as one volume.
+    """One :class:`segtool.segmenter.Prediction` per slice, the slices segmented and postprocessed as one volume.
 
     Each slice is preprocessed on its own (as in training); slices whose model-space
     size differs from the first's are resampled onto it for the forward passes and
@@ -121,8 +157,10 @@ def predict_stack(segmenter, volumes: Sequence, keep_probabilities: bool = False
     import torch
 
     from segtool.geometry import resample
-    from segtool.pipeline import Prediction, preprocess
+    from segtool.preprocess import preprocess
+    from segtool.cases import label_volumes
     from segtool.postprocess import apply_postprocess, labels_from_probabilities
+    from segtool.segmenter import Prediction
 
     spec, opts = segmenter.spec, segmenter.options
     prepared = [preprocess(spec, v) for v in volumes]
@@ -153,116 +191,91 @@ def predict_stack(segmenter, volumes: Sequence, keep_probabilities: bool = False
         slice_probs = None
         if keep_probabilities:
             slice_probs = resample(np.ascontiguousarray(probs[..., i]), shape, mode="linear")
-        area = float(np.prod(volume.spacing))
-        counts = np.bincount(slice_labels.ravel(), minlength=spec.num_classes)
-        out.append(Prediction(slice_labels, slice_probs, {int(k): float(counts[k] * area) for k in spec.labels}))
+        volumes_by_value = label_volumes(slice_labels, spec, float(np.prod(volume.spacing)))
+        out.append(Prediction(slice_labels, slice_probs, volumes_by_value))
     return out
 
 
 def _read_stack(stack: Stack, spec: TaskSpec, allow_uneven: bool):
-    from segtool.runner import _read
+    from segtool.cases import read_case
 
-    return [_read(case, spec, allow_uneven) for case in stack.cases]
+    return [read_case(case, spec, allow_uneven) for case in stack.cases]
 
 
 def _iter_read_ahead(stacks: Sequence[Stack], spec: TaskSpec, allow_uneven: bool) -> Iterator:
     """(stack, future slices), reading the next stack while this one is segmented."""
-    from segtool.runner import read_ahead
+    from segtool.cases import read_ahead
 
     yield from read_ahead(stacks, lambda stack: _read_stack(stack, spec, allow_uneven))
 
 
-def run_stacks(
-    spec: TaskSpec,
-    segmenter,
-    model_name: str,
-    stacks: Sequence[Stack],
-    plan,
-    on_result: Callable,
-    on_batch: Callable[[int, int], None] | None = None,
-    on_case_start: Callable | None = None,
-    qc: Callable[..., None] | None = None,
-    allow_uneven: bool = False,
-    warn: Callable[[str], None] | None = None,
-) -> list:
+def run_stacks(request: "RunRequest", stacks: Sequence[Stack]) -> list:
     """Segment each stack as one volume and write one mask per slice; one result per slice.
 
     Like :func:`segtool.runner.run_cases`: the plan is checked first, a failing stack
     is recorded (every slice failed, with the one-line reason) and the others go on.
-    With ``--skip-existing`` a stack whose masks all exist is skipped; otherwise
-    existing masks are only replaced with ``--overwrite``. A slice's ``seconds`` is
-    its share of its stack's time.
+    With ``--skip-existing`` a stack whose masks all exist is skipped; a stack with some
+    outputs already there fails as a whole unless ``--overwrite`` (see the module's
+    "Existing masks"). A slice's ``seconds`` is its share of its stack's time. Each
+    slice's outputs are written as for a slice alone (`segtool.cases.write_case_outputs`).
     """
-    from segtool.io import write_labels, write_probabilities
+    from segtool.cases import case_inputs
     from segtool.io.atomic import InputIndex
-    from segtool.runner import CaseResult, case_inputs, check_plan, failed_case, failure_message, guess_output_kind
+    from segtool.output_checks import check_plan
 
+    spec, plan = request.spec, request.plan
     cases = [case for stack in stacks for case in stack.cases]
     check_plan(cases, plan, spec)
     protected = InputIndex(p for case in cases for p in case_inputs(case))
+    results, todo = _skip_complete(spec, request.model_name, stacks, plan)
+    for result in results:
+        request.on_result(result)
+    for stack, future in _iter_read_ahead(todo, spec, request.allow_uneven):
+        if request.on_case_start is not None:
+            request.on_case_start(stack.cases[0])
+        for result in _segment_stack(request, stack, future, protected):
+            results.append(result)
+            request.on_result(result)
+    return results
+
+
+def _segment_stack(request: "RunRequest", stack: Stack, future, protected) -> list:
+    """One result per slice of ``stack``: done, or (the stack fails as a whole) failed from the first error on."""
+    from segtool.cases import failed_case, failure_message, write_case_outputs
+
+    spec, plan = request.spec, request.plan
+    start = time.perf_counter()
     results = []
-    todo = []
+    try:
+        volumes = future.result()
+        request.pass_on_warnings(volumes)
+        existing = stack_outputs(stack, plan)[1]
+        if existing and not plan.overwrite:  # never a stacked patient with an unstacked slice inside
+            raise OutputExistsError(existing_masks_message(stack, existing, len(stack.cases), plan.skip_existing))
+        predictions = predict_stack(request.segmenter, volumes, plan.probabilities, request.on_batch)
+        share = (time.perf_counter() - start) / len(stack.cases)
+        for case, volume, prediction in zip(stack.cases, volumes, predictions):
+            results.append(write_case_outputs(request, case, volume, prediction, time.perf_counter() - share,
+                                              protected))
+    except Exception as exc:  # noqa: BLE001 - one failing stack must not stop the others
+        message = failure_message(exc, stack.name)
+        done = {r.input for r in results}
+        results += [failed_case(spec, request.model_name, case.name, time.perf_counter() - start,
+                                f"{message} (stack {stack.name})" if case.name not in message else message,
+                                request.qc) for case in stack.cases if case.name not in done]
+    return results
+
+
+def _skip_complete(spec: TaskSpec, model_name: str, stacks: Sequence[Stack], plan) -> tuple[list, list]:
+    """(a "skipped" result per slice of each stack whose masks all exist under --skip-existing, the other stacks)."""
+    from segtool.cases import CaseResult, guess_output_kind
+
+    skipped, todo = [], []
     for stack in stacks:
         targets = [plan.labels_path(case, guess_output_kind(case)) for case in stack.cases]
         if plan.skip_existing and all(t.exists() for t in targets):
-            for case, target in zip(stack.cases, targets):
-                result = CaseResult(case.name, str(target), spec.name, model_name, 0.0, "skipped")
-                results.append(result)
-                on_result(result)
+            skipped += [CaseResult(c.name, str(t), spec.name, model_name, 0.0, "skipped")
+                        for c, t in zip(stack.cases, targets)]
         else:
             todo.append(stack)
-    for stack, future in _iter_read_ahead(todo, spec, allow_uneven):
-        start = time.perf_counter()
-        if on_case_start is not None:
-            on_case_start(stack.cases[0])
-        stack_results = []
-        try:
-            volumes = future.result()
-            for message in (m for v in volumes for m in v.meta.get("warnings", [])):
-                if warn is not None:
-                    warn(message)
-            targets = [plan.labels_path(case, v.kind) for case, v in zip(stack.cases, volumes)]
-            existing = [t for t in targets if t.exists()]
-            if existing and not (plan.overwrite or plan.skip_existing):
-                raise OutputExistsError(f"{existing[0]}: output exists (use --overwrite or --skip-existing)")
-            predictions = predict_stack(segmenter, volumes, plan.probabilities, on_batch)
-            share = (time.perf_counter() - start) / len(stack.cases)
-            for case, volume, target, prediction in zip(stack.cases, volumes, targets, predictions):
-                if target.exists() and not plan.overwrite:  # --skip-existing: keep what is there
-                    stack_results.append(CaseResult(case.name, str(target), spec.name, model_name, 0.0, "skipped"))
-                    continue
-                t0 = time.perf_counter()
-                colours = spec.label_colours() if volume.ndim == 2 else None
-                written = write_labels(prediction.labels, volume, target, overwrite=plan.overwrite, protect=protected,
-                                       palette=colours)
-                if plan.overlay:
-                    from segtool.overlays import write_overlay
-
-                    write_overlay(volume, prediction.labels, colours, dict(spec.labels), plan.overlay_path(target),
-                                  overwrite=plan.overwrite, protect=protected)
-                prob_path = None
-                if plan.probabilities:
-                    prob_path = str(write_probabilities(
-                        prediction.probabilities, volume, plan.probabilities_path(target), overwrite=plan.overwrite,
-                        protect=protected,
-                    ))
-                volumes_mm3 = {spec.labels[k]: v for k, v in prediction.volumes_mm3.items()}
-                result = CaseResult(case.name, str(written), spec.name, model_name,
-                                    share + time.perf_counter() - t0, "done", None, prob_path, volumes_mm3)
-                if qc is not None:
-                    qc(volume, prediction.labels, result)
-                stack_results.append(result)
-        except Exception as exc:  # noqa: BLE001 - one failing stack must not stop the others
-            message = failure_message(exc, stack.name)
-            seconds = time.perf_counter() - start
-            done = {r.input for r in stack_results}
-            for case in stack.cases:
-                if case.name in done:
-                    continue
-                stack_results.append(failed_case(
-                    spec, model_name, case.name, seconds,
-                    f"{message} (stack {stack.name})" if case.name not in message else message, qc))
-        for result in stack_results:
-            results.append(result)
-            on_result(result)
-    return results
+    return skipped, todo

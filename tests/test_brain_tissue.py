@@ -167,7 +167,7 @@ def test_the_ventricular_csf_model_was_trained_by_the_plugins_ventricular_map(tm
 def test_a_256_slice_takes_four_windows_and_the_vxm_t1_the_same_as_at_half_overlap():
     """The task's overlap (0.4) keeps a 256^3 T1 within 30 s on 2 cores: 2 windows a side on a 256-wide
     slice, not 3 as at 0.5; the vxm T1's axial slices (160 x 224 in RAS) get the very windows of 0.5."""
-    from segtool.inference import plan_windows
+    from segtool.windows import plan_windows
 
     spec = App(warn=lambda message: None).registry.get("brain-tissue")
     assert len(plan_windows((256, 256), spec.patch_size, spec.overlap).starts) == 4

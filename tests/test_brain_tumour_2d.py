@@ -3,7 +3,8 @@
 No real data (../shared may be absent): synthetic 3-channel TIFF slices shaped like the
 dataset's (256 x 256, pre-contrast, FLAIR, post-contrast). What this checks is the shipped
 product: the pinned files hash right, the network its config.json names builds, one slice
-gets a mask at its own size, and a patient folder goes through `--stack` as one volume.
+gets a mask at its own size that covers its lesion, and a patient folder goes through `--stack`
+as one volume, the lesion found where it is and nothing on the lesion-free slices.
 Per-patient accuracy on real patients is benchmarks/accuracy.py's job.
 """
 
@@ -12,22 +13,46 @@ from __future__ import annotations
 import numpy as np
 from click.testing import CliRunner
 from PIL import Image
+from scipy import ndimage
 
 from segtool.app import App
 from segtool.cli import cli
 from segtool.weights import HubSettings, build_model, resolve_model
 
+LESION_CENTRE = (100, 150)  # (row, column) of the synthetic lesion
 
-def head_slice(rng: np.random.Generator, lesion: bool) -> np.ndarray:
-    """A bright disc of 'brain' on black, noise, and optionally a brighter FLAIR blob."""
+
+def head_slice(rng: np.random.Generator, lesion_radius: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+    """An axial slice drawn like the LGG TIFFs, and its lesion mask (empty for ``lesion_radius`` 0).
+
+    Bright scalp, dark skull, textured brain with two dark ventricles; the lesion is bright on
+    FLAIR and a little dark on both T1s. The values (pre-contrast, FLAIR, post-contrast) are of the
+    order read off real kaggle_3m slices: brain ~70, lesion ~55 / ~115 / ~53. A lone bright
+    FLAIR disc on a flat grey brain is not enough: the bundled model finds nothing in it.
+    """
     rows, cols = np.mgrid[:256, :256]
-    brain = (rows - 128) ** 2 / 100**2 + (cols - 128) ** 2 / 80**2 < 1
+
+    def ellipse(r0, c0, a, b):
+        return (rows - r0) ** 2 / a**2 + (cols - c0) ** 2 / b**2 < 1
+
+    head, inside_skull, brain = ellipse(128, 128, 108, 88), ellipse(128, 128, 100, 80), ellipse(128, 128, 95, 75)
+    ventricles = ellipse(118, 116, 22, 5) | ellipse(118, 140, 22, 5)
     pixels = np.zeros((256, 256, 3), dtype=np.float32)
-    pixels[brain] = 90 + rng.normal(0, 8, (int(brain.sum()), 3))
-    if lesion:
-        blob = (rows - 100) ** 2 + (cols - 150) ** 2 < 15**2
-        pixels[blob, 1] = 200  # FLAIR hyperintensity
-    return np.clip(pixels, 0, 255).astype(np.uint8)
+    for region, value in ((head, (190, 170, 110)), (inside_skull, (15, 15, 15)), (brain, (80, 78, 60)),
+                          (ventricles, (30, 25, 25))):
+        pixels[region] = value
+    lesion = np.zeros((256, 256), dtype=bool)
+    if lesion_radius:
+        lesion = ellipse(*LESION_CENTRE, lesion_radius, 0.8 * lesion_radius) & brain
+        pixels[lesion] = (55, 118, 53)
+    texture = ndimage.gaussian_filter(rng.normal(0, 1, (256, 256, 3)), (2, 2, 0)) * 25
+    pixels[head] += texture[head] + rng.normal(0, 4, (int(head.sum()), 3))
+    pixels = ndimage.gaussian_filter(pixels, (1, 1, 0))
+    return np.clip(pixels, 0, 255).astype(np.uint8), lesion
+
+
+def dice(found: np.ndarray, truth: np.ndarray) -> float:
+    return 2.0 * float((found & truth).sum()) / float(found.sum() + truth.sum())
 
 
 def test_bundled_model_verifies_and_builds_offline(tmp_path):
@@ -49,23 +74,35 @@ def test_bundled_model_verifies_and_builds_offline(tmp_path):
 
 
 def test_one_slice_and_a_stacked_patient_offline(tmp_path, monkeypatch):
+    """The model finds the lesion on its own slice and in the stacked patient (Dice 0.92-0.95 measured
+    over four noise seeds; 0.8 asked) and nothing on the lesion-free slices."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     rng = np.random.default_rng(0)
     folder = tmp_path / "TCGA_XX_0001_20000101"
     folder.mkdir()
-    for n in range(1, 5):
-        Image.fromarray(head_slice(rng, lesion=n in (2, 3))).save(folder / f"TCGA_XX_0001_20000101_{n}.tif")
+    lesions = {}
+    for n in range(1, 5):  # a lesion on slices 2 and 3, at the same place: one component in 3D
+        pixels, lesions[n] = head_slice(rng, lesion_radius={2: 18, 3: 15}.get(n, 0.0))
+        Image.fromarray(pixels).save(folder / f"TCGA_XX_0001_20000101_{n}.tif")
     one = folder / "TCGA_XX_0001_20000101_2.tif"
     result = CliRunner().invoke(cli, ["run", "brain-tumour-2d", str(one), "-o", str(tmp_path / "one.png"),
                                       "--offline", "-q"])
     assert result.exit_code == 0, result.output
     with Image.open(tmp_path / "one.png") as mask:
-        assert mask.size == (256, 256) and set(np.unique(np.asarray(mask))) <= {0, 1}
+        assert mask.size == (256, 256)
+        labels = np.asarray(mask)
+    assert set(np.unique(labels)) == {0, 1} and dice(labels == 1, lesions[2]) > 0.8
     result = CliRunner().invoke(cli, ["run", "brain-tumour-2d", str(folder), "--stack", "--output-dir",
                                       str(tmp_path / "out"), "--offline", "-q"])
     assert result.exit_code == 0, result.output
     written = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert written == [f"TCGA_XX_0001_20000101_{n}_seg.tif" for n in range(1, 5)]  # the input's format
-    for name in written:
-        with Image.open(tmp_path / "out" / name) as mask:
-            assert mask.size == (256, 256) and set(np.unique(np.asarray(mask))) <= {0, 1}
+    for n in range(1, 5):
+        with Image.open(tmp_path / "out" / f"TCGA_XX_0001_20000101_{n}_seg.tif") as mask:
+            assert mask.size == (256, 256)
+            labels = np.asarray(mask)
+        assert set(np.unique(labels)) <= {0, 1}
+        if lesions[n].any():
+            assert dice(labels == 1, lesions[n]) > 0.8, f"slice {n}"
+        else:
+            assert not labels.any(), f"slice {n} has no lesion"

@@ -244,7 +244,7 @@ def test_train_applies_the_tasks_labels_map_and_val_cases_file(tmp_path):
 
 
 def test_seed_iou_definition_on_a_hand_computed_example():
-    from accuracy import clothing_counts, seed_scores
+    from accuracy_clothing import clothing_counts, seed_scores
 
     # photo A: truth [0 0 1 1], prediction [0 1 1 1]; photo B: truth [0 0 0 0], prediction [0 0 1 0]
     a = clothing_counts(np.array([0, 1, 1, 1]), np.array([0, 0, 1, 1]), 3)

@@ -1,7 +1,7 @@
 """Ensembles: several trained model folders as one, run through the same pipeline.
 
 Two tiny U-Nets of the same task (different initialisations) are written as model
-folders, combined by scripts/ensemble_models.py's `write_ensemble`, and run with
+folders, combined by `write_ensemble` (`segtool models ensemble`; its CLI in test_models_commands.py), and run with
 `segtool run --model-dir`: the ensemble's probabilities must be the mean of the
 members' (each run alone on the same image), and members that disagree on the
 pipeline are refused with a one-line error.
@@ -10,8 +10,6 @@ pipeline are refused with a one-line error.
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -134,19 +132,6 @@ def test_one_member_an_ensemble_or_an_existing_model_is_refused(tmp_path):
         write_ensemble([a, b], tmp_path / "ens")
     with pytest.raises(UsageError, match="not a model folder"):
         write_ensemble([a, tmp_path / "missing"], tmp_path / "x")
-
-
-def test_the_script_writes_a_folder_and_says_why_it_refuses(tmp_path):
-    task = spec()
-    a, b = member(tmp_path / "a", task, seed=0), member(tmp_path / "b", task, seed=1)
-    script = [sys.executable, str(ROOT / "scripts" / "ensemble_models.py")]
-    done = subprocess.run(script + [str(tmp_path / "ens"), str(a), str(b), "--float16"], capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
-    assert "ensemble of 2 (unet, unet)" in done.stdout
-    assert ModelConfig.read(tmp_path / "ens" / "config.json").network == "ensemble"
-    refused = subprocess.run(script + [str(tmp_path / "one"), str(a)], capture_output=True, text=True)
-    assert refused.returncode == 2
-    assert refused.stderr.strip().splitlines() == ["error: an ensemble needs at least two model folders"]
 
 
 def test_a_member_from_before_a_post_processing_step_existed_still_joins(tmp_path):

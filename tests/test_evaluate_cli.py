@@ -174,7 +174,7 @@ def test_folder_mode_pairs_nnunet_and_bids_names(tmp_path):
     assert summary["2"]["dice"]["n"] == 3 and summary["2"]["dice"]["n_inf"] == 0
     table = run(preds, gts)
     assert table.exit_code == 0
-    assert "summary over cases" in table.stdout and "median" in table.stdout and "BraTS_003" in table.stdout
+    assert "summary over 3 cases" in table.stdout and "median" in table.stdout and "BraTS_003" in table.stdout
 
 
 def test_folder_mode_csv_and_infinite_cases(tmp_path):

@@ -631,7 +631,7 @@ def test_existing_output_needs_overwrite(tmp_path):
     with pytest.raises(OutputExistsError) as info:
         write_labels(_labels_for(vol), vol, out)
     _assert_one_line_naming(info, out)
-    assert "--overwrite" in str(info.value)
+    assert "overwrite=True" in str(info.value) and "--overwrite" not in str(info.value)  # API words
     new = _labels_for(vol)
     write_labels(new, vol, out, overwrite=True)
     np.testing.assert_array_equal(read_labels(out).array[0], new)

@@ -50,7 +50,7 @@ def run(specs, *args):
 
 
 def test_fine_task_segments_only_a_crop_around_the_located_structure(tmp_path, two_stage, monkeypatch):
-    from segtool.pipeline import Segmenter
+    from segtool.segmenter import Segmenter
 
     shapes = {}
 
@@ -78,7 +78,7 @@ def test_fine_task_segments_only_a_crop_around_the_located_structure(tmp_path, t
 
 
 def test_a_small_field_of_view_is_segmented_whole(tmp_path, two_stage, monkeypatch):
-    from segtool.pipeline import Segmenter
+    from segtool.segmenter import Segmenter
 
     names = []
     for method in ("probabilities", "labels"):
@@ -96,14 +96,37 @@ def test_a_small_field_of_view_is_segmented_whole(tmp_path, two_stage, monkeypat
     assert np.array_equal(np.asarray(nib.load(str(out)).dataobj) > 0, small_cord > 0)
 
 
-def test_nothing_located_falls_back_to_the_whole_image_with_a_warning(tmp_path, two_stage):
+def test_nothing_located_falls_back_to_the_whole_image_with_a_warning(tmp_path, monkeypatch):
+    """The localiser keeps only components of 100 mm3 or more, so it finds nothing here: the fine task warns
+    and segments the whole image, giving exactly what the same model gives without a localiser."""
+    from segtool.spec import Postprocess
+
+    specs = {}
+    stages = (("coarse", {"postprocess": Postprocess(min_size_mm3=100.0)}),
+              ("fine", {"locate": Locate("coarse", margin_mm=(3.0, 3.0, 0.0), min_extent_mm=15.0)}),
+              ("plain", {}))
+    for name, extra in stages:
+        bare = make_spec(name, target_spacing=(0.5, 0.5, 3.0), **extra)
+        ref = make_bundled_package(tmp_path / "site", f"fallback_{name}_{next(_counter)}", bare)
+        specs[name] = make_spec(name, target_spacing=(0.5, 0.5, 3.0), models={"default": ref}, **extra)
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
     image = np.full((80, 72, 4), 10.0, dtype=np.float32)
-    image[0, 0, 0] = 11.0  # nothing bright enough to stand out after normalisation ... but not constant
-    image[40:44, 30:34, :] = 12.0
+    image[0, 0, 0] = 11.0  # one bright voxel in a corner, far from the block: a crop would miss it
+    image[40:44, 30:34, :] = 12.0  # 4 x 4 x 4 voxels = 48 mm3: below the localiser's 100 mm3
     source = tmp_path / "flat.nii.gz"
     nib.save(nib.Nifti1Image(image, AFFINE), source)
-    result = run(two_stage, "run", "fine", source, "-o", tmp_path / "flat_mask.nii.gz")
+    result = run(specs, "run", "fine", source, "-o", tmp_path / "flat_mask.nii.gz")
     assert result.exit_code == 0, result.output
+    assert "coarse found nothing to crop around; segmenting the whole image (slower)" in result.stderr
+    plain = run(specs, "run", "plain", source, "-o", tmp_path / "plain_mask.nii.gz")
+    assert plain.exit_code == 0, plain.output
+    assert "found nothing" not in plain.stderr
+    mask = np.asarray(nib.load(str(tmp_path / "flat_mask.nii.gz")).dataobj)
+    expected = np.zeros(image.shape, dtype=bool)
+    expected[0, 0, 0] = True
+    expected[40:44, 30:34, :] = True
+    assert np.array_equal(mask > 0, expected)
+    assert np.array_equal(mask, np.asarray(nib.load(str(tmp_path / "plain_mask.nii.gz")).dataobj))
 
 
 def test_crop_keeps_world_positions_and_margins_follow_world_axes():

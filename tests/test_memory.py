@@ -22,9 +22,10 @@ import torch
 import torch.nn.functional as F
 
 from segtool.app import App
-from segtool.inference import gaussian_importance, plan_windows
 from segtool.io.volume import Volume
-from segtool.pipeline import InferenceOptions, Segmenter, preprocess
+from segtool.preprocess import preprocess
+from segtool.segmenter import InferenceOptions, Segmenter
+from segtool.windows import gaussian_importance, plan_windows
 
 #: Two classes closer than this in the float64 reference may come out either way (float32 sums).
 TIE = 1e-5
@@ -320,11 +321,11 @@ def test_component_maps_are_uint16_until_the_count_needs_int32():
     dots = np.zeros((520, 520), dtype=bool)
     dots[::2, ::2] = True  # 67,600 isolated pixels: more than uint16 can number
     structure = ndimage.generate_binary_structure(2, 1)
-    components, count = postprocess._label(dots, structure)
+    components, count = postprocess.label_components(dots, structure)
     expected, expected_count = ndimage.label(dots, structure)
     assert components.dtype == np.int32 and count == expected_count == 67_600
     assert np.array_equal(components, expected)
-    few, few_count = postprocess._label(dots[:20, :20], structure)
+    few, few_count = postprocess.label_components(dots[:20, :20], structure)
     assert few.dtype == np.uint16 and few_count == 100 and np.array_equal(few, ndimage.label(dots[:20, :20], structure)[0])
     labels = dots.astype(np.uint8)
     labels[100:140, 100:140] = 1  # one large component among the dots
@@ -415,9 +416,9 @@ def test_batched_photos_get_the_labels_of_a_float64_reference(patch):
     """Photos of other sizes than the input size, batched through one forward pass: each photo's labels as alone.
 
     With the patch equal to the input size (clothing's own setting) each photo is one
-    window, whose Gaussian weight `segtool.inference` leaves out; the reference keeps it.
+    window, whose Gaussian weight `segtool.sliding_window` leaves out; the reference keeps it.
     """
-    from segtool.inference import plan_windows
+    from segtool.windows import plan_windows
     from segtool.photo_batch import predict_photos
 
     task = replace(small_task(App().registry.get("clothing")), patch_size=patch)

@@ -104,8 +104,8 @@ def train_folder(spec: TaskSpec, tmp_path: Path, *extra) -> Path:
 
 @pytest.mark.parametrize("make_spec, trained_patch", [(slice_spec, "24,24"), (volume_3d_spec, "24,24,4")])
 def test_run_uses_the_trained_patch_size_and_normalisation(tmp_path, monkeypatch, make_spec, trained_patch):
-    import segtool.inference
-    import segtool.pipeline
+    import segtool.preprocess
+    import segtool.sliding_window
 
     trained = make_spec(normalization="percentile")
     model_dir = train_folder(trained, tmp_path, "--patch-size", trained_patch)
@@ -115,19 +115,19 @@ def test_run_uses_the_trained_patch_size_and_normalisation(tmp_path, monkeypatch
     assert config["slice_axis"] == trained.slice_axis
 
     seen = {}
-    real_window, real_normalize = segtool.inference.sliding_window_inference, segtool.pipeline.normalize
+    real_window, real_normalize = segtool.sliding_window.stream_probabilities, segtool.preprocess.normalize
 
-    def recording_window(model, image, patch_size, *args, **kwargs):
-        seen["patch"] = tuple(patch_size)
-        seen["slice_axis"] = kwargs.get("slice_axis")
-        return real_window(model, image, patch_size, *args, **kwargs)
+    def recording_window(model, image, settings, *args, **kwargs):
+        seen["patch"] = settings.patch_size
+        seen["slice_axis"] = settings.slice_axis
+        return real_window(model, image, settings, *args, **kwargs)
 
     def recording_normalize(array, method, **options):
         seen["normalization"] = method
         return real_normalize(array, method, **options)
 
-    monkeypatch.setattr(segtool.inference, "sliding_window_inference", recording_window)
-    monkeypatch.setattr(segtool.pipeline, "normalize", recording_normalize)
+    monkeypatch.setattr(segtool.sliding_window, "stream_probabilities", recording_window)
+    monkeypatch.setattr(segtool.preprocess, "normalize", recording_normalize)
     image, _ = disk_case(np.random.default_rng(7), shape=(30, 27, 4))
     source = tmp_path / "new.nii.gz"
     nib.save(nib.Nifti1Image(image, AFFINE), source)
@@ -261,20 +261,20 @@ class CountingModel(torch.nn.Module):
 
 
 def test_slicewise_inference_batches_slices_and_equals_per_slice_inference():
-    from segtool.inference import sliding_window_inference
+    from segtool.sliding_window import WindowSettings, sliding_window_inference
 
     rng = np.random.default_rng(0)
     image = torch.from_numpy(rng.normal(size=(1, 23, 19, 7)).astype(np.float32))
     model = CountingModel().eval()
-    stacked = sliding_window_inference(model, image, (16, 16), num_classes=3, overlap=0.5, batch_size=6, slice_axis=2)
+    stacked = sliding_window_inference(model, image, WindowSettings((16, 16), 3, overlap=0.5, batch_size=6, slice_axis=2))
     assert tuple(stacked.shape) == (3, 23, 19, 7)
     assert max(model.batches) == 6, "several slices' windows go through the network in one forward pass"
     for z in range(7):
-        single = sliding_window_inference(model, image[..., z], (16, 16), num_classes=3, overlap=0.5, batch_size=1)
+        single = sliding_window_inference(model, image[..., z], WindowSettings((16, 16), 3, overlap=0.5, batch_size=1))
         assert torch.allclose(stacked[..., z], single, atol=1e-6)
     # Along another axis (sagittal slices of a volume): the slices go back where they came from.
-    sagittal = sliding_window_inference(model, image.permute(0, 3, 1, 2), (16, 16), num_classes=3, batch_size=6,
-                                        overlap=0.5, slice_axis=0)
+    sagittal = sliding_window_inference(model, image.permute(0, 3, 1, 2),
+                                        WindowSettings((16, 16), 3, batch_size=6, overlap=0.5, slice_axis=0))
     assert torch.allclose(sagittal.permute(0, 2, 3, 1), stacked, atol=1e-6)
 
 

@@ -11,7 +11,7 @@ import torch
 from segtool.app import App
 from segtool.io.volume import Volume
 from segtool.photo_batch import batchable, predict_photos
-from segtool.pipeline import InferenceOptions, Segmenter
+from segtool.segmenter import InferenceOptions, Segmenter
 
 
 class CountingConvs(torch.nn.Module):
@@ -31,27 +31,6 @@ class CountingConvs(torch.nn.Module):
 def photo(rows: int, cols: int, seed: int) -> Volume:
     rng = np.random.default_rng(seed)
     return Volume(np.clip(rng.normal(120, 50, (3, rows, cols)), 0, 255).astype(np.float32), np.eye(4), None, "photo")
-
-
-def test_photos_are_batched_and_each_gets_the_mask_it_gets_alone():
-    spec = replace(App().registry.get("clothing"), input_size=(40, 30), patch_size=(40, 30), batch_size=4)
-    model = CountingConvs(spec.num_classes).eval()
-    segmenter = Segmenter(spec, model, InferenceOptions(device="cpu", precision="fp32"))
-    assert batchable(spec, segmenter)
-    photos = [photo(53, 47, 0), photo(20, 90, 1), photo(40, 30, 2), photo(71, 33, 3), photo(64, 64, 4)]
-    photos.append(Volume(np.full((3, 12, 9), 7.0, np.float32), np.eye(4), None, "photo"))  # constant: empty mask
-    model.batches.clear()
-    batched = predict_photos(segmenter, photos)
-    assert model.batches == [4, 1], "five non-constant photos: one pass of four, one of one"
-    for volume, prediction in zip(photos, batched):
-        alone = segmenter.predict(volume)
-        assert prediction.labels.shape == volume.spatial_shape and prediction.labels.dtype == np.uint8
-        full = segmenter.predict(volume, keep_probabilities=True).probabilities
-        ordered = np.sort(full, axis=0)
-        tied = (ordered[-1] - ordered[-2]) < 1e-5  # batched float32 sums may differ by rounding only
-        assert np.array_equal(prediction.labels[~tied], alone.labels[~tied])
-        assert (prediction.labels != alone.labels).mean() <= 1e-3
-    assert not batched[-1].labels.any()
 
 
 def test_photos_are_batched_with_test_time_flips_too():
@@ -101,14 +80,27 @@ def test_batched_labels_are_assembled_row_by_row_like_a_single_photos():
 # ----------------------------------------------------------------------------- `segtool run` on many photos
 
 
-def _skin_model_folder(folder):
+#: the batch size of every forward pass of `counting_one_conv` networks, in order
+FORWARD_PASSES: list[int] = []
+
+
+def counting_one_conv(spatial_dims: int, in_channels: int, out_channels: int):
+    """The one-conv network, recording each forward pass's batch size in FORWARD_PASSES."""
+    from tiny_task import one_conv
+
+    network = one_conv(spatial_dims, in_channels, out_channels)
+    network.register_forward_pre_hook(lambda module, inputs: FORWARD_PASSES.append(int(inputs[0].shape[0])))
+    return network
+
+
+def _skin_model_folder(folder, factory=None):
     """The clothing task with a one-conv network (bright -> skin 2, dark -> background) and its model folder."""
     from safetensors.torch import save_file
 
     from segtool.model_config import ModelConfig
     from tiny_task import one_conv
 
-    spec = replace(App().registry.get("clothing"), network=None, model_factory=one_conv, model_kwargs={},
+    spec = replace(App().registry.get("clothing"), network=None, model_factory=factory or one_conv, model_kwargs={},
                    input_size=(32, 24), patch_size=(32, 24), models={}, default_model=None)
     weight, bias = torch.zeros((14, 3, 1, 1)), torch.zeros(14)
     weight[2], bias[0] = 8.0 / 3, 1.0
@@ -127,8 +119,9 @@ def _block_photo(path, rows, cols, top, left, size):
 
 @pytest.mark.parametrize("batch", [2, 16])
 def test_run_on_many_photos_writes_each_the_mask_it_gets_alone_in_input_order(tmp_path, batch):
-    """Batches of two (and one short batch of all six) through the network, read ahead and written behind: an unreadable photo in the middle
-    fails alone with one line, the others get the masks they get one by one, and results come in input order."""
+    """--batch-size 2 and 16, read ahead and written behind: an unreadable photo in the middle fails alone with one
+    line, the others get the masks they get one by one, and results come in input order. (On the CPU each photo
+    still has a forward pass of its own: see the test above.)"""
     import json
 
     from click.testing import CliRunner
@@ -170,11 +163,47 @@ def test_run_on_many_photos_writes_each_the_mask_it_gets_alone_in_input_order(tm
         assert np.array_equal(together, single)
 
 
+def test_run_on_photos_finds_each_block_one_forward_pass_a_photo_on_the_cpu_and_none_for_a_constant_one(tmp_path):
+    """`segtool run` on photos of several sizes: each bright block becomes skin (2) at its photo's own size, the
+    constant photo gets an empty mask without going through the network, and on the CPU (`forward_step`) each
+    photo has a forward pass of its own whatever --batch-size says."""
+    from click.testing import CliRunner
+    from PIL import Image
+
+    from segtool.cli import cli
+    from tiny_task import app_with
+
+    spec = _skin_model_folder(tmp_path, counting_one_conv)
+    shapes = [(60, 40, 5, 3, 20), (33, 90, 10, 50, 15), (48, 48, 0, 0, 30), (120, 70, 70, 10, 40), (64, 64, 12, 20, 25)]
+    photos = []
+    for i, shape in enumerate(shapes):
+        photos.append(tmp_path / f"p{i}.png")
+        _block_photo(photos[-1], *shape)
+    photos.insert(2, tmp_path / "flat.png")
+    Image.fromarray(np.full((12, 9, 3), 7, np.uint8)).save(photos[2])
+    FORWARD_PASSES.clear()
+    result = CliRunner().invoke(cli, ["run", "clothing", "--model-dir", str(tmp_path), "--precision", "fp32",
+                                      *map(str, photos), "--batch-size", "4", "--output-dir", str(tmp_path / "out")],
+                                obj=app_with(spec))
+    assert result.exit_code == 0, result.output
+    assert FORWARD_PASSES == [1] * 5
+    with Image.open(tmp_path / "out" / "flat_seg.png") as mask:
+        assert mask.size == (9, 12) and not np.asarray(mask).any()
+    for photo, (rows, cols, top, left, size) in zip([p for p in photos if p.stem != "flat"], shapes):
+        with Image.open(tmp_path / "out" / f"{photo.stem}_seg.png") as mask:
+            labels = np.asarray(mask)
+        block = np.zeros((rows, cols), dtype=bool)
+        block[top:top + size, left:left + size] = True
+        assert labels.shape == (rows, cols) and set(np.unique(labels)) == {0, 2}
+        found = labels == 2
+        assert 2 * (found & block).sum() / (found.sum() + block.sum()) > 0.85, photo.name  # 0.91-0.98 measured
+
+
 def test_read_ahead_keeps_at_most_depth_reads_in_flight_and_yields_in_order():
     import threading
     import time as clock
 
-    from segtool.runner import read_ahead
+    from segtool.cases import read_ahead
 
     lock, started, done = threading.Lock(), [], set()
 
@@ -199,7 +228,7 @@ def test_reads_handed_out_complete_even_when_the_caller_takes_them_all_at_once()
     its last, short batch) gets every read, not a cancelled one."""
     import time as clock
 
-    from segtool.runner import read_ahead
+    from segtool.cases import read_ahead
 
     def slow(item):
         clock.sleep(0.01)
@@ -210,7 +239,7 @@ def test_reads_handed_out_complete_even_when_the_caller_takes_them_all_at_once()
 
 
 def test_a_caller_that_stops_early_leaves_no_read_running():
-    from segtool.runner import read_ahead
+    from segtool.cases import read_ahead
 
     reads = []
     generator = read_ahead(list(range(20)), reads.append, depth=4)

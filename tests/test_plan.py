@@ -251,3 +251,35 @@ def test_the_step_timer_measures_real_steps_and_picks_the_faster_thread_count():
         assert timer(bigger) == timer.cache[bigger]  # measured once
     finally:
         torch.set_num_threads(before)
+
+
+def test_a_batch_worker_overlaps_augmentation_so_a_step_costs_the_slower_of_the_two(monkeypatch):
+    """With a worker beside training, the augmentation runs while the network trains: the step is
+    max(network, augmentation), not their sum; without one, their sum."""
+    import time
+
+    import torch
+
+    import segtool.training.augment_recipes as recipes
+    from segtool.training.plan_measure import StepTimer
+    from segtool.training.planner import Candidate
+
+    real_apply = recipes.apply_recipe
+
+    def slow_apply(*args, **kwargs):  # an augmentation that takes 0.3 s, far above the tiny network's step
+        time.sleep(0.3)
+        return real_apply(*args, **kwargs)
+
+    monkeypatch.setattr(recipes, "apply_recipe", slow_apply)
+    before = torch.get_num_threads()
+    try:
+        candidate = Candidate(2, (16, 16), (4, 8), 1, 1, 2, "tiny", "mri-strong")
+        apart = StepTimer("cpu", "fp32", steps=2)
+        apart.augment_overlaps = True
+        together = StepTimer("cpu", "fp32", steps=2)
+        together.augment_overlaps = False
+        overlapped, summed = apart(candidate), together(candidate)
+    finally:
+        torch.set_num_threads(before)
+    assert 0.3 <= overlapped < 0.45  # the augmentation, the slower of the two
+    assert summed >= overlapped + 0.002  # plus the network step

@@ -214,7 +214,7 @@ def test_keep_largest_union_runs_in_apply_postprocess_and_rejects_background():
 
 
 def test_no_keep_largest_also_turns_off_the_union_step(tmp_path):
-    from segtool.pipeline import Segmenter
+    from segtool.segmenter import Segmenter
 
     default = Segmenter.from_task("brain-tumour", offline=True, cache_dir=tmp_path)
     assert default.options.postprocess.keep_largest_union == (1, 2, 3, 4)

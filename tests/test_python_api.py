@@ -41,8 +41,11 @@ def test_readme_example_runs_on_the_bundled_example_and_matches_segtool_run(tmp_
     assert mask.shape == image.shape and np.allclose(mask.affine, image.affine)
     assert set(np.unique(labels).tolist()) == {0, 1}
     voxel_mm3 = float(np.prod(image.header.get_zooms()))
-    assert prediction.volumes_mm3 == pytest.approx({1: int(labels.sum()) * voxel_mm3})
+    assert prediction.volumes_mm3 == pytest.approx({"gray_matter": int(labels.sum()) * voxel_mm3})  # as --json
+    assert prediction.volumes_by_value == pytest.approx({1: int(labels.sum()) * voxel_mm3})
     assert printed == f"{prediction.volumes_mm3}\n"
+    exec(compile(readme_python_example(), "README.md (Python API)", "exec"), {})  # runnable twice (overwrite=True)
+    assert capsys.readouterr().out == printed
     assert seg.resolved.pinned and seg.resolved.source == "bundled segtool_spinal_gm"
     assert seg.locator.spec.name == "spinal-cord" and seg.locator.resolved.pinned  # localise first, as `run` does
 
@@ -83,7 +86,7 @@ def test_from_task_with_a_model_folder_takes_every_option(tiny):
     expected = np.zeros((12, 10, 6), dtype=np.uint8)
     expected[3:8, 2:7, 1:4] = 1  # the model's rule: bright (z-score > 0) is label 1
     assert np.array_equal(prediction.labels, expected)
-    assert prediction.volumes_mm3 == {1: 75 * 2.0}
+    assert prediction.volumes_mm3 == {spec.labels[1]: 75 * 2.0} and prediction.volumes_by_value == {1: 75 * 2.0}
 
 
 def test_default_warnings_are_python_warnings(tiny):

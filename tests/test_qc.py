@@ -1,15 +1,13 @@
 """QC pictures and report (segtool.qc, `segtool qc`): sizes, colours where the mask is,
-orientation, concurrent appends, escaping, and the page loaded in headless Chromium."""
+orientation, concurrent appends, escaping (the page in a browser: test_qc_browser.py;
+cropping around the structure: test_qc_crop.py)."""
 
 from __future__ import annotations
 
 import html.parser
 import json
 import multiprocessing
-import shutil
-import subprocess
 from pathlib import Path
-from urllib.parse import unquote
 
 import nibabel as nib
 import numpy as np
@@ -19,11 +17,11 @@ from PIL import Image
 
 from segtool import qc
 from segtool.io import Volume
+from segtool.qc.mosaic import TITLE_COLOUR, TITLE_HEIGHT
 
 SHAPE = (20, 24, 16)
 SPACING = (0.9, 1.2, 2.5)
 CUBE = (slice(5, 10), slice(8, 14), slice(6, 10))  # label 2
-CHROMIUM = "/usr/bin/chromium"
 
 
 # --------------------------------------------------------------------------- helpers
@@ -59,10 +57,12 @@ def exact(pixels: np.ndarray, colour) -> np.ndarray:
 
 
 def tile_hw(view: str, size: int = 256) -> tuple[int, int]:
-    """Expected tile size: pixels square in mm, the tile's longer side = size px."""
+    """Expected tile size (the whole volume is within the crop): pixels square in mm, the
+    tile's longer side = size px, unless its shorter side would be under size/2 px."""
     extent = [n * s for n, s in zip(SHAPE, SPACING)]
     rows_axis, cols_axis = {"axial": (1, 0), "sagittal": (2, 1), "coronal": (2, 0)}[view]
     mm = max(extent[rows_axis], extent[cols_axis]) / size
+    mm = min(mm, min(extent[rows_axis], extent[cols_axis]) / (size // 2))
     return round(extent[rows_axis] / mm), round(extent[cols_axis] / mm)
 
 
@@ -83,11 +83,14 @@ def expected_box(view: str, h: int, w: int) -> tuple[float, float, float, float]
 
 
 def tiles_of(pixels: np.ndarray, h: int, w: int, rows: int = 1) -> list[list[np.ndarray]]:
+    """The tiles of a mosaic; with 2 rows (a comparison) each row is under a title band."""
+    band = TITLE_HEIGHT if rows == 2 else 0
     k = (pixels.shape[1] + qc.GAP) // (w + qc.GAP)
     assert pixels.shape[1] == k * w + (k - 1) * qc.GAP
-    assert pixels.shape[0] == rows * h + (rows - 1) * qc.GAP
+    assert pixels.shape[0] == rows * (band + h) + (rows - 1) * qc.GAP
+    step = band + h + qc.GAP
     return [
-        [pixels[i * (h + qc.GAP) : i * (h + qc.GAP) + h, j * (w + qc.GAP) : j * (w + qc.GAP) + w] for j in range(k)]
+        [pixels[i * step + band : i * step + band + h, j * (w + qc.GAP) : j * (w + qc.GAP) + w] for j in range(k)]
         for i in range(rows)
     ]
 
@@ -127,8 +130,9 @@ def test_3d_views_sizes_and_mask_in_label_colour(tmp_path):
     assert [p.name for p in paths] == ["case1_axial.png", "case1_sagittal.png", "case1_coronal.png"]
     # slices through the mask: as many as the cube is thick along the view's axis, at most 5
     tiles_expected = {"axial": 4, "sagittal": 5, "coronal": 5}
-    # (rows, cols): axial 28.8 x 18 mm, sagittal 40 x 28.8 mm, coronal 40 x 18 mm; longer side 256 px
-    assert [tile_hw(v) for v in ("axial", "sagittal", "coronal")] == [(256, 160), (256, 184), (256, 115)]
+    # (rows, cols): axial 28.8 x 18 mm, sagittal 40 x 28.8 mm, coronal 40 x 18 mm; longer side 256 px,
+    # except coronal, whose 18 mm would be 115 px: shorter side 128 px, longer 284 px
+    assert [tile_hw(v) for v in ("axial", "sagittal", "coronal")] == [(256, 160), (256, 184), (284, 128)]
     for path, view in zip(paths, ("axial", "sagittal", "coronal")):
         assert path.is_file()
         h, w = tile_hw(view)
@@ -226,9 +230,11 @@ def test_photo_comparison_side_by_side(tmp_path):
     photo, labels = make_photo()
     (path,) = qc.render_comparison(photo, labels, np.zeros_like(labels), {}, tmp_path, "p")
     pixels = rgb_of(path)
-    assert pixels.shape[:2] == (384, 2 * 512 + qc.GAP)
-    assert exact(pixels[:, :512], qc.label_colour(1)).any()
-    assert not exact(pixels[:, 512:], qc.label_colour(1)).any()
+    assert pixels.shape[:2] == (TITLE_HEIGHT + 384, 2 * 512 + qc.GAP)
+    assert exact(pixels[TITLE_HEIGHT:, :512], qc.label_colour(1)).any()
+    assert not exact(pixels[TITLE_HEIGHT:, 512:], qc.label_colour(1)).any()
+    band = pixels[:TITLE_HEIGHT]
+    assert exact(band, TITLE_COLOUR)[:, :512].any() and exact(band, TITLE_COLOUR)[:, 512 + qc.GAP :].any()
 
 
 def test_shape_mismatch_is_a_geometry_error(tmp_path):
@@ -355,21 +361,7 @@ def test_report_row_fields_volumes_and_failures(tmp_path):
 
 
 @pytest.fixture
-def nifti_pair(tmp_path, monkeypatch):
-    import segtool.io
-
-    if not hasattr(segtool.io, "read_volume") or not hasattr(segtool.io, "read_labels"):
-        # stand-ins until segtool.io's readers land (NIfTI only)
-        def read_volume(path):
-            img = nib.load(str(path))
-            return Volume(array=np.asarray(img.dataobj, np.float32)[None], affine=img.affine, path=Path(path))
-
-        def read_labels(path):
-            img = nib.load(str(path))
-            return Volume(array=np.asarray(img.dataobj).astype(np.int64)[None], affine=img.affine, path=Path(path))
-
-        monkeypatch.setattr(segtool.io, "read_volume", read_volume, raising=False)
-        monkeypatch.setattr(segtool.io, "read_labels", read_labels, raising=False)
+def nifti_pair(tmp_path):
     image, labels = make_volume()
     nib.save(nib.Nifti1Image(image.array[0], image.affine), tmp_path / "t2.nii.gz")
     nib.save(nib.Nifti1Image(labels, image.affine), tmp_path / "t2_seg.nii.gz")
@@ -431,65 +423,9 @@ def test_parse_labels_option():
         assert str(info.value).startswith("--labels: ")
 
 
-# --------------------------------------------------------------------------- browser
-
-CHECK_SCRIPT = """<script>
-window.addEventListener('load', function () {
-  document.querySelectorAll('img').forEach(function (img) {
-    var ok = img.complete && img.naturalWidth > 0;
-    img.setAttribute('data-natural', ok ? img.naturalWidth + 'x' + img.naturalHeight : 'broken');
-  });
-  document.body.setAttribute('data-checked', 'yes');
-});
-</script>"""
-
-
-def test_report_opens_in_headless_chromium(tmp_path):
-    if not Path(CHROMIUM).exists():
-        pytest.skip(f"{CHROMIUM} is missing (Debian: apt-get install -y chromium; .ci/run installs it)")
-    image, labels = make_volume()
-    photo, photo_labels = make_photo()
-    qc.qc_case(tmp_path, image, labels, {2: "gm"}, {"task": "t3d", "input": "a b/sub 01#1.nii.gz"}, size=96)
-    qc.qc_case(tmp_path, photo, photo_labels, {1: "top"}, {"task": "clothing", "input": "p.jpg"}, photo_size=128)
-    qc.qc_comparison(tmp_path, image, labels, labels, {2: "gm"}, {"task": "t3d", "input": "c.nii.gz"}, size=96)
-    qc.record_failure(tmp_path, {"task": "t3d", "input": "bad.nii.gz", "error": "unreadable"})
-    index = (tmp_path / "index.html").read_text(encoding="utf-8")
-    assert "<script" not in index
-    # a test-only copy, next to the real page, that writes each image's natural size into the DOM,
-    # plus one missing picture to prove a broken image is noticed
-    probe = index.replace(
-        "</body>", '<img id="missing" src="images/does-not-exist.png" alt="x">' + CHECK_SCRIPT + "</body>"
-    )
-    (tmp_path / "_probe.html").write_text(probe, encoding="utf-8")
-    profile = tmp_path / "profile"
-    command = [
-        CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-quic",
-        "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-        f"--user-data-dir={profile}", "--allow-file-access-from-files", "--virtual-time-budget=5000",
-        "--dump-dom", (tmp_path / "_probe.html").as_uri(),
-    ]  # fmt: skip
-    done = subprocess.run(command, capture_output=True, text=True, encoding="utf-8", errors="replace", timeout=90)
-    shutil.rmtree(profile, ignore_errors=True)
-    assert done.returncode == 0, done.stderr[-2000:]
-    page = parse(done.stdout)
-    assert page.attrs_seen.get("data-checked") == "yes", done.stdout[:500]
-    records = qc.QcReport(tmp_path).read_records()
-    assert len(records) == 4 and page.cases == [r["case_id"] for r in records]
-    pictures = [img for img in page.images if img.get("id") != "missing"]
-    assert len(pictures) == 3 + 1 + 3
-    for img in pictures:
-        with Image.open(tmp_path / unquote(img["src"])) as png:
-            assert img["data-natural"] == f"{png.width}x{png.height}", img
-    (missing,) = [img for img in page.images if img.get("id") == "missing"]
-    assert missing["data-natural"] == "broken"
-
-
 def test_qc_command_on_a_photo(tmp_path):
-    import segtool.io
     from segtool.cli import cli
 
-    if not hasattr(segtool.io, "read_volume"):
-        pytest.skip("segtool.io.read_volume is not there yet")
     photo, labels = make_photo()
     Image.fromarray(np.moveaxis(photo.array, 0, -1)).save(tmp_path / "p.png")
     Image.fromarray(labels).save(tmp_path / "m.png")

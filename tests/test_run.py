@@ -239,7 +239,7 @@ def test_many_inputs_stdin_json_skip_existing_and_failures(tmp_path, tiny3d):
     assert second.exit_code == 0
     assert [json.loads(line)["status"] for line in second.stdout.splitlines()] == ["skipped"] * 3
     third = invoke(app, ["run", "tiny", str(good[0]), "-q"])
-    assert third.exit_code == 1
+    assert third.exit_code == 2  # an existing output refuses the run before any work
     assert "--overwrite" in third.stderr
 
 
@@ -358,7 +358,7 @@ def test_next_input_is_read_while_the_current_one_is_segmented(tmp_path, tiny3d,
     spec, _ = tiny3d
     paths = [str(save_nifti(tmp_path / f"r{i}.nii.gz", cube_image())) for i in range(3)]
     events, second_read_started = [], threading.Event()
-    real_read = runner._read
+    real_read = runner.read_case
 
     def recording_read(case, task_spec, *args, **kwargs):
         events.append(f"read {Path(case.name).name}")
@@ -366,7 +366,7 @@ def test_next_input_is_read_while_the_current_one_is_segmented(tmp_path, tiny3d,
             second_read_started.set()
         return real_read(case, task_spec, *args, **kwargs)
 
-    from segtool.pipeline import Segmenter
+    from segtool.segmenter import Segmenter
 
     real_predict = Segmenter.predict
 
@@ -377,7 +377,7 @@ def test_next_input_is_read_while_the_current_one_is_segmented(tmp_path, tiny3d,
         events.append(f"predict {name}")
         return real_predict(self, volume, **kwargs)
 
-    monkeypatch.setattr(runner, "_read", recording_read)
+    monkeypatch.setattr(runner, "read_case", recording_read)
     monkeypatch.setattr(Segmenter, "predict", recording_predict)
     result = invoke(app_with(spec), ["run", "tiny", *paths, "-q"])
     assert result.exit_code == 0, result.output
@@ -457,7 +457,7 @@ def test_threshold_decides_the_binary_mask(tmp_path, tiny3d):
 
 
 def test_an_unexpected_error_in_one_case_fails_only_that_case(tmp_path, tiny3d, monkeypatch):
-    from segtool.pipeline import Segmenter
+    from segtool.segmenter import Segmenter
 
     spec, _ = tiny3d
     paths = [str(save_nifti(tmp_path / f"u{i}.nii.gz", cube_image())) for i in range(2)]

@@ -15,10 +15,11 @@ import pytest
 import torch
 
 from segtool.errors import InvalidSpecError, WeightsUnavailableError
-from segtool.inference import _window_input, sliding_window_inference
 from segtool.model_config import ModelConfig
+from segtool.sliding_window import WindowSettings, sliding_window_inference, stream_probabilities
 from segtool.training.batches import slab_to_channels
 from segtool.training.sampling import PatchSampler, crop, crop_start_range
+from segtool.windows import window_input
 from test_model_folder_runs import invoke, slice_spec, train_folder, write_cases
 
 
@@ -34,13 +35,13 @@ def test_training_slabs_and_inference_windows_stack_neighbours_the_same_way():
         label = crop(labels, start, (5, 5, 4), 0)[None]
         x, y = slab_to_channels(torch.from_numpy(slab), torch.from_numpy(label), slice_axis=1, context=2)
         assert x.shape == (1, 10, 5, 4) and y.shape == (1, 5, 4)
-        assert torch.equal(x[0], _window_input(stack, centre, window, 2))
+        assert torch.equal(x[0], window_input(stack, centre, window, 2))
         assert torch.equal(y[0], torch.from_numpy(labels[1:6, centre, 0:4]))
         # channel c's slices come in order: c * 5 + 2 is the centre slice itself
         assert torch.equal(x[0, 2], torch.from_numpy(volume[0, 1:6, centre, 0:4]))
         assert torch.equal(x[0, 7], torch.from_numpy(volume[1, 1:6, centre, 0:4]))
-    assert torch.count_nonzero(_window_input(stack, 0, window, 2)[:2]) == 0  # slices -2 and -1: zeros
-    assert torch.equal(_window_input(stack, 4, window, 0), stack[4][:, 1:6, 0:4])
+    assert torch.count_nonzero(window_input(stack, 0, window, 2)[:2]) == 0  # slices -2 and -1: zeros
+    assert torch.equal(window_input(stack, 4, window, 0), stack[4][:, 1:6, 0:4])
 
 
 def test_the_sampler_reaches_the_context_beyond_the_first_and_last_slice():
@@ -75,7 +76,7 @@ def test_inference_gives_each_slice_its_neighbours(stream):
     image = torch.zeros((1, 10, 12, 5))
     image[0, 2:6, 3:9, 1] = 1.0  # bright in slice 1 only (slice axis 2)
     image[0, 0, 0, :] = -1.0  # no slice holds only the lowest value, so every window goes through the model
-    kwargs = dict(num_classes=2, overlap=0.5, batch_size=3, slice_axis=2, slice_context=2)
+    settings = WindowSettings((8, 8), 2, overlap=0.5, batch_size=3, slice_axis=2, slice_context=2)
     if stream:
         rows = {}
 
@@ -83,17 +84,17 @@ def test_inference_gives_each_slice_its_neighbours(stream):
             rows.clear()
             return lambda first, part: rows.update({first + i: p for i, p in enumerate(part)})
 
-        sliding_window_inference(FirstNeighbour(), image, (8, 8), make_sink=make_sink, **kwargs)
+        stream_probabilities(FirstNeighbour(), image, settings, make_sink)
         probs = torch.stack([rows[i] for i in range(5)], dim=-1)
     else:
-        probs = sliding_window_inference(FirstNeighbour(), image, (8, 8), **kwargs)
+        probs = sliding_window_inference(FirstNeighbour(), image, settings)
     labels = probs.argmax(0)
     # slice 3's first neighbour is slice 1: it sees the bright square; slice 1 itself sees slice -1 (zeros)
     assert torch.equal(labels[..., 3], (image[0, ..., 1] > 0).long())
     for other in (0, 1, 2, 4):
         assert int(labels[..., other].sum()) == 0
-    plain = sliding_window_inference(FirstNeighbour(), image, (8, 8), num_classes=2, overlap=0.5, batch_size=3,
-                                     slice_axis=2)
+    plain = sliding_window_inference(FirstNeighbour(), image, WindowSettings((8, 8), 2, overlap=0.5, batch_size=3,
+                                                                             slice_axis=2))
     assert torch.equal(plain.argmax(0)[..., 1], (image[0, ..., 1] > 0).long())  # without context: the slice itself
 
 

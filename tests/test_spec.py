@@ -1,3 +1,5 @@
+import dataclasses
+
 import pytest
 
 from segtool.errors import InvalidSpecError
@@ -13,7 +15,7 @@ def test_valid_spec_is_frozen_and_derives_counts():
     assert spec.num_classes == 3
     assert spec.in_channels == 2
     assert spec.files_per_case == 2
-    with pytest.raises(Exception):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'name'"):
         spec.name = "other"
     with pytest.raises(TypeError):
         spec.labels[3] = "c"
@@ -111,8 +113,8 @@ def test_brain_tissue_tta_flips_left_right_only_as_its_synthesis_does():
 
 
 def test_tta_flips_only_the_given_axes():
-    from segtool.inference import _flip_sets
+    from segtool.sliding_window import flip_sets
 
-    assert _flip_sets(2) == [(), (1,), (2,), (1, 2)]
-    assert _flip_sets(2, (0,)) == [(), (1,)]
-    assert _flip_sets(3, (1, 2)) == [(), (2,), (3,), (2, 3)]
+    assert flip_sets(2) == [(), (1,), (2,), (1, 2)]
+    assert flip_sets(2, (0,)) == [(), (1,)]
+    assert flip_sets(3, (1, 2)) == [(), (2,), (3,), (2, 3)]

@@ -48,27 +48,40 @@ def test_spinal_gm_localises_with_the_spinal_cord_task(app):
     assert spec.output_suffix == "_gmseg"
 
 
+CENTRE = (120, 70)  # the cord's centre (voxels) in the synthetic neck
+
+
+def _cord_and_butterfly(shape) -> tuple[np.ndarray, np.ndarray]:
+    """In-plane masks of the cord (an ellipse) and the grey-matter butterfly inside it, around CENTRE."""
+    x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
+    cx, cy = CENTRE
+    r = np.hypot((x - cx) / 1.3, y - cy)
+    butterfly = (np.abs(x - cx) < 6) & (np.abs(y - cy) < 2) | ((np.abs(np.abs(x - cx) - 4) < 2) & (np.abs(y - cy) < 5))
+    return r < 9, butterfly & (r < 9)
+
+
 def synthetic_neck(shape=(200, 180, 5)) -> np.ndarray:
     """Soft tissue, a bright CSF ring, a grey cord with a brighter butterfly inside, off centre."""
     rng = np.random.default_rng(0)
     x, y = np.meshgrid(np.arange(shape[0]), np.arange(shape[1]), indexing="ij")
     image = 300.0 + rng.normal(0, 15, shape[:2])
-    cx, cy = 120, 70
-    r = np.hypot((x - cx) / 1.3, y - cy)
-    image[r < 14] = 900.0  # CSF
-    image[r < 9] = 450.0  # cord
-    butterfly = (np.abs(x - cx) < 6) & (np.abs(y - cy) < 2) | ((np.abs(np.abs(x - cx) - 4) < 2) & (np.abs(y - cy) < 5))
-    image[butterfly & (r < 9)] = 620.0
+    image[np.hypot((x - CENTRE[0]) / 1.3, y - CENTRE[1]) < 14] = 900.0  # CSF
+    cord, butterfly = _cord_and_butterfly(shape)
+    image[cord] = 450.0
+    image[butterfly] = 620.0
     return np.repeat(image[..., None], shape[2], axis=2).astype(np.float32)
 
 
 @pytest.mark.parametrize("crop", [False, True])
 def test_run_writes_a_gm_mask_on_the_input_grid_offline(tmp_path, crop, monkeypatch):
+    """The bundled model finds the butterfly on every slice (Dice 0.96 measured on both; 0.85 asked) and nothing
+    outside the cord, whether it localises the cord in the whole neck first or is given a crop."""
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     image = synthetic_neck()
+    cord, butterfly = _cord_and_butterfly(image.shape)
     affine = LAS.copy()
     if crop:  # an image that is already a crop around the cord (25 x 25 mm): no localisation
-        image = image[95:145, 45:95]
+        image, cord, butterfly = image[95:145, 45:95], cord[95:145, 45:95], butterfly[95:145, 45:95]
         affine[:3, 3] = LAS[:3, :3] @ np.array([95, 45, 0]) + LAS[:3, 3]
     source = tmp_path / "t2s.nii.gz"
     nib.save(nib.Nifti1Image(image, affine), source)
@@ -78,6 +91,10 @@ def test_run_writes_a_gm_mask_on_the_input_grid_offline(tmp_path, crop, monkeypa
     assert result.stdout.strip() == str(out)
     mask = nib.load(str(out))
     assert mask.shape == image.shape and np.allclose(mask.affine, affine)
-    values = np.unique(np.asarray(mask.dataobj))
-    assert set(values.tolist()) <= {0, 1}
+    labels = np.asarray(mask.dataobj)
+    assert set(np.unique(labels).tolist()) == {0, 1}
+    for k in range(image.shape[2]):
+        found = labels[..., k] == 1
+        assert 2 * (found & butterfly).sum() / (found.sum() + butterfly.sum()) > 0.85, f"slice {k}"
+        assert not (found & ~cord).any(), f"slice {k}: grey matter outside the cord"
     assert source.exists() and np.array_equal(np.asarray(nib.load(str(source)).dataobj), image)

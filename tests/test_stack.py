@@ -221,7 +221,7 @@ def test_stack_skip_existing_and_overwrite(tmp_path, tri):
     first = invoke(tri, ["run", "tri", "--stack", str(tmp_path / "p"), "-q"])
     assert first.exit_code == 0, first.output
     again = invoke(tri, ["run", "tri", "--stack", str(tmp_path / "p"), "-q"])
-    assert again.exit_code == 1 and "output exists" in again.stderr
+    assert again.exit_code == 2 and "already exist" in again.stderr and "--overwrite" in again.stderr  # before work
     skipped = invoke(tri, ["run", "tri", "--stack", str(tmp_path / "p"), "--skip-existing", "--json", "-q"])
     assert skipped.exit_code == 0
     assert {json.loads(line)["status"] for line in skipped.stdout.splitlines()} == {"skipped"}

@@ -428,9 +428,6 @@ def test_the_mri_contrast_recipe_adds_the_remap_to_mri_strong():
 
 @pytest.mark.parametrize("stop_early", [False, True])
 def test_export_checkpoint_writes_the_final_step_and_says_which_weights_were_validated(tmp_path, stop_early):
-    import subprocess
-    import sys
-
     import torch
 
     data = write_2d_photos(tmp_path / "photos", n=6)
@@ -438,10 +435,8 @@ def test_export_checkpoint_writes_the_final_step_and_says_which_weights_were_val
     extra = ("--max-minutes", "0.00001") if stop_early else ()  # stopped by time after its first step
     train(tiny_2d(), data, out, "--seed", "3", "--val-fraction", "0.34", "--val-every", "1", *extra)
     final = tmp_path / "final"
-    root = Path(__file__).resolve().parents[1]
-    done = subprocess.run([sys.executable, str(root / "scripts" / "export_checkpoint.py"), str(out), str(final)],
-                          capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr
+    done = CliRunner().invoke(cli, ["models", "export-checkpoint", str(out), str(final)], obj=app_with(tiny_2d()))
+    assert done.exit_code == 0, done.output
     state = torch.load(out / ".train" / "last.pt", map_location="cpu", weights_only=False)
     assert same_weights(weights(final), {k.removeprefix("module."): v for k, v in state["model"].items()})
     training = json.loads((final / "config.json").read_text())["training"]

@@ -7,6 +7,7 @@ weights stay identical only if DistributedDataParallel averages the gradients.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import socket
@@ -35,13 +36,27 @@ def _worker(rank: int, port: int, data: str, out: str, results: str) -> None:
 
     from segtool.training.loop import TrainOptions, train
 
+    from segtool.training.batches import StepBatches
+
+    seen = {}  # optimiser step -> sha256 of the (augmented) image batch this rank trained on
+    real_batch = StepBatches.__getitem__
+
+    def recording(self, step):
+        images, labels = real_batch(self, step)
+        seen[int(step)] = hashlib.sha256(images.numpy().tobytes()).hexdigest()
+        return images, labels
+
+    StepBatches.__getitem__ = recording  # a spy: the real batch, recorded on its way to the network
     torch.set_num_threads(1)
     options = TrainOptions(epochs=2, steps_per_epoch=3, device="cpu", val_fraction=0.25, seed=0)
     result = train(tiny_3d(), data, out, options)
     assert result.rank == rank and result.global_step == 6
     save_file(result.state_dict, os.path.join(results, f"rank{rank}.safetensors"))
+    with open(os.path.join(results, f"rank{rank}_batches.json"), "w", encoding="utf-8") as f:
+        json.dump(seen, f)
 
 
+@pytest.mark.slow
 def test_two_gloo_processes_keep_identical_weights(tmp_path):
     import torch
     import torch.multiprocessing as mp
@@ -60,6 +75,10 @@ def test_two_gloo_processes_keep_identical_weights(tmp_path):
                 process.kill()
             pytest.fail("distributed training did not finish in 120 s")
 
+    # the two ranks trained on different batches at every step (else identical weights would prove nothing)
+    seen = [json.loads((results / f"rank{r}_batches.json").read_text(encoding="utf-8")) for r in range(WORLD)]
+    assert sorted(seen[0], key=int) == sorted(seen[1], key=int) == [str(s) for s in range(6)]
+    assert all(seen[0][s] != seen[1][s] for s in seen[0])
     ranks = [load_file(str(results / f"rank{r}.safetensors")) for r in range(WORLD)]
     assert ranks[0].keys() == ranks[1].keys()
     assert all(torch.equal(ranks[0][k], ranks[1][k]) for k in ranks[0])

@@ -20,7 +20,7 @@ core, four times what a training step consumes. A 2D step (16 slices) costs abou
 one, and after 1,000 steps the 2D model is already past the 3D model's plateau
 (mean Dice 0.42 on the vxm T1). Windows holding nothing but the image's lowest
 value (the empty slices and corners of a skull-stripped scan) are background
-without the network (`segtool.inference`).
+without the network (`segtool.sliding_window`).
 """
 
 from segtool.hookspecs import hookimpl

@@ -32,6 +32,23 @@ def complete_task(ctx: click.Context, param: click.Parameter, incomplete: str) -
     ]
 
 
+def complete_model(ctx: click.Context, param: click.Parameter, incomplete: str) -> list[CompletionItem]:
+    """Model variants for shell completion: those of the task already on the command line
+    (``run TASK``, ``models path NAME``, ``models pull NAMES...``), else every task's (never torch).
+
+    The task is read from ``ctx.params``; while completing ``--model``, click leaves the
+    positional words unparsed in ``ctx.args`` (the option's value is missing), so those count too."""
+    registry = get_app(ctx).registry
+    named = [ctx.params.get("task"), ctx.params.get("name"), *(ctx.params.get("names") or ()), *ctx.args]
+    tasks = [registry.get(n) for n in named if isinstance(n, str) and n in registry]
+    items: dict[str, str] = {}
+    for spec in tasks or list(registry):
+        for variant, ref in spec.models.items():
+            if variant.startswith(incomplete):
+                items.setdefault(variant, ref.description)
+    return [CompletionItem(variant, help=text) for variant, text in items.items()]
+
+
 def json_safe(obj: Any) -> Any:
     """``obj`` with every NaN or infinite float replaced by None (JSON has no such numbers)."""
     if isinstance(obj, float):

@@ -17,7 +17,8 @@ from segtool.errors import EXIT_CASE_FAILED, UsageError
 @click.option("--task", "task_name", metavar="NAME", shell_complete=complete_task,
               help="Take label names and regions from this task.")
 @click.option("--labels", "labels_text", metavar="LIST",
-              help="Labels to report: 1,2,3 or 1=csf,2=gm (default: all found).")
+              help="Labels to report: 1,2,3 or 1=csf,2=gm (default: all found); one label also names "
+                   "0/1 and 0/255 masks (1=tumour or 255=tumour).")
 @click.option("--tolerance", type=float, default=1.0, show_default=True, metavar="MM",
               help="Tolerance of the normalised surface Dice (pixels for photos).")
 @click.option("--empty-distance", type=float, default=None, metavar="MM",
@@ -52,9 +53,11 @@ def evaluate(
     """Compare a prediction with the ground truth: overlap, volume and surface distances.
 
     PRED and GT are label images (NIfTI, MHA, NRRD, PNG, ...) on the same grid, or two
-    folders whose files are paired by case name (nnU-Net and BIDS `_seg` naming both
-    work; unmatched files are listed). Distances are in mm (pixels for photos); see
-    docs/metrics.md for every definition.
+    folders whose files are paired by case name (nnU-Net names, and BIDS derivatives
+    such as `_seg`, `_gmseg-manual`, `desc-<x>_dseg` in `sub-*` folders; --task picks
+    the task's suffix; unmatched files are listed). Masks in 0/1, 0/255 or boolean
+    are one label (or the one label of --task / --labels 255=NAME). Distances are in
+    mm (pixels for photos); see docs/metrics.md for every definition.
 
     \b
     Examples:
@@ -62,9 +65,31 @@ def evaluate(
       segtool evaluate pred.nii.gz gt.nii.gz --task brain-tumour --json
       segtool evaluate preds/ labelsTs/ --csv metrics.csv --tolerance 2
     """
-    from segtool.console import library_output, make_console, stdout_console
+    from segtool.console import library_output, make_console
     from segtool import evaluation as ev
 
+    _check_arguments(pred, gt, tolerance, empty_distance, csv_path, qc_image)
+    options, role = _options(
+        ctx, task_name, labels_text, tolerance=tolerance, surface=surface, empty_distance=empty_distance,
+        resample_pred=resample_pred,
+    )
+    if qc_image is not None and (qc_dir is None or pred.is_dir()):
+        raise UsageError("--qc-image needs --qc and a single PRED/GT pair")
+    on_case = ev.qc_writer(qc_dir, options.labels, qc_image) if qc_dir is not None else None
+
+    err = make_console()
+    with library_output(err):
+        if not pred.is_dir():
+            _evaluate_pair(pred, gt, options, on_case, csv_path, as_json)
+            return
+        pairing = _pairing(pred, gt, role, err)
+        cases, failures = _evaluate_folders(pairing, pred, gt, options, on_case, qc_dir, csv_path, as_json)
+    _report_failures(ctx, cases, failures)
+
+
+def _check_arguments(pred: Path, gt: Path, tolerance: float, empty_distance: float | None,
+                     csv_path: Path | None, qc_image: Path | None) -> None:
+    """The numbers in range, PRED and GT both there and of one kind, --csv somewhere safe."""
     if not math.isfinite(tolerance) or tolerance < 0:
         raise UsageError(f"--tolerance must be a finite number >= 0, got {tolerance}")
     if empty_distance is not None and (not math.isfinite(empty_distance) or empty_distance < 0):
@@ -77,9 +102,63 @@ def evaluate(
     if csv_path is not None:
         _check_csv_path(csv_path, pred, gt, qc_image)
 
+
+def _evaluate_pair(pred: Path, gt: Path, options, on_case, csv_path: Path | None, as_json: bool) -> None:
+    """Score one PRED/GT pair; a table (or JSON) on stdout, a row in --csv."""
+    from segtool import evaluation as ev
+    from segtool.console import stdout_console
+
+    case = ev.evaluate_pair(pred, gt, options, on_case=on_case)
+    if csv_path is not None:
+        ev.write_csv(csv_path, [case], options=options)
+    if as_json:
+        echo_json(ev.pair_report(case, options))
+    else:
+        stdout_console().print(ev.pair_table(case, options))
+
+
+def _evaluate_folders(pairing, pred: Path, gt: Path, options, on_case, qc_dir: Path | None,
+                      csv_path: Path | None, as_json: bool):
+    """Score every pair of two folders and report them; returns (cases scored, cases that failed)."""
+    from segtool import evaluation as ev
+    from segtool.console import stdout_console
+
+    failures: list[ev.FailedCase] = []
+    cases = ev.evaluate_folders(pairing, options, on_case=on_case, failures=failures)
+    if qc_dir is not None:
+        _qc_failed_rows(qc_dir, failures)
+    summary = ev.aggregate(cases)
+    if csv_path is not None and cases:
+        ev.write_csv(csv_path, cases, summary, options)
+    if as_json:
+        echo_json(ev.folder_report(cases, summary, pairing, options, pred, gt, failures))
+    elif cases:
+        out = stdout_console()
+        out.print(ev.cases_table(cases, options))
+        out.print(ev.summary_table(summary, cases[0].unit, len(cases), len(failures)))
+    return cases, failures
+
+
+def _report_failures(ctx: click.Context, cases, failures) -> None:
+    """One error line per case that could not be scored, a closing line and the exit code."""
+    for failure in failures:
+        click.echo(f"segtool: error: {failure.error}", err=True)
+    if failures:
+        n_pairs = len(failures) + len(cases)
+        click.echo(
+            f"segtool: {len(failures)} of {n_pairs} cases could not be scored; "
+            f"the summary is over the other {len(cases)} only", err=True,
+        )
+        ctx.exit(EXIT_CASE_FAILED)
+
+
+def _options(ctx: click.Context, task_name: str | None, labels_text: str | None, **settings):
+    """(EvalOptions, the task's output suffix or None) from --task and --labels."""
+    from segtool.evaluation import EvalOptions
+
     labels = parse_labels_option(labels_text) if labels_text else None
     regions: dict[str, tuple[int, ...]] = {}
-    strict, source = False, "--labels"
+    strict, source, role = False, "--labels", None
     if task_name:
         spec = get_app(ctx).registry.get(task_name)
         if labels is None:
@@ -88,58 +167,32 @@ def evaluate(
         else:
             labels = {k: (spec.labels.get(k, v) if v == str(k) else v) for k, v in labels.items()}
         regions = {name: tuple(m) for name, m in spec.regions.items() if set(m) <= set(labels)}
-    options = ev.EvalOptions(
-        labels=labels, regions=regions, tolerance=tolerance, surface=surface,
-        empty_distance=empty_distance, resample_pred=resample_pred, strict_labels=strict, labels_source=source,
-    )
+        role = spec.output_suffix
+    options = EvalOptions(labels=labels, regions=regions, strict_labels=strict, labels_source=source, **settings)
+    return options, role
 
-    if qc_image is not None and (qc_dir is None or pred.is_dir()):
-        raise UsageError("--qc-image needs --qc and a single PRED/GT pair")
-    on_case = ev.qc_writer(qc_dir, labels, qc_image) if qc_dir is not None else None
 
-    err = make_console()
-    with library_output(err):
-        if not pred.is_dir():
-            case = ev.evaluate_pair(pred, gt, options, on_case=on_case)
-            if csv_path is not None:
-                ev.write_csv(csv_path, [case], options=options)
-            if as_json:
-                echo_json(ev.pair_report(case, options))
-            else:
-                stdout_console().print(ev.pair_table(case, options))
-            return
+def _pairing(pred: Path, gt: Path, role: str | None, err):
+    """The folders' pairs; unmatched files warned about, no pair at all an error."""
+    from segtool.evaluation import pair_folders
 
-        pairing = ev.pair_folders(pred, gt)
-        for side, paths in (("PRED", pairing.unmatched_pred), ("GT", pairing.unmatched_gt)):
-            if paths:
-                names = ", ".join(p.name for p in paths)
-                err.print(f"segtool: warning: {len(paths)} {side} file(s) without a partner: {names}", markup=False)
-        if not pairing.pairs:
-            raise UsageError(
-                f"no file in {pred} pairs with a file in {gt} (files pair by case name; see docs/metrics.md)"
-            )
-        failures: list[ev.FailedCase] = []
-        cases = ev.evaluate_folders(pairing, options, on_case=on_case, failures=failures)
-        if qc_dir is not None:
-            _qc_failed_rows(qc_dir, failures)
-        summary = ev.aggregate(cases)
-        if csv_path is not None and cases:
-            ev.write_csv(csv_path, cases, summary, options)
-        if as_json:
-            echo_json(ev.folder_report(cases, summary, pairing, options, pred, gt, failures))
-        elif cases:
-            out = stdout_console()
-            out.print(ev.cases_table(cases, options))
-            out.print(ev.summary_table(summary, cases[0].unit))
-    for failure in failures:
-        click.echo(f"segtool: error: {failure.error}", err=True)
-    if failures:
-        ctx.exit(EXIT_CASE_FAILED)
+    pairing = pair_folders(pred, gt, role=role)
+    for side, paths in (("PRED", pairing.unmatched_pred), ("GT", pairing.unmatched_gt)):
+        if paths:
+            names = ", ".join(p.name for p in paths)
+            err.print(f"segtool: warning: {len(paths)} {side} file(s) without a partner: {names}", markup=False)
+    if not pairing.pairs:
+        bids = [d / "derivatives" for d in (gt, pred) if (d / "derivatives").is_dir()]
+        hint = f"; the labels of a BIDS dataset are under {bids[0]}/<pipeline>" if bids else ""
+        raise UsageError(
+            f"no file in {pred} pairs with a file in {gt} (files pair by case name; see docs/metrics.md){hint}"
+        )
+    return pairing
 
 
 def _check_csv_path(csv_path: Path, pred: Path, gt: Path, qc_image: Path | None) -> None:
     """--csv must go into an existing folder and never onto an input (even through links)."""
-    from segtool.io.atomic import _is_same_file
+    from segtool.io.atomic import is_same_file
 
     parent = csv_path.parent if str(csv_path.parent) else Path(".")
     if not parent.is_dir():
@@ -151,7 +204,7 @@ def _check_csv_path(csv_path: Path, pred: Path, gt: Path, qc_image: Path | None)
         if path.is_dir():
             inputs.extend(q for q in path.iterdir() if q.is_file())
     for path in inputs:
-        if _is_same_file(csv_path, path):
+        if is_same_file(csv_path, path):
             raise UsageError(f"--csv {csv_path}: refusing to overwrite an input ({path})")
 
 

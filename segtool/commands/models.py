@@ -1,6 +1,9 @@
 """`segtool models`: list, fetch, verify, locate, carry and publish task weights.
 
-All commands take ``--cache-dir`` (default: ``SEGTOOL_CACHE``, ``HF_HUB_CACHE``,
+The model-folder commands (ensemble, logit-adjust, export-checkpoint, bundle) live in
+``segtool.commands.models_build`` and are added to this group at the end of the module.
+
+The weights commands take ``--cache-dir`` (default: ``SEGTOOL_CACHE``, ``HF_HUB_CACHE``,
 ``$HF_HOME/hub``, ``~/.cache/huggingface/hub``); the Hub endpoint is ``HF_ENDPOINT``.
 Only ``pull`` and ``push`` use the network, and ``pull --offline`` (or
 ``HF_HUB_OFFLINE=1``) does not. This module parses options, calls the core
@@ -15,7 +18,8 @@ from typing import Any, Callable
 
 import click
 
-from segtool.commands.common import complete_task, echo_json, get_app
+from segtool.commands.common import complete_model, complete_task, echo_json, get_app
+from segtool.commands.models_build import COMMANDS as BUILD_COMMANDS
 from segtool.console import make_console, stdout_console
 from segtool.errors import UsageError, WeightsIntegrityError, WeightsUnavailableError
 from segtool.weights.archive import export_weights, import_weights
@@ -65,7 +69,8 @@ def _import_line(r: ImportResult) -> str:
 
 @click.group()
 def models() -> None:
-    """Task weights: list, pull, verify, path, export/import (air-gapped sites), push.
+    """Task weights: list, pull, verify, path, export/import (air-gapped sites), push;
+    and model folders: ensemble, logit-adjust, export-checkpoint, bundle.
 
     \b
     Examples:
@@ -73,6 +78,8 @@ def models() -> None:
       segtool models pull spinal-gm           download (pinned revision, sha256 checked)
       segtool models export weights.tar       carry the cache to an offline machine ...
       segtool models import weights.tar       ... and load it there
+      segtool models ensemble ens/ a/ b/      one model folder averaging trained ones
+      segtool models bundle ens/ plugins/segtool_x   ship a model folder inside its plugin
     """
 
 
@@ -120,7 +127,8 @@ def list_models(ctx: click.Context, names: tuple[str, ...], as_json: bool, cache
 @models.command()
 @click.argument("names", nargs=-1, shell_complete=complete_task)
 @click.option("--all", "all_tasks", is_flag=True, help="Every task that has weights.")
-@click.option("--model", "model_names", multiple=True, help="Only this model variant (repeatable). Default: all.")
+@click.option("--model", "model_names", multiple=True, shell_complete=complete_model,
+              help="Only this model variant (repeatable). Default: all.")
 @_json_option
 @_cache_option
 @_offline_option
@@ -172,7 +180,8 @@ def verify(ctx: click.Context, names: tuple[str, ...], as_json: bool, cache_dir:
 
 @models.command()
 @click.argument("name", shell_complete=complete_task)
-@click.option("--model", "variant", default=None, help="Model variant (default: the task's default).")
+@click.option("--model", "variant", default=None, shell_complete=complete_model,
+              help="Model variant (default: the task's default).")
 @click.option("--config", "want_config", is_flag=True, help="Print the config.json path instead.")
 @_json_option
 @_cache_option
@@ -205,16 +214,23 @@ def export(
     """Write the cached Hub weights of TASK... (default: all cached) to ARCHIVE (.tar).
 
     Carry the archive to an offline machine and run `segtool models import ARCHIVE` there.
-    Every file is re-hashed on the way in; bundled weights ship with their plugin and are skipped.
+    Every file is re-hashed on the way in; bundled weights ship with their plugin and are skipped
+    (when every model is bundled there is nothing to carry, and no archive is written).
     """
     app = get_app(ctx)
     hub = HubSettings.from_env(offline_flag=True, cache_dir=cache_dir)
     console = make_console()
-
-    def skip(spec, variant: str, why: str) -> None:
-        console.print(f"[dim]skip {spec.name}/{variant}: {why}[/dim]")
-
-    written = export_weights(Path(archive), app.registry, names, model_names, app.plugin_manager, hub, skip)
+    skipped: list[str] = []
+    written = export_weights(Path(archive), app.registry, names, model_names, app.plugin_manager, hub,
+                             lambda spec, variant, why: skipped.append(f"{spec.name}/{variant}: {why}"))
+    if not written.files:
+        if as_json:
+            echo_json({"archive": None, "files": [], "bytes": 0, "bundled": [s.split(":")[0] for s in skipped]})
+        console.print(f"nothing to export: the {len(skipped)} model(s) are bundled with their plugins, so an "
+                      f"offline machine has them once segtool is installed; {archive} not written")
+        return
+    for line in skipped:
+        console.print(f"[dim]skip {line}[/dim]")
     if as_json:
         echo_json({"archive": str(archive), "files": [e.to_json() for e in written.files], "bytes": written.bytes})
     else:
@@ -272,3 +288,7 @@ def push(
         return
     console.print(f"[green]pushed[/green] {src} to {repo_id} at revision {pushed.revision}")
     click.echo(weights_ref_text(pushed))
+
+
+for _command in BUILD_COMMANDS:
+    models.add_command(_command)

@@ -172,7 +172,7 @@ def _split(text: str, what: str) -> list[str]:
 def render(name: str, ndim: int, channels: list[str], labels: list[str], description: str,
            regions: dict[str, list[int]] | None = None) -> dict[str, str]:
     """The plugin package's files: relative path -> text."""
-    from segtool import __version__
+    from segtool.version import __version__
 
     module = "segtool_" + name.replace("-", "_")
     dist = f"segtool-{name}"

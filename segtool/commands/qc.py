@@ -17,6 +17,7 @@ from segtool.commands.common import complete_task, get_app, parse_labels_option
 @click.option("--labels", "labels_text", default=None, metavar="NAMES", help="Label names: 'gm,wm' or '1=gm,2=wm'.")
 @click.option("--model", default="external", show_default=True, help="What made SEG (shown in the report).")
 @click.option("--slices", default=5, show_default=True, type=click.IntRange(1, 20), help="Slices per 3D view.")
+@click.option("--full-fov", is_flag=True, help="Show the whole field of view, not a crop around the segmentation.")
 @click.pass_context
 def qc(
     ctx: click.Context,
@@ -27,6 +28,7 @@ def qc(
     labels_text: str | None,
     model: str,
     slices: int,
+    full_fov: bool,
 ) -> None:
     """Draw segmentation SEG over image INPUT and add them to the QC report in DIR.
 
@@ -59,5 +61,5 @@ def qc(
         "model": model,
         "status": "ok",
     }
-    qc_case(qc_dir, image, seg, label_names, row, n_slices=slices)
+    qc_case(qc_dir, image, seg, label_names, row, n_slices=slices, full_fov=full_fov)
     click.echo(f"QC report: {Path(qc_dir) / 'index.html'}")

@@ -8,13 +8,18 @@ from pathlib import Path
 
 import click
 
-from segtool.commands.common import complete_task, echo_json, get_app
+from segtool.commands import run_extras
+from segtool.commands.common import complete_model, complete_task, echo_json, get_app
 from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavailableError
+from segtool.run_checks import EXIT_STATUS
 
 
-@click.command(context_settings={"show_default": True})
+@click.command(context_settings={"show_default": True}, epilog=EXIT_STATUS)
 @click.argument("task", shell_complete=complete_task)
-@click.argument("inputs", nargs=-1, required=True, type=click.Path())
+@click.argument("inputs", nargs=-1, type=click.Path(), metavar="INPUTS...")
+@click.option("-i", "--input", "input_options", multiple=True, type=click.Path(),
+              help="An INPUT given as an option (SCT's habit); repeat it for several. Taken before the positional "
+                   "INPUTS, in order.")
 @click.option("-o", "--output", type=click.Path(path_type=str),
               help="Output file (one case only); its suffix picks the format (.nii.gz, .mha, .nrrd, .png, ...). "
                    "A folder (an existing one, or a name ending in '/') means --output-dir.")
@@ -24,8 +29,11 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
               help="Output format of default names: dicom-seg writes <series>_seg.dcm, a DICOM SEG referencing "
                    "the input series (DICOM series inputs only; also chosen by -o NAME.dcm). [default: NIfTI]")
 @click.option("--overwrite", is_flag=True, help="Replace existing outputs (inputs are never overwritten).")
-@click.option("--skip-existing", is_flag=True, help="Skip cases whose output already exists.")
-@click.option("--model", "variant", help="Model variant of the task (see `segtool models list`).")
+@click.option("--skip-existing", is_flag=True,
+              help="Skip cases whose output already exists (with --stack: patients whose masks all exist; "
+                   "a patient with only some is refused).")
+@click.option("--model", "variant", shell_complete=complete_model,
+              help="Model variant of the task (see `segtool models list`).")
 @click.option("--weights", "weights_path", type=click.Path(dir_okay=False, path_type=Path),
               help="Use this .safetensors file (config.json beside it).")
 @click.option("--model-dir", type=click.Path(file_okay=False, path_type=Path),
@@ -68,6 +76,17 @@ from segtool.errors import EXIT_CASE_FAILED, EXIT_OK, UsageError, WeightsUnavail
               help="Tasks with nested regions (brain-tumour: whole tumour, core, enhancing): write them as one "
                    "map instead of the labels, 1 = outermost region only ... N = innermost.")
 @click.option("--qc", "qc_dir", type=click.Path(file_okay=False, path_type=Path), help="Write QC pictures and an HTML report here.")
+@click.option("--qc-full-fov", is_flag=True,
+              help="With --qc: show the whole field of view, not a crop around the segmented structure.")
+@click.option("--statistics", is_flag=True,
+              help="Also write <stem>_statistics.json and .csv beside each mask: per label, voxel count, volume "
+                   "(mm³; px for photos) and mean input intensity (per channel), as TotalSegmentator's statistics.json.")
+@click.option("--stats", "stats_file", type=click.Path(dir_okay=False, path_type=Path),
+              help="Write every case's label statistics (see --statistics) to this one .json or .csv file.")
+@click.option("--bids", "bids_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Inputs named in BIDS: write a BIDS derivatives dataset, BIDS_DIR/segtool/sub-*/[ses-*/]anat/"
+                   "<entities>_desc-<task>_dseg.nii.gz with JSON sidecars (sources, model sha256, command), "
+                   "the label table and dataset_description.json.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per case instead of output paths.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress or logs on stderr.")
 @click.pass_context
@@ -81,9 +100,11 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
     task takes one file holding all channels or one file per channel. With
     --stack, 2D slices are segmented patient by patient as volumes.
 
-    Exit status: 0 all cases done, 1 some case failed, 2 usage error,
-    3 weights unavailable.
+    Inputs, existing outputs and output folders are checked before the model
+    loads. A patient some of whose slices have masks (from a run of a slice
+    alone: same names) is refused by --stack unless --overwrite.
     """
+    inputs = _all_inputs(ctx, inputs, opts)
     _output_folder_as_output_dir(opts)
     app = get_app(ctx)
     spec = app.registry.get(task)
@@ -92,9 +113,43 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
     if opts["combine"]:
         cases = _combined_case(spec, cases, opts)
     if opts["output"] is not None and len(cases) != 1:
-        raise UsageError(f"-o/--output takes one case, got {len(cases)}; use --output-dir")
+        raise UsageError(f"-o/--output takes one case, got {len(cases)}; write each case's mask into one folder "
+                         "with --output-dir DIR instead of -o")
+    _check_options(spec, opts)
+    from segtool.run_checks import check_inputs, check_outputs
+    from segtool.output_checks import check_plan
+
+    plan = _output_plan(spec, opts)
+    check_inputs(cases, spec)  # missing, not a file, a photo for a 3D task: before any work
+    check_plan(cases, plan, spec)  # output names, collisions, inputs: before any work
+    check_outputs(cases, plan, stacks, opts["qc_dir"])  # outputs that exist, folders that take no file: same
+    if not spec.models and opts["weights_path"] is None and opts["model_dir"] is None:
+        raise WeightsUnavailableError(
+            f"task {spec.name!r} has no trained weights yet; train a model with "
+            f"`segtool train {spec.name} DATA_DIR -o MODEL_DIR`, then run it with --model-dir MODEL_DIR, "
+            "or install a plugin version that ships weights"
+        )
+
+    from segtool.console import library_output, make_console
+
+    console = make_console(quiet=opts["quiet"])
+    with library_output(console, quiet=opts["quiet"]):
+        links = run_extras.prepare_bids(spec, cases, plan, opts)  # dataset_description.json: before the model loads
+        segmenter, model_name = _load_segmenter(spec, app, opts, console)
+        results = _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console, stacks, links)
+    failed = [r for r in results if r.status == "failed"]
+    if failed and not opts["as_json"]:
+        for r in failed:
+            click.echo(f"segtool: error: {r.error}", err=True)
+    ctx.exit(EXIT_CASE_FAILED if failed else EXIT_OK)
+
+
+def _check_options(spec, opts) -> None:
+    """Usage errors in the options alone (exit 2)."""
     if opts["weights_path"] is not None and opts["model_dir"] is not None:
         raise UsageError("give --weights or --model-dir, not both")
+    if opts["qc_full_fov"] and not opts["qc_dir"]:
+        raise UsageError("--qc-full-fov needs --qc DIR")
     if opts["overlay"] and spec.ndim != 2:
         raise UsageError(f"--overlay: task {spec.name!r} is {spec.ndim}D; overlays are for 2D tasks (use --qc)")
     if opts["regions"]:
@@ -111,28 +166,15 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
         if value is not None and not math.isfinite(value):
             flag = {"min_size_mm3": "min-size"}.get(name, name)
             raise UsageError(f"--{flag} must be a finite number, got {value}")
-    from segtool.runner import check_plan
 
-    plan = _output_plan(spec, opts)
-    check_plan(cases, plan, spec)  # output names, collisions, inputs: before any work
-    if not spec.models and opts["weights_path"] is None and opts["model_dir"] is None:
-        raise WeightsUnavailableError(
-            f"task {spec.name!r} has no trained weights yet; train a model with "
-            f"`segtool train {spec.name} DATA_DIR -o MODEL_DIR`, then run it with --model-dir MODEL_DIR, "
-            "or install a plugin version that ships weights"
-        )
 
-    from segtool.console import library_output, make_console
-
-    console = make_console(quiet=opts["quiet"])
-    with library_output(console, quiet=opts["quiet"]):
-        segmenter, model_name = _load_segmenter(spec, app, opts, console)
-        results = _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console, stacks)
-    failed = [r for r in results if r.status == "failed"]
-    if failed and not opts["as_json"]:
-        for r in failed:
-            click.echo(f"segtool: error: {r.error}", err=True)
-    ctx.exit(EXIT_CASE_FAILED if failed else EXIT_OK)
+def _all_inputs(ctx: click.Context, inputs: tuple[str, ...], opts) -> tuple[str, ...]:
+    """-i/--input values (in order), then the positional INPUTS; at least one."""
+    given = tuple(opts.pop("input_options")) + tuple(inputs)
+    if not given:
+        param = next(p for p in ctx.command.params if p.name == "inputs")
+        raise click.MissingParameter(ctx=ctx, param=param)
+    return given
 
 
 def _plan_cases(spec, inputs, opts):
@@ -144,7 +186,7 @@ def _plan_cases(spec, inputs, opts):
 
 def _combined_case(spec, cases, opts):
     """--combine: the inputs (one file each) as the contrasts of one case."""
-    from segtool.runner import Case
+    from segtool.cases import Case
 
     if opts["stack"] or opts["shard"]:
         raise UsageError("--combine makes one case of all INPUTS; it cannot be used with --stack or --shard")
@@ -159,7 +201,8 @@ def _combined_case(spec, cases, opts):
 
 
 def _plan_stacks(spec, inputs, opts):
-    from segtool.runner import expand_inputs, output_suffix, parse_shard, shard_cases
+    from segtool.cases import output_suffix
+    from segtool.runner import expand_inputs, parse_shard, shard_cases
     from segtool.stacking import plan_stacks
 
     paths = expand_inputs(inputs, lambda: sys.stdin)
@@ -167,7 +210,7 @@ def _plan_stacks(spec, inputs, opts):
 
 
 def _load_segmenter(spec, app, opts, console):
-    from segtool.pipeline import Segmenter
+    from segtool.segmenter import Segmenter
 
     segmenter = Segmenter.from_task(
         spec.name,
@@ -214,8 +257,9 @@ def _output_folder_as_output_dir(opts) -> None:
 
 
 def _output_plan(spec, opts):
-    from segtool.runner import OutputPlan, output_suffix
+    from segtool.cases import OutputPlan, output_suffix
 
+    run_extras.check_extra_outputs(spec, opts)
     return OutputPlan(
         output=opts["output"],
         output_dir=opts["output_dir"],
@@ -226,20 +270,26 @@ def _output_plan(spec, opts):
         format=opts["output_format"],
         overlay=opts["overlay"],
         regions=opts["regions"],
+        bids=run_extras.bids_layout(spec, opts),
     )
 
 
-def _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console, stacks=None):
+def _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console, stacks=None, links=None):
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from segtool.cases import RunRequest
     from segtool.runner import run_cases
 
-    qc = _qc_writer(opts["qc_dir"], spec) if opts["qc_dir"] else None
+    qc = _qc_writer(opts["qc_dir"], spec, opts["qc_full_fov"]) if opts["qc_dir"] else None
 
     def warn(message):
         console.print(f"[yellow]warning:[/yellow] {message}", markup=True, highlight=False)
 
+    extras = run_extras.extra_writers(spec, cases, opts, segmenter, links)
+    by_name = {case.name: case for case in cases}
+
     def on_result(result):
+        run_extras.after_result(extras, by_name.get(result.input), result)
         if opts["as_json"]:
             echo_json(result.to_json())
         elif result.status == "done":
@@ -263,18 +313,16 @@ def _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console, 
         def on_batch(done, total):
             progress.update(windows_task, completed=done, total=total)
 
+        request = RunRequest(spec, segmenter, model_name, plan, on_result, on_batch, on_case_start, qc,
+                             allow_uneven=opts["allow_uneven"], warn=warn, combine=opts["combine"])
         if stacks is not None:
             from segtool.stacking import run_stacks
 
-            return run_stacks(spec, segmenter, model_name, stacks, plan, on_result, on_batch, on_case_start, qc,
-                              allow_uneven=opts["allow_uneven"], warn=warn)
-        return run_cases(
-            spec, segmenter, model_name, cases, plan, on_result, on_batch, on_case_start, qc,
-            allow_uneven=opts["allow_uneven"], warn=warn, combine=opts["combine"],
-        )
+            return run_stacks(request, stacks)
+        return run_cases(request, cases)
 
 
-def _qc_writer(qc_dir: Path, spec):
+def _qc_writer(qc_dir: Path, spec, full_fov: bool = False):
     from segtool.qc import qc_case
 
     def write(volume, labels, result):
@@ -286,6 +334,6 @@ def _qc_writer(qc_dir: Path, spec):
             row.pop("volumes")
             QcReport(qc_dir).add_case(row)
             return
-        qc_case(qc_dir, volume, labels, dict(spec.labels), row, colours=spec.label_colours())
+        qc_case(qc_dir, volume, labels, dict(spec.labels), row, colours=spec.label_colours(), full_fov=full_fov)
 
     return write

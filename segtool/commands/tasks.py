@@ -18,11 +18,13 @@ def tasks(ctx: click.Context, name: str | None, as_json: bool) -> None:
     registry = app.registry
     if name is not None:
         spec = registry.get(name)
-        info = spec.to_dict() | {"plugin": registry.owners[name]} | _model_info(spec, app)
         if as_json:
+            info = spec.to_dict() | {"plugin": registry.owners[name]} | _model_info(spec, app)
             echo_json(info)
         else:
-            _show_one(info)
+            from segtool.commands.task_card import print_card
+
+            print_card(spec, registry.owners[name], _model_info(spec, app))
         return
     if as_json:
         echo_json([spec.to_dict() | {"plugin": registry.owners[spec.name]} for spec in registry])
@@ -49,30 +51,6 @@ def tasks(ctx: click.Context, name: str | None, as_json: bool) -> None:
             registry.owners[spec.name],
         )
     stdout_console().print(table)
-
-
-def _show_one(info: dict) -> None:
-    from rich.table import Table
-
-    table = Table(title=f"task {info['name']}", show_header=False)
-    table.add_column("field", style="bold")
-    table.add_column("value")
-    for key, value in info.items():
-        table.add_row(key, str(_brief(value)))
-    stdout_console().print(table)
-
-
-#: Lists longer than this (a 2D task's training slices) show their length and first names; --json has them all.
-BRIEF_LIST = 12
-
-
-def _brief(value):
-    """``value`` with long lists cut to their first names and a count, at any depth."""
-    if isinstance(value, dict):
-        return {k: _brief(v) for k, v in value.items()}
-    if isinstance(value, list) and len(value) > BRIEF_LIST:
-        return value[:3] + [f"... {len(value)} in all"]
-    return value
 
 
 def _model_info(spec, app) -> dict:

@@ -135,7 +135,7 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
 
     from segtool.commands.train_plan import plan_if_asked
     from segtool.console import make_console
-    from segtool.training.loop import TrainOptions, train as run_training
+    from segtool.training.loop import train as run_training
 
     console = make_console(quiet=opts["quiet"])
     planned = plan_if_asked(ctx, spec, data_dir, model_dir, opts, console)
@@ -145,6 +145,31 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
         spec = planned.plan.apply_to_spec(spec)
     spec = _with_network(spec, opts.pop("network_family"), opts.pop("network_args"))
     spec = _with_slice_context(spec, opts.pop("slice_context"))
+    options = _train_options(ctx, opts, planned)
+    if opts["folds"]:
+        from segtool.training.cross_validation import run_folds
+
+        summary = run_folds(spec, data_dir, model_dir, options, opts["folds"], opts["final_model"], console,
+                            app.plugin_manager, run_training)
+        _report(summary, model_dir, opts["as_json"])
+        return
+    result = run_training(spec, data_dir, model_dir, options, console, app.plugin_manager)
+    if result.rank != 0:
+        return
+    _report(result.to_json(), model_dir, opts["as_json"])
+
+
+def _report(summary: dict, model_dir: Path, as_json: bool) -> None:
+    """The run's JSON summary on stdout with --json, else the model folder's path."""
+    if as_json:
+        echo_json(summary)
+    else:
+        click.echo(str(model_dir))
+
+
+def _train_options(ctx: click.Context, opts: dict, planned):
+    """The TrainOptions of the command line, with the plan's recipe when training was planned."""
+    from segtool.training.loop import TrainOptions
 
     options = TrainOptions(
         epochs=opts["epochs"],
@@ -179,23 +204,7 @@ def train(ctx: click.Context, task: str, data_dir: Path, model_dir: Path, **opts
         from dataclasses import replace
 
         options = replace(planned.plan.apply_to_options(options), plan=planned.plan.to_json(), schedule_by_time=True)
-    if opts["folds"]:
-        from segtool.training.cross_validation import run_folds
-
-        summary = run_folds(spec, data_dir, model_dir, options, opts["folds"], opts["final_model"], console,
-                            app.plugin_manager, run_training)
-        if opts["as_json"]:
-            echo_json(summary)
-        else:
-            click.echo(str(model_dir))
-        return
-    result = run_training(spec, data_dir, model_dir, options, console, app.plugin_manager)
-    if result.rank != 0:
-        return
-    if opts["as_json"]:
-        echo_json(result.to_json())
-    else:
-        click.echo(str(model_dir))
+    return options
 
 
 _NOT_RECORDED = {"as_json", "quiet", "resume", "overwrite", "plan_only"}
@@ -261,7 +270,7 @@ def _with_network(spec, family: str | None, arguments: str | None):
         return spec
     if family == "ensemble":
         raise UsageError("--network ensemble: an ensemble is made from trained model folders "
-                         "(scripts/ensemble_models.py), not trained")
+                         "(segtool models ensemble OUT_DIR MODEL_DIR MODEL_DIR ...), not trained")
     kwargs = dict(spec.model_kwargs) if family in (None, spec.network) else {}
     if arguments is not None:
         try:

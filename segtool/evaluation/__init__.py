@@ -6,6 +6,7 @@ The metric definitions live in :mod:`segtool.metrics` (numpy only). One module p
   (the rule is in that module and in docs/metrics.md).
 * :mod:`~segtool.evaluation.loading`: both files read concurrently, grids checked, or
   the prediction resampled onto the ground-truth grid.
+* :mod:`~segtool.evaluation.masks`: binary masks in 0/1, 0/255 or bool scored as one label.
 * :mod:`~segtool.evaluation.cases`: options, one pair, every pair of two folders.
 * :mod:`~segtool.evaluation.summary`: mean / std / median per label over the cases.
 * :mod:`~segtool.evaluation.report`: JSON documents, the CSV file, number format.
@@ -27,7 +28,8 @@ from segtool.evaluation.cases import (
     qc_writer,
 )
 from segtool.evaluation.loading import AFFINE_ATOL, load_pair, read_both, resample_nearest
-from segtool.evaluation.pairing import IMAGE_SUFFIXES, ROLE_SUFFIXES, Pairing, case_key, pair_folders
+from segtool.evaluation.masks import MASK_VALUES, read_masks_as_one_label
+from segtool.evaluation.pairing import IMAGE_SUFFIXES, ROLE_SUFFIXES, Pairing, case_key, pair_folders, split_role
 from segtool.evaluation.report import CSV_COLUMNS, fmt, folder_report, pair_report, write_csv
 from segtool.evaluation.summary import STATISTICS, Summary, aggregate
 from segtool.evaluation.tables import (
@@ -45,6 +47,7 @@ __all__ = [
     "CSV_COLUMNS",
     "HEADERS",
     "IMAGE_SUFFIXES",
+    "MASK_VALUES",
     "ROLE_SUFFIXES",
     "STATISTICS",
     "SUMMARY_TABLE_KEYS",
@@ -68,7 +71,9 @@ __all__ = [
     "pair_table",
     "qc_writer",
     "read_both",
+    "read_masks_as_one_label",
     "resample_nearest",
+    "split_role",
     "summary_table",
     "write_csv",
 ]

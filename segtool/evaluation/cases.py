@@ -16,6 +16,7 @@ import numpy as np
 
 from segtool.errors import LabelError, SegtoolError, UsageError, describe_unexpected
 from segtool.evaluation.loading import load_pair
+from segtool.evaluation.masks import read_masks_as_one_label
 from segtool.evaluation.pairing import Pairing, case_key
 from segtool.metrics import LabelMetrics, empty_surface_distances, evaluate, overlap_from_counts, summarise_distances
 
@@ -67,6 +68,13 @@ class CaseResult:
     unit: str  # "mm" or "px"
     resampled: bool
     metrics: list[LabelMetrics]
+    #: mask values scored as a label (see segtool.evaluation.masks), e.g. {"gt": {"255": 1}}
+    read_as: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @property
+    def volume_unit(self) -> str:
+        """The unit of the volumes: mm³ (mm² for a 2D grid), px² for photos."""
+        return f"{self.unit}{'²' if len(self.shape) == 2 else '³'}"
 
     def as_dict(self) -> dict:
         return {
@@ -76,7 +84,9 @@ class CaseResult:
             "shape": list(self.shape),
             "spacing": list(self.spacing),
             "unit": self.unit,
+            "volume_unit": self.volume_unit,
             "resampled": self.resampled,
+            "read_as": self.read_as,
             "metrics": [m.as_dict(json_safe=True) for m in self.metrics],
         }
 
@@ -95,6 +105,9 @@ def evaluate_pair(
     """Every metric of one prediction file against one ground-truth file."""
     pred_path, gt_path = Path(pred_path), Path(gt_path)
     pred, gt, spacing, unit, resampled, gt_volume = load_pair(pred_path, gt_path, options.resample_pred)
+    pred, gt, read_as = read_masks_as_one_label(pred, gt, options.labels)
+    if "gt" in read_as:
+        gt_volume.array = gt[np.newaxis]  # what on_case draws
     if options.strict_labels and options.labels is not None:
         _check_known_labels(pred_path, pred, gt_path, gt, options)
     metrics = evaluate(
@@ -103,7 +116,7 @@ def evaluate_pair(
         percentile=options.percentile, surface=options.surface, empty_distance=options.empty_distance,
     )
     result = CaseResult(
-        case or case_key(gt_path), pred_path, gt_path, tuple(gt.shape), spacing, unit, resampled, metrics
+        case or case_key(gt_path), pred_path, gt_path, tuple(gt.shape), spacing, unit, resampled, metrics, read_as
     )
     if on_case is not None:
         on_case(result, pred, gt_volume)

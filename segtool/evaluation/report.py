@@ -45,12 +45,19 @@ def folder_report(
     gt_dir,
     failures: Sequence[FailedCase] = (),
 ) -> dict:
-    """The JSON document of `segtool evaluate PRED_DIR GT_DIR` (pairs that failed under ``failed``)."""
+    """The JSON document of `segtool evaluate PRED_DIR GT_DIR`.
+
+    Pairs that could not be scored are under ``failed`` and counted in ``n_failed``;
+    the summary is over the ``n_scored`` others only.
+    """
     return {
         "mode": "folder",
         "pred_dir": str(pred_dir),
         "gt_dir": str(gt_dir),
         **options.as_dict(),
+        "n_pairs": len(pairing.pairs),
+        "n_scored": len(cases),
+        "n_failed": len(failures),
         "cases": [c.as_dict() for c in cases],
         "summary": [s.as_dict() for s in summary],
         "unmatched": {"pred": [str(p) for p in pairing.unmatched_pred], "gt": [str(p) for p in pairing.unmatched_gt]},

@@ -42,6 +42,11 @@ def _empty_note(m: LabelMetrics) -> str:
     return note
 
 
+def _read_as_note(side: str, mapping: dict[str, int]) -> str:
+    whose = {"pred": "prediction's", "gt": "ground truth's"}[side]
+    return ", ".join(f"{whose} {value} scored as label {label}" for value, label in mapping.items())
+
+
 def pair_table(case: CaseResult, options: EvalOptions):
     """A rich table of one case: a row per metric, a column per label/region."""
     from rich.table import Table
@@ -49,14 +54,16 @@ def pair_table(case: CaseResult, options: EvalOptions):
     unit = case.unit
     title = f"segtool evaluate: {case.pred.name} vs {case.gt.name}"
     caption = (
-        f"distances in {unit}; surface={options.surface}; NSD tolerance {options.tolerance:g} {unit}"
+        f"distances in {unit}, volumes in {case.volume_unit}; surface={options.surface}; "
+        f"NSD tolerance {options.tolerance:g} {unit}"
         + ("; prediction resampled onto the GT grid" if case.resampled else "")
+        + "".join(f"; {_read_as_note(side, mapping)}" for side, mapping in case.read_as.items())
     )
     table = Table(title=title, caption=caption)
     table.add_column("metric", style="bold", no_wrap=True)
     for m in case.metrics:
         table.add_column(m.name, justify="right", overflow="fold")
-    unit_of = {"volume_pred": f" {unit}³", "volume_gt": f" {unit}³", "volume_difference": f" {unit}³"}
+    unit_of = {key: f" {case.volume_unit}" for key in ("volume_pred", "volume_gt", "volume_difference")}
     for key in METRIC_KEYS:
         if key in DISTANCE_KEYS + ("nsd",) and case.metrics and case.metrics[0].distance is None:
             continue
@@ -87,12 +94,19 @@ def cases_table(cases: Sequence[CaseResult], options: EvalOptions):
     return table
 
 
-def summary_table(summary: Sequence[Summary], unit: str = "mm"):
-    """A rich table of mean / std / median per label/region and key metric."""
+def summary_table(summary: Sequence[Summary], unit: str = "mm", n_scored: int | None = None, n_failed: int = 0):
+    """A rich table of mean / std / median per label/region and key metric.
+
+    With ``n_failed`` cases that could not be scored, the title says the statistics
+    are over ``n_scored`` of the ``n_scored + n_failed`` cases.
+    """
     from rich.table import Table
 
+    over = "cases" if n_scored is None else f"{n_scored} case{'s' if n_scored != 1 else ''}"
+    if n_failed:
+        over = f"{n_scored} of {n_scored + n_failed} cases ({n_failed} failed, not in the statistics)"
     table = Table(
-        title="segtool evaluate: summary over cases",
+        title=f"segtool evaluate: summary over {over}",
         caption=(
             f"distances in {unit}; statistics over the n finite values, n_inf cases with an empty mask "
             "left out; population std; all metrics in --json / --csv"

@@ -10,7 +10,7 @@ from typing import Sequence
 import numpy as np
 
 from segtool.errors import GeometryError
-from segtool.io.messages import _shape_str
+from segtool.io.messages import shape_text
 from segtool.io.readers import read_volume
 from segtool.io.volume import GRID_ATOL, Volume, affine_difference
 
@@ -57,15 +57,15 @@ def channel_count(path: str | os.PathLike) -> int | None:
     (RGB 3, grey 1); every other format holds one channel per file.  None when the file
     cannot be opened (a missing or unreadable file): reading it will say why.
     """
-    from segtool.io.formats import ANALYZE_SUFFIXES, DICOM_SUFFIXES, NIFTI_SUFFIXES, SITK_SUFFIXES, _suffix
-    from segtool.io.photos import _photo_channel_count
+    from segtool.io.formats import ANALYZE_SUFFIXES, DICOM_SUFFIXES, NIFTI_SUFFIXES, SITK_SUFFIXES, split_suffix
+    from segtool.io.photos import photo_channel_count
 
     p = Path(path).expanduser()
-    if p.is_dir() or _suffix(p) in NIFTI_SUFFIXES + ANALYZE_SUFFIXES + SITK_SUFFIXES + DICOM_SUFFIXES:
+    if p.is_dir() or split_suffix(p.name)[1].lower() in NIFTI_SUFFIXES + ANALYZE_SUFFIXES + SITK_SUFFIXES + DICOM_SUFFIXES:
         return 1
     if not p.is_file():
         return None
-    return _photo_channel_count(p)
+    return photo_channel_count(p)
 
 
 def _channels_str(names: Sequence[str]) -> str:
@@ -78,7 +78,7 @@ def _check_ndim(vol: Volume, ndim: int) -> None:
         return
     what = "image" if vol.ndim == 2 else "volume"
     raise GeometryError(
-        f"{vol.path}: {vol.ndim}D {what} for a {ndim}D task (shape {_shape_str(vol.spatial_shape)})"
+        f"{vol.path}: {vol.ndim}D {what} for a {ndim}D task (shape {shape_text(vol.spatial_shape)})"
     )
 
 
@@ -96,7 +96,7 @@ def check_same_grid(first: Volume, other: Volume) -> None:
     if first.spatial_shape != other.spatial_shape:
         raise GeometryError(
             f"{first.path} and {other.path} are on different grids: shape "
-            f"{_shape_str(first.spatial_shape)} vs {_shape_str(other.spatial_shape)}; register or resample them first"
+            f"{shape_text(first.spatial_shape)} vs {shape_text(other.spatial_shape)}; register or resample them first"
         )
     diff = affine_difference(first.affine, other.affine)
     if diff > GRID_ATOL:

@@ -74,7 +74,7 @@ def write_dicom_seg(
         from pydicom.sr.codedict import codes
     except ImportError:
         raise UsageError(f"DICOM SEG output needs highdicom: {INSTALL_HINT}") from None
-    from segtool import __version__
+    from segtool.version import __version__
 
     sources = [pydicom.dcmread(str(f), stop_before_pixels=True) for f in files]
     _check_geometry(labels, reference, sources, shown)
@@ -82,29 +82,11 @@ def write_dicom_seg(
         for keyword in _TYPE2_COPIED:
             if keyword not in ds:
                 setattr(ds, keyword, None)
-    if label_names is None:
-        label_names = {int(v): f"label {int(v)}" for v in np.unique(labels) if v != 0}
-    names = {int(k): str(v) for k, v in label_names.items()}
-    if sorted(names) != list(range(1, len(names) + 1)):
-        raise ValueError(f"DICOM SEG segments must be numbered 1..N, got {sorted(names)}")
-    present = {int(v) for v in np.unique(labels)} - {0}
-    if not present <= set(names):
-        raise ValueError(f"label values {sorted(present - set(names))} have no segment name")
-
+    names = _segment_names(labels, label_names)
     algorithm_id = hd.AlgorithmIdentificationSequence(
         name=algorithm[:64], family=codes.cid7162.ArtificialIntelligence, version=str(__version__)
     )
-    segments = [
-        hd.seg.SegmentDescription(
-            segment_number=number,
-            segment_label=name[:64],
-            segmented_property_category=codes.SCT.AnatomicalStructure,
-            segmented_property_type=codes.SCT.AnatomicalStructure,
-            algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
-            algorithm_identification=algorithm_id,
-        )
-        for number, name in sorted(names.items())
-    ]
+    segments = [_segment_description(hd, codes, number, name, algorithm_id) for number, name in sorted(names.items())]
     frames = np.ascontiguousarray(np.transpose(labels, (2, 1, 0)).astype(np.uint16))  # slices, rows, columns
     first = sources[0]
     seg = hd.seg.Segmentation(
@@ -125,6 +107,31 @@ def write_dicom_seg(
     )
     seg.SeriesDescription = f"{algorithm} segmentation"[:64]
     seg.save_as(str(path))
+
+
+def _segment_names(labels: np.ndarray, label_names: Mapping[int, str] | None) -> dict[int, str]:
+    """Segment number -> name: 1..N, covering every label value present (default: those values, ``label K``)."""
+    if label_names is None:
+        label_names = {int(v): f"label {int(v)}" for v in np.unique(labels) if v != 0}
+    names = {int(k): str(v) for k, v in label_names.items()}
+    if sorted(names) != list(range(1, len(names) + 1)):
+        raise ValueError(f"DICOM SEG segments must be numbered 1..N, got {sorted(names)}")
+    present = {int(v) for v in np.unique(labels)} - {0}
+    if not present <= set(names):
+        raise ValueError(f"label values {sorted(present - set(names))} have no segment name")
+    return names
+
+
+def _segment_description(hd, codes, number: int, name: str, algorithm_id):
+    """One automatic segment of an anatomical structure, named ``name``."""
+    return hd.seg.SegmentDescription(
+        segment_number=number,
+        segment_label=name[:64],
+        segmented_property_category=codes.SCT.AnatomicalStructure,
+        segmented_property_type=codes.SCT.AnatomicalStructure,
+        algorithm_type=hd.seg.SegmentAlgorithmTypeValues.AUTOMATIC,
+        algorithm_identification=algorithm_id,
+    )
 
 
 def _check_geometry(labels: np.ndarray, reference: Volume, sources: list, path: Path) -> None:

@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from segtool.errors import ImageReadError
-from segtool.io.messages import _reason
+from segtool.io.messages import exception_text
 
 #: Files in a series directory that are not slices and are skipped.
 IGNORED_SUFFIXES = (".txt", ".json", ".md", ".xml", ".csv", ".html", ".pdf", ".log", ".ini", ".yaml", ".yml")
@@ -66,7 +66,7 @@ def series_files(directory: Path) -> list[Path]:
         try:
             mode = os.stat(entry).st_mode
         except OSError as exc:
-            raise ImageReadError(f"{directory}: cannot read DICOM series: {entry.name}: {_reason(exc)}") from exc
+            raise ImageReadError(f"{directory}: cannot read DICOM series: {entry.name}: {exception_text(exc)}") from exc
         if stat.S_ISDIR(mode):
             continue  # sub-directories are not scanned (nor by GDCM)
         if not stat.S_ISREG(mode):
@@ -132,7 +132,7 @@ def read_slice_header(path: Path, directory: Path) -> SliceInfo | None:
     except ImageReadError:
         raise
     except Exception as exc:  # noqa: BLE001 - pydicom raises many kinds
-        raise ImageReadError(f"{where} is unreadable or truncated ({_reason(exc)})") from exc
+        raise ImageReadError(f"{where} is unreadable or truncated ({exception_text(exc)})") from exc
     sop_class = str(ds.get("SOPClassUID", "") or getattr(getattr(ds, "file_meta", None), "MediaStorageSOPClassUID", ""))
     if sop_class == _DICOMDIR_SOP_CLASS:
         return None
@@ -144,7 +144,7 @@ def read_slice_header(path: Path, directory: Path) -> SliceInfo | None:
     try:
         got = len(ds.PixelData)
     except Exception as exc:  # noqa: BLE001
-        raise ImageReadError(f"{where} is unreadable or truncated ({_reason(exc)})") from exc
+        raise ImageReadError(f"{where} is unreadable or truncated ({exception_text(exc)})") from exc
     if expected is not None and got < expected:
         raise ImageReadError(
             f"{where}: PixelData holds {got} bytes but {ds.Rows} rows x {ds.Columns} columns need {expected} "
@@ -186,6 +186,26 @@ def check_series_directory(directory: Path, allow_uneven: bool = False) -> Serie
     where = f"{directory}: DICOM series {uids[0] or '(no SeriesInstanceUID)'}"
     if len(slices) == 1:
         return SeriesLayout(tuple(slices), (0.0,), None, True, None)
+    normal = _slice_normal(slices, where)
+    order = sorted(slices, key=lambda s: float(np.dot(s.position, normal)))
+    positions = [float(np.dot(s.position, normal)) for s in order]
+    gaps = np.diff(positions)
+    spacing = float(np.median(gaps))
+    tol = max(1e-3, 1e-3 * abs(spacing))
+    for k, gap in enumerate(gaps):
+        if gap <= tol:
+            raise ImageReadError(
+                f"{where}: two slices at position {positions[k]:.4g} mm ({order[k].path.name} and "
+                f"{order[k + 1].path.name}); remove the duplicate"
+            )
+    problem = _spacing_problem(gaps, positions)
+    if problem is not None and not allow_uneven:
+        raise ImageReadError(f"{where}: {problem}; refusing to stack it as evenly spaced (--allow-uneven resamples it)")
+    return SeriesLayout(tuple(order), tuple(positions), tuple(float(v) for v in normal), problem is None, problem)
+
+
+def _slice_normal(slices: list[SliceInfo], where: str) -> np.ndarray:
+    """The unit normal of a series' slices, once they are single frames of one size and one orientation."""
     if any(s.frames > 1 for s in slices):
         raise ImageReadError(f"{where}: mixes {len(slices)} files with multi-frame images; give one file")
     sizes = sorted({(s.rows, s.columns) for s in slices})
@@ -207,18 +227,11 @@ def check_series_directory(directory: Path, allow_uneven: bool = False) -> Serie
     norm = float(np.linalg.norm(normal))
     if norm < 1e-6:
         raise ImageReadError(f"{where}: ImageOrientationPatient {list(first)} is degenerate")
-    normal = normal / norm
-    order = sorted(slices, key=lambda s: float(np.dot(s.position, normal)))
-    positions = [float(np.dot(s.position, normal)) for s in order]
-    gaps = np.diff(positions)
-    spacing = float(np.median(gaps))
-    tol = max(1e-3, 1e-3 * abs(spacing))
-    for k, gap in enumerate(gaps):
-        if gap <= tol:
-            raise ImageReadError(
-                f"{where}: two slices at position {positions[k]:.4g} mm ({order[k].path.name} and "
-                f"{order[k + 1].path.name}); remove the duplicate"
-            )
+    return normal / norm
+
+
+def _spacing_problem(gaps: np.ndarray, positions: list[float]) -> str | None:
+    """Missing slices or uneven spacing between sorted slice ``positions`` (mm), in words; None when even."""
     problem = None
     smallest, largest = float(gaps.min()), float(gaps.max())
     even_tol = max(0.01, 0.01 * smallest)
@@ -233,9 +246,7 @@ def check_series_directory(directory: Path, allow_uneven: bool = False) -> Serie
             )
         else:
             problem = f"uneven slice spacing ({smallest:.4g} to {largest:.4g} mm)"
-    if problem is not None and not allow_uneven:
-        raise ImageReadError(f"{where}: {problem}; refusing to stack it as evenly spaced (--allow-uneven resamples it)")
-    return SeriesLayout(tuple(order), tuple(positions), tuple(float(v) for v in normal), problem is None, problem)
+    return problem
 
 
 def resample_even(array: np.ndarray, positions: list[float]) -> tuple[np.ndarray, float]:

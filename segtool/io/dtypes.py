@@ -7,7 +7,7 @@ from typing import Sequence
 import numpy as np
 
 
-def _label_dtype(data: np.ndarray, allowed: Sequence[type]) -> np.dtype:
+def smallest_label_dtype(data: np.ndarray, allowed: Sequence[type]) -> np.dtype:
     """The first of ``allowed`` integer types that holds every value of ``data``."""
     lo, hi = (int(data.min()), int(data.max())) if data.size else (0, 0)
     for dtype in allowed:
@@ -17,6 +17,6 @@ def _label_dtype(data: np.ndarray, allowed: Sequence[type]) -> np.dtype:
     raise ValueError(f"label values {lo}..{hi} do not fit any of {[np.dtype(t).name for t in allowed]}")
 
 
-_NIFTI_LABEL_TYPES = (np.uint8, np.uint16, np.int16, np.int32)
-_ANALYZE_LABEL_TYPES = (np.uint8, np.int16, np.int32)
-_PHOTO_LABEL_TYPES = (np.uint8, np.uint16)
+NIFTI_LABEL_TYPES = (np.uint8, np.uint16, np.int16, np.int32)
+ANALYZE_LABEL_TYPES = (np.uint8, np.int16, np.int32)
+PHOTO_LABEL_TYPES = (np.uint8, np.uint16)

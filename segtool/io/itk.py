@@ -8,10 +8,10 @@ from typing import Sequence
 import numpy as np
 
 from segtool.errors import GeometryError, ImageReadError
-from segtool.io.atomic import _UnsupportedFormat
-from segtool.io.dtypes import _NIFTI_LABEL_TYPES, _label_dtype
-from segtool.io.formats import _suffix
-from segtool.io.messages import _read_error
+from segtool.io.atomic import UnsupportedFormat
+from segtool.io.dtypes import NIFTI_LABEL_TYPES, smallest_label_dtype
+from segtool.io.formats import split_suffix
+from segtool.io.messages import read_error
 from segtool.io.volume import Volume
 
 
@@ -70,22 +70,23 @@ def _volume_from_sitk(img, p: Path, kind: str, meta: dict) -> Volume:
     return Volume(array, affine, p, kind, None, meta)
 
 
-def _read_sitk(p: Path, labels: bool) -> Volume:
+def read_sitk(p: Path, labels: bool) -> Volume:
     """MetaImage / NRRD via SimpleITK."""
     sitk = _sitk()
     try:
         img = sitk.ReadImage(str(p))
     except Exception as exc:
-        raise _read_error(p, "cannot read image, corrupt or truncated?", exc) from exc
-    meta = {"input_paths": [p] + _detached_data_files(p)}
+        raise read_error(p, "cannot read image, corrupt or truncated?", exc) from exc
+    meta = {"input_paths": [p] + detached_data_files(p)}
     return _volume_from_sitk(img, p, "sitk", meta)
 
 
-def _detached_data_files(p: Path) -> list[Path]:
+def detached_data_files(p: Path) -> list[Path]:
     """The data file(s) a detached header (.mhd, .nhdr) points to, best effort."""
-    if _suffix(p) not in (".mhd", ".nhdr"):
+    suffix = split_suffix(p.name)[1].lower()
+    if suffix not in (".mhd", ".nhdr"):
         return []
-    key = "elementdatafile" if _suffix(p) == ".mhd" else "data file"
+    key = "elementdatafile" if suffix == ".mhd" else "data file"
     try:
         lines = p.read_text(errors="replace").splitlines()
     except OSError:
@@ -98,7 +99,7 @@ def _detached_data_files(p: Path) -> list[Path]:
     return []
 
 
-def _read_dicom_file(p: Path, labels: bool) -> Volume:
+def read_dicom_file(p: Path, labels: bool) -> Volume:
     """One DICOM file (single or multi-frame) via SimpleITK/GDCM."""
     from segtool.io.dicom_series import check_single_file
 
@@ -110,11 +111,11 @@ def _read_dicom_file(p: Path, labels: bool) -> Volume:
         reader.SetFileName(str(p))
         img = reader.Execute()
     except Exception as exc:
-        raise _read_error(p, "cannot read DICOM image (no pixel data, or corrupt?)", exc) from exc
+        raise read_error(p, "cannot read DICOM image (no pixel data, or corrupt?)", exc) from exc
     return _volume_from_sitk(img, p, "dicom", {"input_paths": [p]})
 
 
-def _read_dicom_dir(p: Path, labels: bool, allow_uneven: bool = False) -> Volume:
+def read_dicom_dir(p: Path, labels: bool, allow_uneven: bool = False) -> Volume:
     """A directory holding exactly one DICOM series, slices sorted by GDCM.
 
     Every file's header is checked first (see :mod:`segtool.io.dicom_series`): gaps,
@@ -131,7 +132,7 @@ def _read_dicom_dir(p: Path, labels: bool, allow_uneven: bool = False) -> Volume
     try:
         ids = list(reader.GetGDCMSeriesIDs(str(p)))
     except Exception as exc:
-        raise _read_error(p, "cannot scan directory for DICOM series", exc) from exc
+        raise read_error(p, "cannot scan directory for DICOM series", exc) from exc
     if not ids:
         raise ImageReadError(f"{p}: directory holds no DICOM series")
     if len(ids) > 1:
@@ -149,7 +150,7 @@ def _read_dicom_dir(p: Path, labels: bool, allow_uneven: bool = False) -> Volume
         reader.SetFileNames(files)
         img = reader.Execute()
     except Exception as exc:
-        raise _read_error(p, f"cannot read DICOM series {ids[0]}", exc) from exc
+        raise read_error(p, f"cannot read DICOM series {ids[0]}", exc) from exc
     meta = {"input_paths": [p] + [Path(f) for f in files], "series_uid": ids[0], "files": files}
     vol = _volume_from_sitk(img, p, "dicom", meta)
     if not layout.even:
@@ -175,10 +176,10 @@ def _resample_series(vol: Volume, layout, files: list[str]) -> Volume:
     return Volume(array, affine, vol.path, vol.kind, vol.header, vol.meta)
 
 
-def _write_sitk_labels(data: np.ndarray, reference: Volume, path: Path) -> None:
+def write_sitk_labels(data: np.ndarray, reference: Volume, path: Path) -> None:
     """Any SimpleITK-writable format; affine converted back to LPS geometry."""
     sitk = _sitk()
-    dtype = _label_dtype(data, _NIFTI_LABEL_TYPES)
+    dtype = smallest_label_dtype(data, NIFTI_LABEL_TYPES)
     if reference.kind == "photo":
         img = sitk.GetImageFromArray(data.astype(dtype))
     else:
@@ -190,8 +191,8 @@ def _write_sitk_labels(data: np.ndarray, reference: Volume, path: Path) -> None:
     try:
         sitk.WriteImage(img, str(path), True)
     except RuntimeError as exc:
-        if "ImageIO" in str(exc):
-            raise _UnsupportedFormat(
+        if "Unable to determine ImageIO" in str(exc):  # any other ITK error (a full disk) is no format problem
+            raise UnsupportedFormat(
                 f"unsupported output format {path.suffix!r} (use .nii.gz, .nii, .hdr, .mha, .mhd, .nrrd, .png or .tif)"
             ) from exc
         raise

@@ -9,20 +9,20 @@ from typing import Iterable
 from segtool.errors import ImageReadError
 
 
-def _reason(exc: BaseException) -> str:
+def exception_text(exc: BaseException) -> str:
     """A library exception as a short single line (ITK's source-location prefix dropped)."""
     text = " ".join(str(exc).split()) or type(exc).__name__
     text = re.sub(r"^.*ERROR:\s*(\w+\(0x[0-9a-fA-F]+\):\s*)?", "", text) or text
     return text if len(text) <= 240 else text[:237] + "..."
 
 
-def _read_error(path: Path, problem: str, exc: BaseException | None = None) -> ImageReadError:
+def read_error(path: Path, problem: str, exc: BaseException | None = None) -> ImageReadError:
     """An ImageReadError naming the file, with the library's reason appended."""
     message = f"{path}: {problem}"
     if exc is not None:
-        message += f" ({_reason(exc)})"
+        message += f" ({exception_text(exc)})"
     return ImageReadError(" ".join(message.split()))
 
 
-def _shape_str(shape: Iterable[int]) -> str:
+def shape_text(shape: Iterable[int]) -> str:
     return "x".join(str(int(s)) for s in shape)

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 
 from segtool.errors import ImageReadError, SegtoolError
-from segtool.io.dtypes import _ANALYZE_LABEL_TYPES, _NIFTI_LABEL_TYPES, _label_dtype
-from segtool.io.messages import _read_error, _shape_str
+from segtool.io.dtypes import ANALYZE_LABEL_TYPES, NIFTI_LABEL_TYPES, smallest_label_dtype
+from segtool.io.messages import read_error, shape_text
 from segtool.io.volume import Volume
 
 
@@ -31,7 +31,7 @@ def _load_nibabel(p: Path, labels: bool, what: str):
     try:
         img = nib.load(str(p), mmap=False) if what == "Analyze" else _nifti_from_bytes(_read_all(p))
         if 0 in img.shape:
-            raise ImageReadError(f"{p}: image has zero size (shape {_shape_str(img.shape)})")
+            raise ImageReadError(f"{p}: image has zero size (shape {shape_text(img.shape)})")
         if np.dtype(img.get_data_dtype()).kind == "c":
             raise ImageReadError(
                 f"{p}: complex-valued image ({img.get_data_dtype()}); save the magnitude (or real part) instead"
@@ -40,7 +40,7 @@ def _load_nibabel(p: Path, labels: bool, what: str):
     except SegtoolError:
         raise
     except Exception as exc:
-        raise _read_error(p, f"cannot read {what} file, corrupt or truncated?", exc) from exc
+        raise read_error(p, f"cannot read {what} file, corrupt or truncated?", exc) from exc
     if data.ndim < 2:
         raise ImageReadError(f"{p}: {data.ndim}D data is not an image")
     return img, data
@@ -144,7 +144,7 @@ def _scaled_planes(fh, proxy, shape: tuple[int, ...], dtype: np.dtype) -> np.nda
     return out.reshape(shape)
 
 
-def _read_nifti(p: Path, labels: bool) -> Volume:
+def read_nifti(p: Path, labels: bool) -> Volume:
     """NIfTI-1/2 single file via nibabel; the header (qform/sform codes...) is kept."""
     fast = None if labels else _read_float32_nifti(p)
     img, data = fast if fast is not None else _load_nibabel(p, labels, "NIfTI")
@@ -153,7 +153,7 @@ def _read_nifti(p: Path, labels: bool) -> Volume:
     return Volume(array, np.asarray(img.affine, dtype=np.float64), p, "nifti", img.header.copy(), meta)
 
 
-def _read_analyze(p: Path, labels: bool) -> Volume:
+def read_analyze(p: Path, labels: bool) -> Volume:
     """Analyze 7.5 (or NIfTI pair) ``.hdr``/``.img`` given either file of the pair."""
     img, data = _load_nibabel(p, labels, "Analyze")
     array, meta = _spatial_to_volume_array(data)
@@ -179,7 +179,7 @@ def _nifti_header(reference: Volume, pair: bool):
     return (nib.Nifti1Pair if pair else nib.Nifti1Image), new
 
 
-def _write_nifti(data: np.ndarray, reference: Volume, path: Path, dtype, pair: bool = False) -> None:
+def write_nifti(data: np.ndarray, reference: Volume, path: Path, dtype, pair: bool = False) -> None:
     """NIfTI single file (or pair) with the reference's exact affine and header."""
     cls, hdr = _nifti_header(reference, pair)
     affine = np.asarray(reference.affine, dtype=np.float64)
@@ -194,20 +194,20 @@ def _write_nifti(data: np.ndarray, reference: Volume, path: Path, dtype, pair: b
     img.to_filename(str(path))
 
 
-def _write_nifti_labels(data: np.ndarray, reference: Volume, path: Path) -> None:
-    _write_nifti(data, reference, path, _label_dtype(data, _NIFTI_LABEL_TYPES))
+def write_nifti_labels(data: np.ndarray, reference: Volume, path: Path) -> None:
+    write_nifti(data, reference, path, smallest_label_dtype(data, NIFTI_LABEL_TYPES))
 
 
-def _write_analyze_labels(data: np.ndarray, reference: Volume, path: Path) -> None:
+def write_analyze_labels(data: np.ndarray, reference: Volume, path: Path) -> None:
     """Analyze pair for an Analyze reference, else a NIfTI pair (keeps the affine)."""
     import nibabel as nib
 
     hdr = reference.header
     if isinstance(hdr, nib.Nifti1Header) or not isinstance(hdr, nib.AnalyzeHeader):
-        _write_nifti(data, reference, path, _label_dtype(data, _NIFTI_LABEL_TYPES), pair=True)
+        write_nifti(data, reference, path, smallest_label_dtype(data, NIFTI_LABEL_TYPES), pair=True)
         return
     cls = _analyze_class(hdr)
-    dtype = _label_dtype(data, _ANALYZE_LABEL_TYPES)
+    dtype = smallest_label_dtype(data, ANALYZE_LABEL_TYPES)
     img = cls(data.astype(dtype), np.asarray(reference.affine, dtype=np.float64), header=hdr.copy())
     img.set_data_dtype(dtype)
     if img.header.has_data_slope:

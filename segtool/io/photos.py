@@ -7,13 +7,13 @@ from pathlib import Path
 import numpy as np
 
 from segtool.errors import ImageReadError, SegtoolError
-from segtool.io.dtypes import _PHOTO_LABEL_TYPES, _label_dtype
-from segtool.io.formats import _suffix
-from segtool.io.messages import _read_error
+from segtool.io.dtypes import PHOTO_LABEL_TYPES, smallest_label_dtype
+from segtool.io.formats import split_suffix
+from segtool.io.messages import read_error
 from segtool.io.volume import Volume
 
 
-def _read_photo(p: Path, labels: bool) -> Volume:
+def read_photo(p: Path, labels: bool) -> Volume:
     """A 2D photo via Pillow as (C, rows, cols) with the identity affine.
 
     RGB -> 3 channels; grey, 16-bit and float -> 1; alpha is dropped; palette images
@@ -34,14 +34,14 @@ def _read_photo(p: Path, labels: bool) -> Volume:
     except SegtoolError:
         raise
     except Exception as exc:
-        raise _read_error(p, "cannot read image, corrupt or truncated?", exc) from exc
+        raise read_error(p, "cannot read image, corrupt or truncated?", exc) from exc
     array = data[None] if data.ndim == 2 else np.moveaxis(data, -1, 0)
     meta = {"input_paths": [p], "mode": mode, "format": fmt}
     return Volume(array, np.eye(4), p, "photo", None, meta)
 
 
-def _photo_channel_count(p: Path) -> int | None:
-    """Channels :func:`_read_photo` would give for ``p``, from the header only; None if Pillow cannot open it."""
+def photo_channel_count(p: Path) -> int | None:
+    """Channels :func:`read_photo` would give for ``p``, from the header only; None if Pillow cannot open it."""
     from PIL import Image
 
     try:
@@ -94,7 +94,7 @@ def _is_grey(rgb: np.ndarray) -> bool:
     return bool((rgb[..., 0] == rgb[..., 1]).all() and (rgb[..., 1] == rgb[..., 2]).all())
 
 
-def _write_photo_labels(data: np.ndarray, reference: Volume, path: Path, palette=None) -> None:
+def write_photo_labels(data: np.ndarray, reference: Volume, path: Path, palette=None) -> None:
     """PNG/TIFF mask: mode L (8-bit) when labels fit, else I;16.
 
     With ``palette`` (label value -> RGB) and labels that fit in 8 bits, an indexed
@@ -103,13 +103,13 @@ def _write_photo_labels(data: np.ndarray, reference: Volume, path: Path, palette
     """
     from PIL import Image
 
-    dtype = _label_dtype(data, _PHOTO_LABEL_TYPES)
+    dtype = smallest_label_dtype(data, PHOTO_LABEL_TYPES)
     if reference.kind != "photo":
         data = data.T  # (x, y) -> (rows=y, cols=x), as ITK writes 2D images
     img = Image.fromarray(np.ascontiguousarray(data.astype(dtype)))
     if palette and dtype == np.uint8:
         img.putpalette(palette_bytes(palette))
-    fmt = "PNG" if _suffix(path) == ".png" else "TIFF"
+    fmt = "PNG" if split_suffix(path.name)[1].lower() == ".png" else "TIFF"
     # PNG at zlib level 1: 3x faster than the default 6 on label maps (lossless either way; files ~1.9x larger)
     img.save(str(path), format=fmt, **({"compression": "tiff_deflate"} if fmt == "TIFF" else {"compress_level": 1}))
 

@@ -16,12 +16,20 @@ from typing import Callable
 import numpy as np
 
 from segtool.errors import ImageReadError
-from segtool.io.formats import ANALYZE_SUFFIXES, DICOM_SUFFIXES, NIFTI_SUFFIXES, PHOTO_SUFFIXES, SITK_SUFFIXES, _suffix
+from segtool.io.formats import (
+    ANALYZE_SUFFIXES,
+    DICOM_SUFFIXES,
+    NIFTI_SUFFIXES,
+    PHOTO_SUFFIXES,
+    SITK_SUFFIXES,
+    analyze_companions,
+    split_suffix,
+)
 from segtool.io.dicom_series import describe_mode
-from segtool.io.itk import _detached_data_files, _read_dicom_dir, _read_dicom_file, _read_sitk
-from segtool.io.messages import _reason, _shape_str
-from segtool.io.nifti import _read_analyze, _read_nifti
-from segtool.io.photos import _read_photo
+from segtool.io.itk import detached_data_files, read_dicom_dir, read_dicom_file, read_sitk
+from segtool.io.messages import exception_text, shape_text
+from segtool.io.nifti import read_analyze, read_nifti
+from segtool.io.photos import read_photo
 from segtool.io.volume import Volume
 
 
@@ -52,14 +60,14 @@ def read_labels(path: str | os.PathLike) -> Volume:
     if vol.channels != 1:
         raise ImageReadError(f"{p}: a label image must have one channel, got {vol.channels}")
     if vol.ndim not in (2, 3):
-        raise ImageReadError(f"{p}: a label image must be 2D or 3D, got shape {_shape_str(vol.spatial_shape)}")
+        raise ImageReadError(f"{p}: a label image must be 2D or 3D, got shape {shape_text(vol.spatial_shape)}")
     return vol
 
 
 def _read(p: Path, labels: bool, allow_uneven: bool = False) -> Volume:
     """Dispatch on the path, then validate and convert the array."""
     if _check_regular(p) == "dir":
-        vol = _read_dicom_dir(p, labels, allow_uneven)
+        vol = read_dicom_dir(p, labels, allow_uneven)
     else:
         for companion in _companion_files(p):
             if os.path.lexists(companion):
@@ -78,7 +86,7 @@ def _check_regular(p: Path) -> str:
     except FileNotFoundError:
         raise ImageReadError(f"{p}: no such file or directory") from None
     except OSError as exc:
-        raise ImageReadError(f"{p}: cannot access ({_reason(exc)})") from exc
+        raise ImageReadError(f"{p}: cannot access ({exception_text(exc)})") from exc
     if stat.S_ISDIR(mode):
         return "dir"
     if not stat.S_ISREG(mode):
@@ -88,12 +96,7 @@ def _check_regular(p: Path) -> str:
 
 def _companion_files(p: Path) -> list[Path]:
     """Files a reader will open besides ``p``: the other half of an Analyze pair, a detached data file."""
-    suffix = _suffix(p)
-    if suffix in ANALYZE_SUFFIXES:
-        return [p.with_suffix(".img" if suffix == ".hdr" else ".hdr")]
-    if suffix in (".mhd", ".nhdr"):
-        return _detached_data_files(p)
-    return []
+    return analyze_companions(p) + detached_data_files(p)
 
 
 def _check_affine(p: Path, vol: Volume) -> None:
@@ -111,28 +114,28 @@ def _check_affine(p: Path, vol: Volume) -> None:
 
 def _reader_for(p: Path) -> Callable[[Path, bool], Volume]:
     """The reader for a file, from its suffix or, failing that, its content."""
-    suffix = _suffix(p)
+    suffix = split_suffix(p.name)[1].lower()
     if suffix in NIFTI_SUFFIXES:
-        return _read_nifti
+        return read_nifti
     if suffix in ANALYZE_SUFFIXES:
-        return _read_analyze
+        return read_analyze
     if suffix in SITK_SUFFIXES:
-        return _read_sitk
+        return read_sitk
     if suffix in DICOM_SUFFIXES:
-        return _read_dicom_file
+        return read_dicom_file
     if suffix in PHOTO_SUFFIXES:
-        return _read_photo
+        return read_photo
     return _sniff(p)
 
 
 def _sniff(p: Path) -> Callable[[Path, bool], Volume]:
     """Identify a file with an unknown suffix by its content."""
     if _is_dicom(p):
-        return _read_dicom_file
+        return read_dicom_file
     if _has_nifti_magic(p):
-        return _read_nifti
+        return read_nifti
     if _pillow_can_open(p):
-        return _read_photo
+        return read_photo
     raise ImageReadError(
         f"{p}: not a recognised image (expected NIfTI, Analyze, DICOM, MHA/MHD, NRRD, PNG, JPEG or TIFF)"
     )
@@ -185,7 +188,7 @@ def _all_finite(array: np.ndarray, chunk: int = 1 << 22) -> bool:
 def _finish_array(p: Path, array: np.ndarray, labels: bool) -> np.ndarray:
     """Check size and finiteness; float32 for images, rounded int32 for labels."""
     if array.size == 0:
-        raise ImageReadError(f"{p}: image has zero size (shape {_shape_str(array.shape[1:])})")
+        raise ImageReadError(f"{p}: image has zero size (shape {shape_text(array.shape[1:])})")
     if np.issubdtype(array.dtype, np.complexfloating):
         raise ImageReadError(f"{p}: complex-valued images are not supported")
     if np.issubdtype(array.dtype, np.floating) and not _all_finite(array):

@@ -9,12 +9,12 @@ from typing import Callable, Mapping, Sequence
 import numpy as np
 
 from segtool.errors import GeometryError, UsageError
-from segtool.io.atomic import InputIndex, _atomic_write
-from segtool.io.formats import NIFTI_SUFFIXES, _output_format, _suffix
-from segtool.io.itk import _write_sitk_labels
-from segtool.io.messages import _shape_str
-from segtool.io.nifti import _write_analyze_labels, _write_nifti, _write_nifti_labels
-from segtool.io.photos import _write_photo_labels
+from segtool.io.atomic import InputIndex, atomic_write
+from segtool.io.formats import NIFTI_SUFFIXES, output_format, split_suffix
+from segtool.io.itk import write_sitk_labels
+from segtool.io.messages import shape_text
+from segtool.io.nifti import write_analyze_labels, write_nifti, write_nifti_labels
+from segtool.io.photos import write_photo_labels
 from segtool.io.volume import Volume
 
 
@@ -46,7 +46,7 @@ def write_labels(
     - ``.dcm``/``.dicom``: a DICOM SEG (highdicom, :mod:`segtool.io.dicom_seg`) that
       references the reference's DICOM series, one segment per entry of
       ``label_names`` (``algorithm`` names the producer); DICOM series inputs only.
-    - anything else (``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``...): SimpleITK, with
+    - ``.mha``, ``.mhd``, ``.nrrd``, ``.nhdr``: SimpleITK, with
       the affine converted to LPS origin/spacing/direction; compressed.
 
     The stored type is uint8 when labels fit, else uint16 (int16/int32 for Analyze,
@@ -58,7 +58,7 @@ def write_labels(
     """
     out = Path(out_path).expanduser()
     data = _label_array(labels, reference)
-    fmt = _output_format(out)
+    fmt = output_format(out)
     if fmt == "photo":
         _check_photo_output(out, data)
     if fmt == "dicom-seg":
@@ -68,11 +68,11 @@ def write_labels(
             write_dicom_seg(data, reference, tmp, label_names, algorithm, shown_as=out)
     elif fmt == "photo" and palette:
         def write(tmp: Path) -> None:
-            _write_photo_labels(data, reference, tmp, palette)
+            write_photo_labels(data, reference, tmp, palette)
     else:
         def write(tmp: Path) -> None:
             _LABEL_WRITERS[fmt](data, reference, tmp)
-    return _atomic_write(out, reference, overwrite, write, protect)
+    return atomic_write(out, reference, overwrite, write, protect)
 
 
 def write_probabilities(
@@ -90,19 +90,19 @@ def write_probabilities(
     accepted.  Same refusal and atomicity rules as :func:`write_labels`.
     """
     out = Path(out_path).expanduser()
-    if _suffix(out) not in NIFTI_SUFFIXES:
+    if split_suffix(out.name)[1].lower() not in NIFTI_SUFFIXES:
         raise UsageError(f"{out}: probability maps are written as NIfTI, use a .nii.gz or .nii name")
     probs = np.asarray(probs, dtype=np.float32)
     if probs.ndim != reference.ndim + 1 or probs.shape[1:] != reference.spatial_shape:
         raise GeometryError(
-            f"{out}: probabilities of shape {_shape_str(probs.shape)} do not match the reference grid "
-            f"{_shape_str(reference.spatial_shape)} (expected C x grid)"
+            f"{out}: probabilities of shape {shape_text(probs.shape)} do not match the reference grid "
+            f"{shape_text(reference.spatial_shape)} (expected C x grid)"
         )
     data = np.moveaxis(probs, 0, -1)
     if reference.ndim == 2:
         data = data[:, :, None, :]
-    return _atomic_write(
-        out, reference, overwrite, lambda tmp: _write_nifti(data, reference, tmp, np.float32), protect
+    return atomic_write(
+        out, reference, overwrite, lambda tmp: write_nifti(data, reference, tmp, np.float32), protect
     )
 
 
@@ -111,8 +111,8 @@ def _label_array(labels: np.ndarray, reference: Volume) -> np.ndarray:
     data = np.asarray(labels)
     if data.shape != reference.spatial_shape:
         raise GeometryError(
-            f"label map of shape {_shape_str(data.shape)} does not match the reference grid "
-            f"{_shape_str(reference.spatial_shape)} ({reference.path})"
+            f"label map of shape {shape_text(data.shape)} does not match the reference grid "
+            f"{shape_text(reference.spatial_shape)} ({reference.path})"
         )
     if data.dtype == bool:
         return data.astype(np.uint8)
@@ -129,8 +129,8 @@ def _check_photo_output(out: Path, data: np.ndarray) -> None:
 
 
 _LABEL_WRITERS: dict[str, Callable[[np.ndarray, Volume, Path], None]] = {
-    "nifti": _write_nifti_labels,
-    "analyze": _write_analyze_labels,
-    "sitk": _write_sitk_labels,
-    "photo": _write_photo_labels,
+    "nifti": write_nifti_labels,
+    "analyze": write_analyze_labels,
+    "sitk": write_sitk_labels,
+    "photo": write_photo_labels,
 }

@@ -120,6 +120,42 @@ def _parse_labels(labels) -> dict[int, str] | None:
     return {int(v): str(int(v)) for v in labels}
 
 
+def _targets(labels, regions, values: np.ndarray, boxes_p: list, boxes_g: list) -> list[tuple[str, tuple[int, ...], bool]]:
+    """(name, label values, is a region) to score: the labels asked for (default: every one found), then the regions."""
+    wanted = _parse_labels(labels)
+    if wanted is None:
+        wanted = {
+            int(v): str(int(v))
+            for i, v in enumerate(values.tolist())
+            if i > 0 and (boxes_p[i] is not None or boxes_g[i] is not None)
+        }
+    targets: list[tuple[str, tuple[int, ...], bool]] = [
+        (name, (value,), False) for value, name in sorted(wanted.items())
+    ]
+    for name, members in (regions or {}).items():
+        targets.append((str(name), tuple(int(m) for m in members), True))
+    return targets
+
+
+def _masks_in_box(p: np.ndarray, g: np.ndarray, codes: list[int], boxes_p: list, boxes_g: list):
+    """(pred mask, gt mask, true positives, pred count, gt count) of ``codes`` in the union of their boxes.
+
+    The masks are None (and the counts 0) when neither image holds any of the codes.
+    """
+    box = union_box(*(boxes_p[c] for c in codes), *(boxes_g[c] for c in codes))
+    if box is None:
+        return None, None, 0, 0, 0
+    # the box holds every voxel of both masks: counts in it are the image's counts
+    crop_p, crop_g = p[box], g[box]
+    if len(codes) == 1:
+        mask_p, mask_g = crop_p == codes[0], crop_g == codes[0]
+    else:
+        mask_p, mask_g = np.isin(crop_p, codes), np.isin(crop_g, codes)
+    n_pred, n_gt = int(np.count_nonzero(mask_p)), int(np.count_nonzero(mask_g))
+    tp = int(np.count_nonzero(mask_p & mask_g))
+    return mask_p, mask_g, tp, n_pred, n_gt
+
+
 def evaluate(
     pred,
     gt,
@@ -161,38 +197,14 @@ def evaluate(
     k = len(values)
     boxes_p, boxes_g = label_boxes(p, k), label_boxes(g, k)  # one pass each, every label at once
     index_of = {int(v): i for i, v in enumerate(values.tolist())}
-
-    wanted = _parse_labels(labels)
-    if wanted is None:
-        wanted = {
-            int(v): str(int(v))
-            for i, v in enumerate(values.tolist())
-            if i > 0 and (boxes_p[i] is not None or boxes_g[i] is not None)
-        }
-    targets: list[tuple[str, tuple[int, ...], bool]] = [
-        (name, (value,), False) for value, name in sorted(wanted.items())
-    ]
-    for name, members in (regions or {}).items():
-        targets.append((str(name), tuple(int(m) for m in members), True))
+    targets = _targets(labels, regions, values, boxes_p, boxes_g)
 
     total = int(pred.size)
     voxel_volume = float(np.prod(spacing))
     results = []
     for name, members, is_region in targets:
         codes = sorted({index_of[m] for m in members if m in index_of and index_of[m] != 0})
-        box = union_box(*(boxes_p[c] for c in codes), *(boxes_g[c] for c in codes))
-        if box is None:
-            mask_p = mask_g = None
-            tp = n_pred = n_gt = 0
-        else:
-            # the box holds every voxel of both masks: counts in it are the image's counts
-            crop_p, crop_g = p[box], g[box]
-            if len(codes) == 1:
-                mask_p, mask_g = crop_p == codes[0], crop_g == codes[0]
-            else:
-                mask_p, mask_g = np.isin(crop_p, codes), np.isin(crop_g, codes)
-            n_pred, n_gt = int(np.count_nonzero(mask_p)), int(np.count_nonzero(mask_g))
-            tp = int(np.count_nonzero(mask_p & mask_g))
+        mask_p, mask_g, tp, n_pred, n_gt = _masks_in_box(p, g, codes, boxes_p, boxes_g)
         fp, fn = n_pred - tp, n_gt - tp
         overlap = overlap_from_counts(tp, fp, fn, total - tp - fp - fn, voxel_volume)
         dist = None

@@ -14,6 +14,10 @@ widths, depth, dilation rates, dropout, normalisation); the core supplies
 | ``deeplabv3plus`` | `deeplabv3plus` | 2D | Chen et al., "Encoder-Decoder with Atrous Separable Convolution", ECCV 2018 |
 | ``dilated_gm`` | `dilated_gm` | 2D | Perone et al., Sci Rep 2018 (neuropoly/gmseg) |
 | ``ensemble`` | `ensemble` | 2D/3D | mean probability of trained networks (``members``), as nnU-Net ensembles |
+
+The three U-Net families share one skeleton, `unet_base.UNetBase` (encoder, decoder,
+padding to ``divisor``, forward); each brings only its block and, for
+``attention_unet``, its skip gate.
 """
 
 from __future__ import annotations

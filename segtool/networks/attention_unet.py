@@ -12,8 +12,8 @@ out: the network returns one set of logits.
 Knobs: ``features`` (channels per level), ``strides`` (the downsampling of each level
 after the first, per axis, e.g. ``(2, 2, 1)`` keeps a thin axis), ``dropout``
 (channel dropout at the end of every conv block) and ``norm`` (``"instance"`` or
-``"batch"``). Any input size works: it is zero-padded up to a multiple of
-`AttentionUNet.divisor` and the logits are cropped back.
+``"batch"``). The skeleton, padding to `AttentionUNet.divisor` and the forward pass
+are `segtool.networks.unet_base.UNetBase`'s, with an `AttentionGate` as its skip gate.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segtool.networks.unet import ConvBlock, _layers, crop_to, pad_to_multiple, per_axis_strides, total_stride
+from segtool.networks.unet import ConvBlock
+from segtool.networks.unet_base import Stride, UNetBase, layer_types
 
 
 class AttentionGate(nn.Module):
@@ -32,7 +33,7 @@ class AttentionGate(nn.Module):
 
     def __init__(self, spatial_dims: int, skip_channels: int, gate_channels: int, stride: Sequence[int]):
         super().__init__()
-        conv = _layers(spatial_dims)[0]
+        conv = layer_types(spatial_dims).conv
         inner = max(1, skip_channels // 2)
         self.theta_x = conv(skip_channels, inner, tuple(stride), stride=tuple(stride), bias=False)
         self.phi_g = conv(gate_channels, inner, 1)
@@ -48,7 +49,7 @@ class AttentionGate(nn.Module):
         return x * self.attention(x, g)
 
 
-class AttentionUNet(nn.Module):
+class AttentionUNet(UNetBase):
     """A U-Net for 2D or 3D with an attention gate on every skip connection."""
 
     def __init__(
@@ -57,46 +58,14 @@ class AttentionUNet(nn.Module):
         in_channels: int,
         out_channels: int,
         features: Sequence[int] = (16, 32, 64, 128),
-        strides: Sequence[Sequence[int] | int] | None = None,
+        strides: Sequence[Stride] | None = None,
         dropout: float = 0.0,
         norm: str = "instance",
     ):
-        super().__init__()
-        conv, up_conv, _, _ = _layers(spatial_dims)
-        features = list(features)
-        strides = per_axis_strides(strides, len(features), spatial_dims)
-        self.spatial_dims, self.in_channels, self.out_channels = spatial_dims, in_channels, out_channels
-        self.strides = strides
-
-        def block(i: int, o: int, stride: Sequence[int] | int = 1) -> ConvBlock:
+        def block(i: int, o: int, stride: Stride) -> ConvBlock:
             return ConvBlock(spatial_dims, i, o, stride, norm=norm, dropout=dropout)
 
-        self.encoders = nn.ModuleList([block(in_channels, features[0])])
-        for i, stride in enumerate(strides):
-            self.encoders.append(block(features[i], features[i + 1], stride))
-        self.gates = nn.ModuleList()
-        self.upsamplers = nn.ModuleList()
-        self.decoders = nn.ModuleList()
-        for i in reversed(range(len(strides))):
-            self.gates.append(AttentionGate(spatial_dims, features[i], features[i + 1], strides[i]))
-            self.upsamplers.append(up_conv(features[i + 1], features[i], strides[i], stride=strides[i], bias=False))
-            self.decoders.append(block(2 * features[i], features[i]))
-        self.head = conv(features[0], out_channels, 1)
+        def gate(skip_channels: int, coarse_channels: int, stride: Sequence[int]) -> AttentionGate:
+            return AttentionGate(spatial_dims, skip_channels, coarse_channels, stride)
 
-    @property
-    def divisor(self) -> tuple[int, ...]:
-        """Input sizes that are multiples of this (per axis) need no internal padding."""
-        return total_stride(self.strides, self.spatial_dims)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[2:]
-        x = pad_to_multiple(x, self.divisor)
-        skips = []
-        for encoder in self.encoders:
-            x = encoder(x)
-            skips.append(x)
-        skips.pop()
-        for gate, upsample, decoder in zip(self.gates, self.upsamplers, self.decoders):
-            skip = gate(skips.pop(), x)  # x, one level coarser, is the gating signal
-            x = decoder(torch.cat([upsample(x), skip], dim=1))
-        return crop_to(self.head(x), size)
+        super().__init__(spatial_dims, in_channels, out_channels, features, strides, block, gate)

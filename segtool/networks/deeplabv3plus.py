@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from segtool.networks.unet import make_dropout, make_norm
+from segtool.networks.unet_base import make_dropout, make_norm
 
 
 def _norm(norm: str, channels: int) -> nn.Module:

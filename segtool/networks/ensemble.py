@@ -4,7 +4,7 @@ nnU-Net's ensembles (Isensee et al. 2021) average the softmax of several models;
 the members are whole networks of any family, held in one module so that one model
 folder (one ``model.safetensors``, keys ``members.0.…``, ``members.1.…``, one
 ``config.json``) carries them, and the core's sliding window, precision and
-post-processing see one network. ``scripts/ensemble_models.py`` writes such a folder
+post-processing see one network. ``segtool models ensemble`` writes such a folder
 from trained model folders of the same task and preprocessing.
 
 The forward pass returns the logarithm of the mean probability: the core's softmax of

@@ -15,8 +15,8 @@ Knobs: ``features`` (channels per level), ``strides`` (the downsampling of each 
 after the first, per axis, e.g. ``(2, 2, 1)`` keeps a thin axis), ``se_reduction``
 (8: smaller than the paper's 16 because our widths are small; the bottleneck keeps at
 least 4 units), ``dropout`` and ``norm``
-(``"instance"`` or ``"batch"``). Any input size works: it is zero-padded up to a
-multiple of `ResSEUNet.divisor` and the logits are cropped back.
+(``"instance"`` or ``"batch"``). The skeleton, padding to `ResSEUNet.divisor` and the
+forward pass are `segtool.networks.unet_base.UNetBase`'s.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ from typing import Sequence
 import torch
 from torch import nn
 
-from segtool.networks.unet import _layers, crop_to, make_dropout, make_norm, pad_to_multiple, per_axis_strides, total_stride
+from segtool.networks.unet_base import Stride, UNetBase, layer_types, make_dropout, make_norm
 
 
 class SqueezeExcitation(nn.Module):
@@ -54,13 +54,13 @@ class ResSEBlock(nn.Module):
         spatial_dims: int,
         in_ch: int,
         out_ch: int,
-        stride: Sequence[int] | int = 1,
+        stride: Stride = 1,
         se_reduction: int = 8,
         dropout: float = 0.0,
         norm: str = "instance",
     ):
         super().__init__()
-        conv = _layers(spatial_dims)[0]
+        conv = layer_types(spatial_dims).conv
         self.conv1 = conv(in_ch, out_ch, 3, stride=stride, padding=1, bias=False)
         self.norm1 = make_norm(norm, spatial_dims, out_ch)
         self.conv2 = conv(out_ch, out_ch, 3, padding=1, bias=False)
@@ -84,7 +84,7 @@ class ResSEBlock(nn.Module):
         return self.drop(self.act(residual + self.shortcut(x)))
 
 
-class ResSEUNet(nn.Module):
+class ResSEUNet(UNetBase):
     """A U-Net for 2D or 3D built from residual squeeze-and-excitation blocks."""
 
     def __init__(
@@ -93,44 +93,12 @@ class ResSEUNet(nn.Module):
         in_channels: int,
         out_channels: int,
         features: Sequence[int] = (16, 32, 64, 128),
-        strides: Sequence[Sequence[int] | int] | None = None,
+        strides: Sequence[Stride] | None = None,
         se_reduction: int = 8,
         dropout: float = 0.0,
         norm: str = "instance",
     ):
-        super().__init__()
-        conv, up_conv, _, _ = _layers(spatial_dims)
-        features = list(features)
-        strides = per_axis_strides(strides, len(features), spatial_dims)
-        self.spatial_dims, self.in_channels, self.out_channels = spatial_dims, in_channels, out_channels
-        self.strides = strides
-
-        def block(i: int, o: int, stride: Sequence[int] | int = 1) -> ResSEBlock:
+        def block(i: int, o: int, stride: Stride) -> ResSEBlock:
             return ResSEBlock(spatial_dims, i, o, stride, se_reduction=se_reduction, dropout=dropout, norm=norm)
 
-        self.encoders = nn.ModuleList([block(in_channels, features[0])])
-        for i, stride in enumerate(strides):
-            self.encoders.append(block(features[i], features[i + 1], stride))
-        self.upsamplers = nn.ModuleList()
-        self.decoders = nn.ModuleList()
-        for i in reversed(range(len(strides))):
-            self.upsamplers.append(up_conv(features[i + 1], features[i], strides[i], stride=strides[i], bias=False))
-            self.decoders.append(block(2 * features[i], features[i]))
-        self.head = conv(features[0], out_channels, 1)
-
-    @property
-    def divisor(self) -> tuple[int, ...]:
-        """Input sizes that are multiples of this (per axis) need no internal padding."""
-        return total_stride(self.strides, self.spatial_dims)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        size = x.shape[2:]
-        x = pad_to_multiple(x, self.divisor)
-        skips = []
-        for encoder in self.encoders:
-            x = encoder(x)
-            skips.append(x)
-        skips.pop()
-        for upsample, decoder in zip(self.upsamplers, self.decoders):
-            x = decoder(torch.cat([upsample(x), skips.pop()], dim=1))
-        return crop_to(self.head(x), size)
+        super().__init__(spatial_dims, in_channels, out_channels, features, strides, block)

@@ -44,7 +44,8 @@ def qc_case(
 ) -> list[Path]:
     """Render one case into ``qc_dir/images`` and append its row to ``qc_dir/index.html``.
 
-    ``render_options``: ``n_slices``, ``size``, ``photo_size`` of :func:`render_case`.
+    ``render_options``: ``n_slices``, ``size``, ``photo_size``, ``colours``, ``full_fov`` of
+    :func:`render_case` (``full_fov=True``: the whole field of view, not a crop around the labels).
     """
     report = QcReport(qc_dir)
     case_id = safe_id(case_id) if case_id else new_case_id(row)
@@ -64,17 +65,21 @@ def qc_comparison(
     case_id: str | None = None,
     **render_options: Any,
 ) -> list[Path]:
-    """Render prediction vs ground truth into ``qc_dir/images`` and append the row."""
+    """Render prediction vs reference (ground truth) into ``qc_dir/images`` and append the row.
+
+    The row's ``input`` is shown as the prediction's path and ``output`` as the reference's;
+    the reference's volumes are added as "reference volumes".
+    """
     report = QcReport(qc_dir)
     case_id = safe_id(case_id) if case_id else new_case_id(row)
     if image is None:
         image = blank_like(pred)
     images = render_comparison(image, pred, gt, label_names, report.images, case_id, **render_options)
     full = _complete_row(row, image, pred, label_names)
-    if "ground truth volumes" not in full:
+    if "reference volumes" not in full:
         gt_row = _complete_row({}, image, gt, label_names)
-        full["ground truth volumes"] = {k: f"{v:g} {gt_row['volume_unit']}" for k, v in gt_row["volumes"].items()}
-    report.add_case(full, images, case_id=case_id)
+        full["reference volumes"] = {k: f"{v:g} {gt_row['volume_unit']}" for k, v in gt_row["volumes"].items()}
+    report.add_case(full, images, case_id=case_id, comparison=True)
     return images
 
 

@@ -29,3 +29,22 @@ def _with_gaps(parts: list[np.ndarray], gap_shape: tuple[int, int, int], axis: i
             joined.append(gap)
         joined.append(part)
     return np.concatenate(joined, axis=axis)
+
+
+#: Height in pixels of the title band drawn above a titled part (comparisons: "prediction", "reference").
+TITLE_HEIGHT = 20
+#: Colour of the title text (on GAP_COLOUR).
+TITLE_COLOUR = (255, 255, 255)
+
+
+def titled(part: np.ndarray, text: str) -> np.ndarray:
+    """``part`` with a TITLE_HEIGHT band of GAP_COLOUR above it, ``text`` written in it."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    band = Image.new("RGB", (part.shape[1], TITLE_HEIGHT), GAP_COLOUR)
+    try:
+        font = ImageFont.load_default(size=TITLE_HEIGHT - 6)
+    except (TypeError, OSError):  # Pillow without FreeType: the small bitmap font
+        font = ImageFont.load_default()
+    ImageDraw.Draw(band).text((4, 2), text, fill=TITLE_COLOUR, font=font)
+    return np.concatenate([np.asarray(band, np.uint8), part], axis=0)

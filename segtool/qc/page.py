@@ -65,10 +65,24 @@ def _volumes_html(row: Mapping[str, Any]) -> str:
     return "<br>".join(lines)
 
 
-def render_html(records: Sequence[Mapping[str, Any]]) -> str:
-    """The whole report page for ``records`` (as written by QcReport.add_case)."""
+def _empty(value: Any) -> bool:
+    return value is None or (isinstance(value, (str, Mapping, list, tuple)) and not value)
+
+
+def _shown(fields: Mapping[str, Any]) -> dict[str, Any]:
+    """``fields`` without empty values (None, "", {}, []), nested mappings included."""
+    out = {}
+    for key, value in fields.items():
+        if isinstance(value, Mapping):
+            value = _shown(value)
+        if not _empty(value):
+            out[key] = value
+    return out
+
+
+def _head(count: int) -> list[str]:
     generated = datetime.now(timezone.utc).astimezone().strftime("%Y-%m-%d %H:%M:%S %Z")
-    parts = [
+    return [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
@@ -80,54 +94,82 @@ def render_html(records: Sequence[Mapping[str, Any]]) -> str:
         "th{background:#eee;position:sticky;top:0}",
         "tr.case td{background:#fff}",
         "tr.pictures td{background:#1e1e1e;border-bottom:3px solid #888}",
-        "figure{display:inline-block;margin:4px;color:#ddd;font-size:12px}",
-        "figure img{display:block;max-width:100%;height:auto;image-rendering:pixelated}",
+        "figure{display:inline-block;margin:4px;color:#ddd;font-size:13px}",
+        "figure img{display:block;max-width:100%;height:auto}",
         ".st-ok{color:#1a7f37;font-weight:bold}.st-failed,.st-error{color:#c00;font-weight:bold}",
         ".sw{display:inline-block;width:.9em;height:.9em;margin-right:4px;vertical-align:middle;border:1px solid #555}",
         ".path{font-family:ui-monospace,monospace;word-break:break-all}",
+        ".what{font-family:system-ui,sans-serif;font-weight:bold;margin-right:4px}",
         ".note{color:#666;font-size:12px}",
         "</style></head><body>",
         "<h1>segtool QC report</h1>",
-        f'<p class="note">{len(records)} case(s); page regenerated {_e(generated)}. '
+        f'<p class="note">{count} case(s); page regenerated {_e(generated)}. '
+        "Pictures show the segmented structure with a margin (or the whole field of view when asked). "
         "3D views are radiological: the patient's right is on the image's left (axial, coronal), "
         "anterior on the left (sagittal), superior at the top. "
-        "Evaluations show the prediction above (3D) or left of (2D) the ground truth.</p>",
+        "Evaluations show the prediction above (3D) or left of (2D) the reference, each titled. "
+        "File paths are relative to the folder of this page.</p>",
         '<table id="cases"><thead><tr><th>#</th><th>task</th><th>input</th><th>output</th><th>model</th>'
         "<th>when</th><th>seconds</th><th>volumes</th><th>status</th><th>details</th></tr></thead><tbody>",
     ]
-    for number, record in enumerate(records, 1):
-        row = record.get("row") or {}
-        case_id = str(record.get("case_id") or number)
-        when = datetime.fromtimestamp(float(record.get("created") or 0)).strftime("%Y-%m-%d %H:%M:%S")
-        status = str(row.get("status") or "ok")
-        details = {k: v for k, v in row.items() if k not in _KNOWN}
-        if row.get("error"):
-            details = {"error": row["error"], **details}
-        seconds = row.get("seconds")
-        numeric = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
-        seconds_text = f"{seconds:.2f}" if numeric else _e(seconds)
-        parts.append(
-            f'<tr class="case" id="case-{_e(case_id)}" data-case="{_e(case_id)}">'
-            f"<td>{number}</td><td>{_e(row.get('task'))}</td>"
-            f'<td class="path">{_e(row.get("input"))}</td><td class="path">{_e(row.get("output"))}</td>'
-            f"<td>{_e(row.get('model'))}</td><td>{_e(when)}</td><td>{seconds_text}</td>"
-            f"<td>{_volumes_html(row)}</td>"
-            f'<td class="st-{_e(safe_id(status.lower()))}">{_e(status)}</td>'
-            f"<td>{_fmt_value(details) if details else ''}</td></tr>"
+
+
+def _path_cell(value: Any, what: str) -> str:
+    if _empty(value):
+        return '<td class="path"></td>'
+    label = f'<span class="what">{_e(what)}:</span>' if what else ""
+    return f'<td class="path">{label}{_e(value)}</td>'
+
+
+def _figures(record: Mapping[str, Any], row: Mapping[str, Any]) -> str:
+    figures = []
+    for picture in record.get("images") or []:
+        src = str(picture.get("src", ""))
+        url = src if src.startswith("file:") else quote(src)
+        caption = str(picture.get("caption", ""))
+        figures.append(
+            f'<figure><img src="{_e(url)}" alt="{_e(caption)} of {_e(row.get("input"))}">'
+            f"<figcaption>{_e(caption)}</figcaption></figure>"
         )
-        images = record.get("images") or []
-        if images:
-            figures = []
-            for picture in images:
-                src = str(picture.get("src", ""))
-                url = src if src.startswith("file:") else quote(src)
-                caption = str(picture.get("caption", ""))
-                figures.append(
-                    f'<figure><img src="{_e(url)}" alt="{_e(caption)} of {_e(row.get("input"))}">'
-                    f"<figcaption>{_e(caption)}</figcaption></figure>"
-                )
-            parts.append(
-                f'<tr class="pictures" data-case="{_e(case_id)}"><td colspan="10">{"".join(figures)}</td></tr>'
-            )
+    return "".join(figures)
+
+
+def _record_html(number: int, record: Mapping[str, Any]) -> list[str]:
+    row = _shown(record.get("row") or {})
+    case_id = str(record.get("case_id") or number)
+    when = datetime.fromtimestamp(float(record.get("created") or 0)).strftime("%Y-%m-%d %H:%M:%S")
+    status = str(row.get("status") or "ok")
+    details = {k: v for k, v in row.items() if k not in _KNOWN}
+    if row.get("error"):
+        details = {"error": row["error"], **details}
+    seconds = row.get("seconds")
+    numeric = isinstance(seconds, (int, float)) and not isinstance(seconds, bool)
+    seconds_text = f"{seconds:.2f}" if numeric else _e(seconds)
+    compared = record.get("kind") == "comparison"
+    out = [
+        f'<tr class="case" id="case-{_e(case_id)}" data-case="{_e(case_id)}">'
+        f"<td>{number}</td><td>{_e(row.get('task'))}</td>"
+        f"{_path_cell(row.get('input'), 'prediction' if compared else '')}"
+        f"{_path_cell(row.get('output'), 'reference' if compared else '')}"
+        f"<td>{_e(row.get('model'))}</td><td>{_e(when)}</td><td>{seconds_text}</td>"
+        f"<td>{_volumes_html(row)}</td>"
+        f'<td class="st-{_e(safe_id(status.lower()))}">{_e(status)}</td>'
+        f"<td>{_fmt_value(details) if details else ''}</td></tr>"
+    ]
+    figures = _figures(record, row)
+    if figures:
+        out.append(f'<tr class="pictures" data-case="{_e(case_id)}"><td colspan="10">{figures}</td></tr>')
+    return out
+
+
+def render_html(records: Sequence[Mapping[str, Any]]) -> str:
+    """The whole report page for ``records`` (as written by QcReport.add_case).
+
+    Empty row fields (None, "", {}, []) are left out; a comparison record's input and
+    output are labelled "prediction" and "reference".
+    """
+    parts = _head(len(records))
+    for number, record in enumerate(records, 1):
+        parts.extend(_record_html(number, record))
     parts.append("</tbody></table></body></html>")
     return "\n".join(parts) + "\n"

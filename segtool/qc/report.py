@@ -3,7 +3,8 @@
 ``DIR/index.html`` is regenerated from ``DIR/records/*.json`` (one file per case,
 written atomically) under an exclusive lock on ``DIR/.lock`` (``filelock``) and renamed
 into place, so concurrent processes never lose rows. Pictures live under
-``DIR/images/`` and are referenced by relative paths; the page is static HTML with
+``DIR/images/`` and are referenced by relative paths, as are the rows' input and
+output files (``PATH_FIELDS``), so the folder can be moved or copied whole; the page is static HTML with
 inline CSS and everything HTML-escaped (see :mod:`segtool.qc.page`).
 """
 
@@ -23,6 +24,9 @@ from segtool.io.atomic import write_text_atomic
 from segtool.qc.ids import safe_id
 from segtool.qc.page import render_html
 from segtool.qc.slicing import VIEWS
+
+#: Row fields holding file paths: stored relative to the report's folder.
+PATH_FIELDS = ("input", "output", "probabilities")
 
 
 def _jsonable(value: Any) -> Any:
@@ -55,24 +59,35 @@ class QcReport:
         self.images.mkdir(parents=True, exist_ok=True)
 
     def add_case(
-        self, row: Mapping[str, Any], images: Sequence[str | os.PathLike] = (), *, case_id: str | None = None
+        self,
+        row: Mapping[str, Any],
+        images: Sequence[str | os.PathLike] = (),
+        *,
+        case_id: str | None = None,
+        comparison: bool = False,
     ) -> Path:
-        """Append one case: write its record atomically, then rebuild index.html. Returns the record's path."""
+        """Append one case: write its record atomically, then rebuild index.html. Returns the record's path.
+
+        The row's PATH_FIELDS are stored relative to this report's folder (as the
+        pictures are), so the page reads the same wherever the folder is moved.
+        ``comparison``: the pictures show prediction and reference (``kind`` "comparison").
+        """
         now = time.time()
         case_id = safe_id(case_id or f"case-{uuid.uuid4().hex[:10]}")
         pictures = []
         for image in images:
             path = Path(image)
-            try:
-                rel = Path(os.path.relpath(path.resolve(), self.dir.resolve())).as_posix()
-            except ValueError:  # another drive
-                rel = path.resolve().as_uri()
-            pictures.append({"src": rel, "caption": _caption(path)})
+            pictures.append({"src": self._relative(path, uri=True), "caption": _caption(path, comparison)})
+        row = dict(row)
+        for key in PATH_FIELDS:
+            if isinstance(row.get(key), (str, os.PathLike)) and str(row[key]):
+                row[key] = self._relative(Path(row[key]))
         record = {
             "version": 1,
             "case_id": case_id,
             "created": now,
-            "row": _jsonable(dict(row)),
+            "kind": "comparison" if comparison else "case",
+            "row": _jsonable(row),
             "images": pictures,
         }
         name = f"{time.time_ns():020d}-{os.getpid()}-{uuid.uuid4().hex[:12]}.json"
@@ -80,6 +95,13 @@ class QcReport:
         write_text_atomic(path, json.dumps(record, indent=1, sort_keys=True), fsync=True, mode=0o644)
         self.rebuild()
         return path
+
+    def _relative(self, path: Path, uri: bool = False) -> str:
+        """``path`` (relative to the working directory, or absolute) relative to this folder."""
+        try:
+            return Path(os.path.relpath(path.resolve(), self.dir.resolve())).as_posix()
+        except ValueError:  # another drive: no relative path exists
+            return path.resolve().as_uri() if uri else str(path.resolve())
 
     def read_records(self) -> list[dict]:
         out = []
@@ -100,7 +122,12 @@ class QcReport:
         return self.index
 
 
-def _caption(path: Path) -> str:
+def _caption(path: Path, comparison: bool = False) -> str:
     stem = path.stem
     tail = stem.rsplit("_", 1)[-1] if "_" in stem else stem
-    return tail if tail in (*VIEWS, "photo") else stem
+    if tail not in (*VIEWS, "photo"):
+        return stem
+    if not comparison:
+        return tail
+    where = "left: prediction, right: reference" if tail == "photo" else "top: prediction, bottom: reference"
+    return f"{tail} ({where})"

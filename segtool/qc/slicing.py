@@ -7,6 +7,7 @@ from typing import Any
 import numpy as np
 
 from segtool.io.volume import spacing_of
+from segtool.qc.crop import fit_hw
 
 #: 3D views in the order they are rendered: name -> axis of the RAS array they slice.
 VIEWS = {"axial": 2, "sagittal": 0, "coronal": 1}
@@ -55,11 +56,14 @@ def slice_plane(arr: np.ndarray, axis: int, index: int) -> np.ndarray:
     return arr[tuple(where)].T[::-1, ::-1]  # basic indexing: a view, no copy
 
 
-def tile_hw(shape: tuple[int, ...], spacing: np.ndarray, axis: int, size: int) -> tuple[int, int]:
-    """Tile (rows, cols) for slices along ``axis``: square pixels in mm, longer side ``size``."""
+def plane_axes(axis: int) -> tuple[int, int]:
+    """(row axis, column axis) of the RAS array in a :func:`slice_plane` along ``axis``."""
     # after .T the rows run along the last remaining axis, the columns along the first
     col_axis, row_axis = [a for a in range(3) if a != axis]
-    rows_mm = shape[row_axis] * spacing[row_axis]
-    cols_mm = shape[col_axis] * spacing[col_axis]
-    mm_per_px = max(rows_mm, cols_mm) / float(size)
-    return max(1, int(round(rows_mm / mm_per_px))), max(1, int(round(cols_mm / mm_per_px)))
+    return row_axis, col_axis
+
+
+def tile_hw(shape: tuple[int, ...], spacing: np.ndarray, axis: int, size: int) -> tuple[int, int]:
+    """Tile (rows, cols) for slices along ``axis``: square pixels in mm, sized by :func:`fit_hw`."""
+    row_axis, col_axis = plane_axes(axis)
+    return fit_hw(shape[row_axis] * spacing[row_axis], shape[col_axis] * spacing[col_axis], size)

@@ -40,9 +40,11 @@ def grey_tile(plane: np.ndarray, size_hw: tuple[int, int], window: tuple[float, 
     return np.repeat(grey[:, :, None], 3, axis=2)
 
 
-def photo_rgb(image: "Volume", hw: tuple[int, int]) -> np.ndarray:
-    """A 2D image as RGB uint8 of size ``hw``: a photo's colours, else its first channel windowed."""
-    arr = np.asarray(image.array)
+def photo_rgb(image: "Volume", hw: tuple[int, int], box: tuple[slice, slice] | None = None) -> np.ndarray:
+    """A 2D image (its ``box`` part) as RGB uint8 of size ``hw``: a photo's colours, else its first
+    channel windowed (over the whole image, so a crop is shown as it looks in the whole)."""
+    full = np.asarray(image.array)
+    arr = full if box is None else full[(slice(None), *box)]
     h, w = hw
     if arr.shape[0] >= 3 and image.kind == "photo":
         rgb = np.moveaxis(arr[:3], 0, -1)
@@ -64,5 +66,5 @@ def photo_rgb(image: "Volume", hw: tuple[int, int]) -> np.ndarray:
     if image.kind == "photo" and first.dtype == np.uint8:
         window = (0.0, 255.0)
     else:
-        window = intensity_window(first)
+        window = intensity_window(full[0])
     return grey_tile(first, hw, window)

@@ -3,12 +3,12 @@
 One job per module:
 
 - ``datasets``: find cases (nnU-Net or simple layout), labels maps, the seeded split.
-- ``prepare``: read and preprocess cases with `segtool.pipeline` (the same code as
+- ``prepare``: read and preprocess cases with `segtool.preprocess` (the same code as
   `segtool run`), cache them on disk, intensity statistics.
 - ``sampling``: patches with foreground oversampling, one seed per step.
 - ``augment``: on-the-fly torch augmentation (flips, rotation/scaling, elastic, intensity).
 - ``loss``: Dice + cross-entropy.
-- ``validate``: whole-case validation through `segtool.pipeline.Segmenter`.
+- ``validate``: whole-case validation through `segtool.segmenter.Segmenter`.
 - ``distributed``: DistributedDataParallel under torchrun.
 - ``checkpoint``: the local resume checkpoint.
 - ``model_folder``: model.safetensors, config.json, README.md, train_log.jsonl.

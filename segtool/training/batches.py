@@ -10,7 +10,6 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from segtool.io.formats import is_photo_task
 from segtool.spec import TaskSpec
 from segtool.training.augment import AugmentSettings, augment_batch
 from segtool.training.augment_recipes import TORCHIO_RECIPES, apply_recipe, build_recipe, describe_recipe
@@ -62,7 +61,7 @@ def slab_to_channels(images: torch.Tensor, labels: torch.Tensor, slice_axis: int
     """Slabs (B, C, *3D) of ``2 * context + 1`` slices along ``slice_axis`` as 2D patches.
 
     Images become (B, C * (2k + 1), *2D): each channel's slices in order, as
-    `segtool.inference` stacks a slice's neighbours; labels (B, *2D) are the centre slice's.
+    `segtool.windows.window_input` stacks a slice's neighbours; labels (B, *2D) are the centre slice's.
     """
     slab = images.movedim(slice_axis + 2, 2)  # (B, C, 2k+1, *2D)
     return slab.reshape(slab.shape[0], -1, *slab.shape[3:]), labels.select(slice_axis + 1, context)
@@ -83,7 +82,7 @@ def choose_augmentation(spec: TaskSpec, augment: bool, elastic: bool):
     recipe = spec.augmentation
     if not augment or recipe == "none":
         return None, "none"
-    photo = is_photo_task(spec)
+    photo = spec.is_photo
     if photo or recipe == "photo" or recipe not in TORCHIO_RECIPES:
         settings = AugmentSettings(flip_axes=spec.flip_axes, p_elastic=0.2 if elastic else 0.0)
         description = (

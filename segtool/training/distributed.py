@@ -48,7 +48,7 @@ def from_env(env=None) -> Dist:
 
 def device_for(d: Dist, requested: str) -> torch.device:
     """The device of this process: with CUDA under torchrun, cuda:LOCAL_RANK."""
-    from segtool.inference import pick_device
+    from segtool.sliding_window import pick_device
 
     device = pick_device(requested)
     if device.type == "mps" and d.enabled:

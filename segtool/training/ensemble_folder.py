@@ -1,6 +1,6 @@
 """One model folder from several trained ones: the `ensemble` network of their members.
 
-    python scripts/ensemble_models.py OUT_DIR MODEL_DIR MODEL_DIR [...] [--float16]
+    segtool models ensemble OUT_DIR MODEL_DIR MODEL_DIR [...] [--float16]
 
 The members must have been trained for the same task with the same preprocessing
 (labels, channels, orientation, spacing, resizing, normalisation and its statistics,
@@ -106,7 +106,7 @@ def render_ensemble_card(config: ModelConfig, front_matter: str = "") -> str:
         f"The mean class probability of {len(members)} trained networks "
         f"({', '.join(m['network'] for m in members)}), run as one model: one pass of the task's "
         "pipeline, each network on the same windows, their softmax averaged "
-        "(`segtool.networks.ensemble`; written by `scripts/ensemble_models.py`).",
+        "(`segtool.networks.ensemble`; written by `segtool models ensemble`).",
         "",
         "## Use",
         "",

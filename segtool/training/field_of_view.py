@@ -4,7 +4,7 @@ A spine model trained on whole columns learns where each disc sits in the image,
 not what it looks like: shown a scan that stops above L3, it names the discs it sees
 by where L4-S1 usually are. Here some training patches are cut to a band along the
 column axis, the way a shorter acquisition is, and placed as inference places a
-smaller image (centred, the rest 0, as `segtool.inference` pads); the labels outside
+smaller image (centred, the rest 0, as `segtool.windows` pads); the labels outside
 the band become background, those inside keep their level. The band is then
 standardised again when the task's normalisation is a z-score, since `segtool run`
 standardises the partial image it is given on its own statistics. Each channel is

@@ -23,7 +23,6 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from segtool.io.atomic import write_text_atomic
-from segtool.io.formats import is_photo_task
 from segtool.normalize import border_constant
 from segtool.spec import TaskSpec
 from segtool.training.datasets import Case
@@ -207,7 +206,7 @@ def summarise(spec: TaskSpec, cases: list[dict], samples: list, total_cases: int
         "version": FINGERPRINT_VERSION,
         "task": spec.name,
         "ndim": spec.ndim,
-        "photo": is_photo_task(spec),
+        "photo": spec.is_photo,
         "channels": [_channel_summary(n, cases, i, samples) for i, n in enumerate(spec.channels)],
         "cases": total_cases,
         "cases_read": len(cases),

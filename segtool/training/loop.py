@@ -221,18 +221,44 @@ class Trainer(TrainerData, TrainerRecords):
             distributed.cleanup(self.dist)
 
     def _run(self, ckpt: dict | None) -> TrainResult:
-        opts, spe = self.opts, self.opts.steps_per_epoch
-        if self.dist.is_main:
-            self.model_dir.mkdir(parents=True, exist_ok=True)
-            if ckpt is None and opts.overwrite:  # the data cache stays: it is checked against the data
-                for name in (WEIGHTS_FILENAME, CONFIG_FILENAME, LOG_FILENAME):
-                    (self.model_dir / name).unlink(missing_ok=True)
-                checkpoint.checkpoint_path(self.model_dir).unlink(missing_ok=True)
-            if ckpt is not None:
-                truncate_log(self.model_dir, self.global_step)
+        self._clear_output(ckpt)
         distributed.barrier(self.dist)
         self._prepare_data(ckpt)
-        spec = self.spec
+        batches = self._step_batches()
+        stopped = self._train_epochs(batches, ckpt)
+        epochs_trained = self.global_step // self.opts.steps_per_epoch
+        if self.dist.is_main:
+            self._write_model_files(final=True, epochs_trained=epochs_trained, stopped=stopped)
+            state = checkpoint.state_dir(self.model_dir)
+            megabytes = sum(p.stat().st_size for p in state.rglob("*") if p.is_file()) / 1e6
+            self.console.print(
+                f"model folder {self.model_dir} written; {state} ({megabytes:.0f} MB) holds the checkpoint "
+                "for --resume and the data cache: delete it when done"
+            )
+        distributed.barrier(self.dist)
+        state = {k: v.detach().cpu().clone() for k, v in unwrap(self.model).state_dict().items()}
+        return TrainResult(
+            self.model_dir, epochs_trained, self.global_step, self.best_epoch, self.best_validation,
+            stopped, self.dist.rank, state,
+        )
+
+    def _clear_output(self, ckpt: dict | None) -> None:
+        """Main process: make the model folder; a fresh --overwrite run removes the old model, a resumed run
+        cuts the log back to its checkpoint."""
+        if not self.dist.is_main:
+            return
+        self.model_dir.mkdir(parents=True, exist_ok=True)
+        if ckpt is None and self.opts.overwrite:  # the data cache stays: it is checked against the data
+            for name in (WEIGHTS_FILENAME, CONFIG_FILENAME, LOG_FILENAME):
+                (self.model_dir / name).unlink(missing_ok=True)
+            checkpoint.checkpoint_path(self.model_dir).unlink(missing_ok=True)
+        if ckpt is not None:
+            truncate_log(self.model_dir, self.global_step)
+
+    def _step_batches(self) -> StepBatches:
+        """The training batches: the task's own sampler (a plugin's) or patches, then augmentation;
+        sets ``augment_description`` for the model card."""
+        opts, spec = self.opts, self.spec
         sample_patch, overhang = list(self.patch), None
         if spec.slice_axis is not None:  # slabs of one slice (and its slice_context neighbours) from the volumes
             sample_patch.insert(spec.slice_axis, 2 * spec.slice_context + 1)
@@ -255,6 +281,12 @@ class Trainer(TrainerData, TrainerRecords):
         own = getattr(sampler, "description", None)  # a task's own sampler says what it does (model card)
         if own:
             self.augment_description = own if self.augment_description == "none" else f"{own}; then {self.augment_description}"
+        return batches
+
+    def _train_epochs(self, batches: StepBatches, ckpt: dict | None) -> str | None:
+        """Train from the current step to the last epoch, validating as it goes; returns why it stopped early
+        ("max-minutes") or None."""
+        opts, spe = self.opts, self.opts.steps_per_epoch
         stopped = None
         start_epoch = self.global_step // spe
         if start_epoch >= opts.epochs:
@@ -283,21 +315,7 @@ class Trainer(TrainerData, TrainerRecords):
             self._end_epoch(epoch + 1, losses, partial, stopped)
             if stopped:
                 break
-        epochs_trained = self.global_step // spe
-        if self.dist.is_main:
-            self._write_model_files(final=True, epochs_trained=epochs_trained, stopped=stopped)
-            state = checkpoint.state_dir(self.model_dir)
-            megabytes = sum(p.stat().st_size for p in state.rglob("*") if p.is_file()) / 1e6
-            self.console.print(
-                f"model folder {self.model_dir} written; {state} ({megabytes:.0f} MB) holds the checkpoint "
-                "for --resume and the data cache: delete it when done"
-            )
-        distributed.barrier(self.dist)
-        state = {k: v.detach().cpu().clone() for k, v in unwrap(self.model).state_dict().items()}
-        return TrainResult(
-            self.model_dir, epochs_trained, self.global_step, self.best_epoch, self.best_validation,
-            stopped, self.dist.rank, state,
-        )
+        return stopped
 
 
 def train(spec: TaskSpec, data_dir: Path, model_dir: Path, options: TrainOptions, console=None,

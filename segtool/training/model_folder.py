@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping
 
 from segtool.io.atomic import replacing, write_text_atomic
-from segtool.io.formats import is_photo_task
 from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME, ModelConfig
 from segtool.spec import TaskSpec, describe_spacing
 
@@ -135,12 +134,28 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
     """README.md: a Hugging Face model card built from the task and the training record."""
     t = config.training
     data = t.get("data", {})
-    photo = is_photo_task(spec)
+    photo = spec.is_photo
     tags = ["segtool", "image-segmentation", "photo" if photo else "medical-imaging", f"{spec.ndim}d", spec.name]
     front = _front_matter(hf_license(licence or spec.licence), tags, list(datasets))
+    lines = _card_head(spec, config, data)
+    lines += _card_validation(spec, t)
+    lines += _card_training(config, t, data)
+    if t.get("plan"):
+        lines += plan_section(t["plan"])
+    if data.get("name") or data.get("description") or data.get("reference") or data.get("licence"):
+        lines += ["## Training data", ""]
+        for key in ("name", "description", "reference", "licence"):
+            if data.get(key):
+                lines.append(f"- {key.capitalize()}: {data[key]}")
+        lines.append("")
+    if spec.citation:
+        lines += ["## Citation", "", spec.citation, ""]
+    return front + "\n".join(lines)
 
-    val = t.get("validation") or {}
-    lines = [
+
+def _card_head(spec: TaskSpec, config: ModelConfig, data: Mapping[str, Any]) -> list[str]:
+    """The card's title, description, "## Use" and "## Labels" lines, and the "## Validation" heading."""
+    return [
         f"# segtool model for `{spec.name}`",
         "",
         spec.description,
@@ -151,7 +166,7 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
         "## Use",
         "",
         "```bash",
-        f"segtool run {spec.name} --model-dir MODEL_DIR image{'.png' if photo else '.nii.gz'}",
+        f"segtool run {spec.name} --model-dir MODEL_DIR image{'.png' if spec.is_photo else '.nii.gz'}",
         "```",
         "",
         "`MODEL_DIR` is this folder (or its download from the Hub). The task's plugin must be installed",
@@ -167,38 +182,47 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
         "## Validation",
         "",
     ]
-    if val.get("dice"):
+
+
+def _card_validation(spec: TaskSpec, t: Mapping[str, Any]) -> list[str]:
+    """The card's validation scores: per label, then per validation case; or why there are none."""
+    val = t.get("validation") or {}
+    if not val.get("dice"):
+        return ["No validation cases were held out: these are the weights of the last epoch.", ""]
+    lines = [
+        f"Best epoch {t.get('best_epoch')} of {t.get('epochs_trained')}, on {val.get('cases', 0)} validation case(s), "
+        "whole images through the same pipeline as `segtool run`. Means skip labels absent from both "
+        "prediction and ground truth; HD95 means skip cases where one side is empty.",
+        "",
+        "| label | Dice | HD95 (mm) |",
+        "|---|---|---|",
+        *[f"| {name} | {_fmt(val['dice'].get(name))} | {_fmt(val.get('hd95', {}).get(name), 2)} |" for name in spec.labels.values()],
+        f"| **mean** | **{_fmt(val.get('mean_dice'))}** | |",
+        "",
+    ]
+    per_case = val.get("per_case") or {}
+    if per_case:
+        names = list(spec.labels.values())
         lines += [
-            f"Best epoch {t.get('best_epoch')} of {t.get('epochs_trained')}, on {val.get('cases', 0)} validation case(s), "
-            "whole images through the same pipeline as `segtool run`. Means skip labels absent from both "
-            "prediction and ground truth; HD95 means skip cases where one side is empty.",
+            "Per validation case (Dice / HD95 mm):",
             "",
-            "| label | Dice | HD95 (mm) |",
-            "|---|---|---|",
-            *[f"| {name} | {_fmt(val['dice'].get(name))} | {_fmt(val.get('hd95', {}).get(name), 2)} |" for name in spec.labels.values()],
-            f"| **mean** | **{_fmt(val.get('mean_dice'))}** | |",
+            "| case | " + " | ".join(names) + " |",
+            "|---|" + "---|" * len(names),
+            *[
+                f"| {case} | " + " | ".join(
+                    f"{_fmt((scores.get(n) or {}).get('dice'))} / {_fmt((scores.get(n) or {}).get('hd95'), 2)}"
+                    for n in names
+                ) + " |"
+                for case, scores in sorted(per_case.items())
+            ],
             "",
         ]
-        per_case = val.get("per_case") or {}
-        if per_case:
-            names = list(spec.labels.values())
-            lines += [
-                "Per validation case (Dice / HD95 mm):",
-                "",
-                "| case | " + " | ".join(names) + " |",
-                "|---|" + "---|" * len(names),
-                *[
-                    f"| {case} | " + " | ".join(
-                        f"{_fmt((scores.get(n) or {}).get('dice'))} / {_fmt((scores.get(n) or {}).get('hd95'), 2)}"
-                        for n in names
-                    ) + " |"
-                    for case, scores in sorted(per_case.items())
-                ],
-                "",
-            ]
-    else:
-        lines += ["No validation cases were held out: these are the weights of the last epoch.", ""]
-    lines += [
+    return lines
+
+
+def _card_training(config: ModelConfig, t: Mapping[str, Any], data: Mapping[str, Any]) -> list[str]:
+    """The card's "## Training" lines: the exact command, the data, the preprocessing and the recipe."""
+    lines = [
         "## Training",
         "",
         "Exact command:",
@@ -233,17 +257,7 @@ def render_card(spec: TaskSpec, config: ModelConfig, licence: str | None = None,
         "- Per-epoch losses and scores: `train_log.jsonl`",
         "",
     ]
-    if t.get("plan"):
-        lines += plan_section(t["plan"])
-    if data.get("name") or data.get("description") or data.get("reference") or data.get("licence"):
-        lines += ["## Training data", ""]
-        for key in ("name", "description", "reference", "licence"):
-            if data.get(key):
-                lines.append(f"- {key.capitalize()}: {data[key]}")
-        lines.append("")
-    if spec.citation:
-        lines += ["## Citation", "", spec.citation, ""]
-    return front + "\n".join(lines)
+    return lines
 
 
 def plan_section(recorded: dict) -> list[str]:

@@ -80,7 +80,7 @@ def make_training_plan(spec, data_dir: Path, model_dir: Path, request: PlanReque
     """(fingerprint, plan) for training ``spec`` on ``data_dir`` within the request's budget."""
     from segtool.training.datasets import discover, group_key
     from segtool.training.fingerprint import load_or_compute
-    from segtool.training.plan_measure import StepTimer
+    from segtool.training.plan_measure import StepTimer, usable_cores
     from segtool.training.planner import TaskFacts, candidates_of, cost, make_plan, plan_augmentation
     from segtool.training.trainer_data import resolve_labels_map
 
@@ -101,9 +101,7 @@ def make_training_plan(spec, data_dir: Path, model_dir: Path, request: PlanReque
     reserve = reading + WRITE_SECONDS + (time.monotonic() - request.started)
     plan = make_plan(fp, facts, request.budget_seconds, timer, subjects, reserve, timer.precision)
     plan.threads = threads
-    import os
-
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cores = usable_cores()
     if plan.augmentation != "none" and (threads is None or (threads < cores)):
         plan.num_workers = 1
         plan.reasons["num_workers"] = ("one worker process cuts and augments the next batches while the network "

@@ -1,7 +1,7 @@
 """Read, check and preprocess training cases with the same code as `segtool run`.
 
 Each training case is read (``segtool.io``), its labels renumbered by the labels
-map and checked, then brought onto the model grid by `segtool.pipeline.preprocess`
+map and checked, then brought onto the model grid by `segtool.preprocess.preprocess`
 and `preprocess_labels`. The results are cached as ``.npy`` files that every
 process (and every DataLoader worker) memory-maps, so N distributed ranks share
 one copy in the page cache. A fingerprint of the inputs and of the task's
@@ -48,10 +48,12 @@ def read_case(spec: TaskSpec, case: Case, labels_map: Mapping[int, int] | None):
         raise CaseError(f"case {case.name!r}: {exc.one_line()}") from None
     if image.spatial_shape != label.spatial_shape:
         raise GeometryError(
-            f"case {case.name!r}: image {image.spatial_shape} and label {label.spatial_shape} differ in shape"
+            f"case {case.name!r}: image {image.spatial_shape} ({case.images[0]}) and label {label.spatial_shape} "
+            f"({case.label}) differ in shape"
         )
     if affine_difference(image.affine, label.affine) > GRID_ATOL:
-        raise GeometryError(f"case {case.name!r}: image and label have different affines (voxel grids)")
+        raise GeometryError(f"case {case.name!r}: image {case.images[0]} and label {case.label} have different "
+                            "affines (voxel grids)")
     values = remap_labels(np.asarray(label.array), labels_map)
     check_label_values(values, len(spec.labels), case.name, labels_map is not None)
     return image, replace(label, array=values)
@@ -200,7 +202,7 @@ def build_cache(
     on_case=None,
 ) -> dict:
     """Preprocess ``cases`` into ``cache_dir`` (reused when the fingerprint matches); returns the manifest."""
-    from segtool.pipeline import preprocess, preprocess_labels
+    from segtool.preprocess import preprocess, preprocess_labels
 
     cache_dir = Path(cache_dir)
     manifest_path = cache_dir / "manifest.json"

@@ -300,12 +300,12 @@ def label_maps_on_grid(spec, cases: Sequence, source: str = "image", target_of: 
     first image file: a training folder whose "images" are label maps, because the
     sampler replaces them) or ``"label"`` (its label file). The map is reoriented and
     resampled by nearest neighbour exactly as the case's labels were
-    (`segtool.pipeline.preprocess_labels`). With ``target_of``, a map whose merged
+    (`segtool.preprocess.preprocess_labels`). With ``target_of``, a map whose merged
     values hold fewer than ``min_classes`` task classes is refused: it is probably a
     real image that belongs in validation (``--val-cases``), not a label map.
     """
     from segtool.io import read_labels
-    from segtool.pipeline import preprocess_labels
+    from segtool.preprocess import preprocess_labels
     from segtool.training.prepare import remap_labels
 
     maps = []

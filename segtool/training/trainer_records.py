@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from segtool import __version__
+from segtool.version import __version__
 from segtool.model_config import WEIGHTS_FILENAME, ModelConfig
 from segtool.training import checkpoint, distributed
 from segtool.training.datasets import describe_map

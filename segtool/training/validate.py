@@ -1,6 +1,6 @@
 """Validation on whole cases, exactly as `segtool run` would segment them.
 
-Each validation case is read from disk, segmented by `segtool.pipeline.Segmenter`
+Each validation case is read from disk, segmented by `segtool.segmenter.Segmenter`
 (preprocess -> sliding window -> back to the input grid -> postprocess) and scored
 against its label map on the input grid with `segtool.metrics.evaluate`: Dice and
 HD95 (mm) per label. Means over cases skip a label that is empty in both the
@@ -126,7 +126,7 @@ def validate(
 
     Leaves the model in eval mode.
     """
-    from segtool.pipeline import InferenceOptions, Segmenter
+    from segtool.segmenter import InferenceOptions, Segmenter
     from segtool.training.prepare import read_case
 
     start = time.monotonic()

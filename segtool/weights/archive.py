@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Callable, Iterable, Iterator
 
-from segtool import __version__
+from segtool.version import __version__
 from segtool.errors import UsageError, WeightsUnavailableError
 from segtool.io.atomic import replacing
 from segtool.weights.integrity import check_sha256, sha256_file
@@ -66,11 +66,14 @@ def export_weights(
 
     ``models`` limits the variants. Bundled models are skipped, and so are uncached ones
     unless their task is named (then WeightsUnavailableError); ``on_skip(spec, variant,
-    why)`` hears of each skip. Returns the files written and the bytes of their distinct blobs.
+    why)`` hears of each skip. Returns the files written and the bytes of their distinct blobs;
+    no files and no archive when every selected model is bundled (it ships with its plugin).
     """
     names = list(names)
     pairs, _ = select_models(registry, names, models, False)
     entries = _export_entries(pairs, pm, hub, bool(names), on_skip)
+    if not entries and pairs and all(spec.models[variant].package for spec, variant in pairs):
+        return ExportResult([], 0)
     if not entries:
         raise WeightsUnavailableError(
             f"no cached Hub weights to export from {hub.cache_dir}; fetch them first with: segtool models pull --all"

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from segtool.errors import WeightsUnavailableError
-from segtool.weights.sources import _first_line
+from segtool.weights.sources import first_line
 
 if TYPE_CHECKING:
     from segtool.spec import TaskSpec
@@ -30,7 +30,7 @@ def load_state_dict(resolved: ResolvedModel, device: str = "cpu") -> dict[str, A
             state = {key[len(prefix):]: stored.get_tensor(key) for key in stored.keys() if key.startswith(prefix)}
     except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
         raise WeightsUnavailableError(
-            f"{resolved.weights_path}: not a readable safetensors file ({_first_line(exc)})"
+            f"{resolved.weights_path}: not a readable safetensors file ({first_line(exc)})"
         ) from None
     if not state:
         raise WeightsUnavailableError(f"{resolved.weights_path}: holds no ensemble member {resolved.member}")
@@ -75,7 +75,7 @@ def build_model(spec: "TaskSpec", resolved: ResolvedModel, device: str = "cpu"):
     except (TypeError, ValueError, RuntimeError, MemoryError) as exc:
         raise WeightsUnavailableError(
             f"{resolved.config_path}: architecture {resolved.config.architecture} does not build a "
-            f"model for task {spec.name!r} ({_first_line(exc)})"
+            f"model for task {spec.name!r} ({first_line(exc)})"
         ) from None
     expected = model.state_dict()
     missing, unexpected, wrong = state_mismatch(expected, state)
@@ -98,7 +98,7 @@ def build_model(spec: "TaskSpec", resolved: ResolvedModel, device: str = "cpu"):
         model.load_state_dict(state, strict=True)
     except RuntimeError as exc:
         raise WeightsUnavailableError(
-            f"weights {resolved.weights_path} do not fit the model of task {spec.name!r} ({_first_line(exc)})"
+            f"weights {resolved.weights_path} do not fit the model of task {spec.name!r} ({first_line(exc)})"
         ) from None
     if resolved.config.logit_offsets is not None:
         from segtool.networks.logit_offsets import LogitOffsets

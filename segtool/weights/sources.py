@@ -93,18 +93,18 @@ def _hub_path(ref: "WeightsRef", filename: str, hub: HubSettings) -> str:
         if hub.offline:
             raise HubFileUnavailable(f"{where} is not in the cache {hub.cache_dir} and offline mode is on", "offline") from None
         cause = exc.__cause__ or exc.__context__
-        detail = _first_line(cause) if cause is not None else "no connection"
+        detail = first_line(cause) if cause is not None else "no connection"
         raise HubFileUnavailable(
             f"{where} is not in the cache {hub.cache_dir} and {hub.endpoint} cannot be reached ({detail})",
             "unreachable",
             detail,
         ) from None
     except HfHubHTTPError as exc:
-        detail = _first_line(exc)
+        detail = first_line(exc)
         raise HubFileUnavailable(f"{where}: download failed: {detail}", "error", detail) from None
     except (OSError, ValueError) as exc:
         # OSError: the size check after a broken download, a full disk, ...
-        detail = _first_line(exc)
+        detail = first_line(exc)
         if hub.offline:
             raise HubFileUnavailable(f"{where} is not in the cache and offline mode is on", "offline") from None
         raise HubFileUnavailable(f"{where}: download failed: {detail}", "error", detail) from None
@@ -125,7 +125,7 @@ def _fail_fast_if_unreachable(ref: "WeightsRef", filename: str, hub: HubSettings
     try:
         get_hf_file_metadata(url, token=hub.token, endpoint=hub.endpoint)
     except _transport_errors() as exc:
-        detail = _first_line(exc)
+        detail = first_line(exc)
         raise HubFileUnavailable(
             f"{where} is not in the cache {hub.cache_dir} and {hub.endpoint} cannot be reached ({detail})",
             "unreachable",
@@ -146,7 +146,7 @@ def _transport_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
-def _first_line(exc: BaseException) -> str:
+def first_line(exc: BaseException) -> str:
     text = " ".join(str(exc).split()) or type(exc).__name__
     return text[:300]
 

@@ -246,7 +246,9 @@ def test_folder_mode_fails_only_the_bad_row(tmp_path, bad):
     result = invoke(None, ["evaluate", tmp_path / "pred", tmp_path / "gt", "--json", "--csv", csv_path])
     assert result.exit_code == 1, result.output
     lines = error_lines(result)
-    assert len(lines) == 1 and lines[0].startswith("segtool: error: ") and "c2.nii.gz" in lines[0], lines
+    # one error line for the case, then the closing count (not an error of its own)
+    assert len(lines) == 2 and lines[0].startswith("segtool: error: ") and "c2.nii.gz" in lines[0], lines
+    assert lines[1] == "segtool: 1 of 3 cases could not be scored; the summary is over the other 2 only", lines
     doc = strict_json(result.stdout)
     assert [c["case"] for c in doc["cases"]] == ["c1", "c3"]
     assert [f["case"] for f in doc["failed"]] == ["c2"]

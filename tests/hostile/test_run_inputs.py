@@ -121,25 +121,54 @@ def _two_d_for_a_3d_task(d):
     return [save(d / "flat2d.nii.gz", np.zeros((12, 10), dtype=np.float32))]
 
 
-BAD_INPUTS = {
+def _photo_for_a_3d_task(d):
+    from PIL import Image
+
+    Image.fromarray(np.zeros((12, 10), dtype=np.uint8)).save(d / "photo.png")
+    return [d / "photo.png"]
+
+
+#: Known from the file system alone: the whole run is refused before the model loads (exit 2).
+REFUSED_BEFORE_WORK = {
     "FIFO": (_fifo, "named pipe"),
     "/dev/zero": (_dev_zero, "character device"),
     "link to /dev/zero": (_link_to_dev_zero, "character device"),
     "Analyze pair whose .img is a FIFO": (_analyze_with_fifo_image, "named pipe"),
+    "empty file": (_empty_file, "empty.nii.gz: empty file"),
+    "missing file": (_missing, "no such file"),
+    "dangling link": (_dangling_link, "a link to a missing file"),
+    "photo for a 3D task": (_photo_for_a_3d_task, "segments 3D volumes"),
+}
+
+#: Known only by reading the image: its case fails (exit 1), the others go on.
+BAD_INPUTS = {
     "MetaImage whose data file is /dev/zero": (_mhd_pointing_at_dev_zero, "character device"),
     "complex NIfTI": (_complex, "complex-valued"),
     "zero sform and qform": (_zero_sform_and_qform, "degenerate"),
     "NaN voxels": (_nan_voxels, "NaN"),
-    "empty file": (_empty_file, "empty.nii.gz"),
     "truncated gzip": (_truncated_gzip, "corrupt or truncated"),
     "random bytes named .nii": (_random_bytes, "noise.nii"),
     "text file": (_text_as_image, "not a recognised image"),
-    "missing file": (_missing, "no such file"),
-    "dangling link": (_dangling_link, "no such file"),
     "empty directory": (_empty_directory, "no DICOM series"),
     "4D volume": (_four_d, "4D volume for a 3D task"),
     "2D image for a 3D task": (_two_d_for_a_3d_task, "2D"),
 }
+
+
+@pytest.mark.parametrize("case", list(REFUSED_BEFORE_WORK))
+def test_input_known_bad_from_the_file_system_refuses_the_run_before_the_model_loads(tmp_path, app3d, monkeypatch,
+                                                                                     case):
+    from segtool.segmenter import Segmenter
+
+    def no_model(*args, **kwargs):
+        raise AssertionError("the model was loaded before the input was refused")
+
+    monkeypatch.setattr(Segmenter, "from_task", no_model)
+    make, expected = REFUSED_BEFORE_WORK[case]
+    inputs = make(tmp_path)
+    before = snapshot(tmp_path)
+    result = invoke(app3d(), ["run", "tiny", *inputs, "-q", "--output-dir", tmp_path / "out"])
+    refused(result, 2, before, tmp_path, expected)
 
 
 @pytest.mark.parametrize("case", list(BAD_INPUTS))

@@ -3,13 +3,8 @@ import pytest
 import torch
 
 from segtool.errors import UsageError
-from segtool.inference import (
-    gaussian_importance,
-    pick_device,
-    plan_windows,
-    sliding_window_inference,
-    window_starts,
-)
+from segtool.sliding_window import WindowSettings, pick_device, sliding_window_inference, stream_probabilities
+from segtool.windows import gaussian_importance, plan_windows, window_starts
 
 
 def test_window_starts_cover_the_axis_with_overlap():
@@ -48,7 +43,7 @@ class Threshold(torch.nn.Module):
 def test_voxelwise_model_gives_exact_probabilities(shape, patch, batch_size):
     rng = np.random.default_rng(1)
     image = torch.from_numpy(rng.normal(size=(1, *shape)).astype(np.float32))
-    probs = sliding_window_inference(Threshold(), image, patch, num_classes=2, batch_size=batch_size)
+    probs = sliding_window_inference(Threshold(), image, WindowSettings(patch, 2, batch_size=batch_size))
     assert tuple(probs.shape) == (2, *shape)
     expected = torch.sigmoid(10 * image[0])
     assert torch.allclose(probs[1], expected, atol=1e-5)
@@ -68,10 +63,10 @@ def test_tta_averages_flips_and_reports_progress():
     image = torch.randn(1, 12, 12, 6)
     plain_calls, tta_calls = [], []
     plain = sliding_window_inference(
-        LooksAhead(), image, (12, 12, 6), num_classes=2, on_batch=lambda d, t: plain_calls.append((d, t))
+        LooksAhead(), image, WindowSettings((12, 12, 6), 2), on_batch=lambda d, t: plain_calls.append((d, t))
     )
     probs = sliding_window_inference(
-        LooksAhead(), image, (12, 12, 6), num_classes=2, tta=True, on_batch=lambda d, t: tta_calls.append((d, t))
+        LooksAhead(), image, WindowSettings((12, 12, 6), 2, tta=True), on_batch=lambda d, t: tta_calls.append((d, t))
     )
     ahead, behind = torch.zeros_like(image[0]), torch.zeros_like(image[0])
     ahead[:-1], behind[1:] = image[0, 1:], image[0, :-1]
@@ -96,8 +91,8 @@ def test_pick_device():
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_matches_cpu():
     image = torch.randn(1, 20, 20, 10)
-    cpu = sliding_window_inference(Threshold(), image, (8, 8, 4), num_classes=2)
-    gpu = sliding_window_inference(Threshold(), image, (8, 8, 4), num_classes=2, device="cuda", precision="fp16")
+    cpu = sliding_window_inference(Threshold(), image, WindowSettings((8, 8, 4), 2))
+    gpu = sliding_window_inference(Threshold(), image, WindowSettings((8, 8, 4), 2, device="cuda", precision="fp16"))
     assert torch.allclose(cpu, gpu.cpu(), atol=1e-2)
 
 
@@ -121,8 +116,8 @@ def test_windows_of_only_the_lowest_value_are_background_without_the_network(sli
     image[0, 12:, :, :3] = torch.linspace(1.0, 2.0, 12 * 24 * 3).reshape(12, 24, 3)
     patch = (8, 8, 6) if slice_axis is None else (8, 8)
     model = AlwaysForeground()
-    probs = sliding_window_inference(model, image, patch, num_classes=2, overlap=0.0, batch_size=4,
-                                     slice_axis=slice_axis)
+    probs = sliding_window_inference(model, image, WindowSettings(patch, 2, overlap=0.0, batch_size=4,
+                                                                  slice_axis=slice_axis))
     labels = probs.argmax(0)
     # rows 0-7 hold no window with content (windows are 8 rows, no overlap): background
     assert (labels[:8] == 0).all() and torch.allclose(probs[0, :8], torch.ones(1))
@@ -139,7 +134,7 @@ def test_a_window_with_content_in_any_channel_goes_through_the_network():
     image[0, :8, 8:] = torch.linspace(1.0, 2.0, 64).reshape(8, 8)  # content in channel 0 only
     image[1, 8:, 8:] = torch.linspace(1.0, 2.0, 64).reshape(8, 8)  # content in channel 1 only
     model = AlwaysForeground()
-    probs = sliding_window_inference(model, image, (8, 8), num_classes=2, overlap=0.0, batch_size=4)
+    probs = sliding_window_inference(model, image, WindowSettings((8, 8), 2, overlap=0.0, batch_size=4))
     labels = probs.argmax(0)
     assert model.windows == 2
     assert (labels[:, 8:] == 1).all() and (labels[:, :8] == 0).all()
@@ -150,7 +145,65 @@ def test_padding_around_a_small_image_does_not_make_an_empty_slice_look_full():
     image = torch.full((1, 6, 5, 3), -0.5)
     image[0, :, :, 0] = torch.linspace(-0.5, 1.0, 30).reshape(6, 5)
     model = AlwaysForeground()
-    probs = sliding_window_inference(model, image, (8, 8), num_classes=2, overlap=0.5, batch_size=4, slice_axis=2)
+    probs = sliding_window_inference(model, image, WindowSettings((8, 8), 2, overlap=0.5, batch_size=4, slice_axis=2))
     labels = probs.argmax(0)
     assert model.windows == 1  # slice 0 only: slices 1 and 2 hold only the lowest value
     assert (labels[:, :, 0] == 1).all() and (labels[:, :, 1:] == 0).all()
+
+
+def test_window_settings_are_frozen_normalised_and_checked():
+    import dataclasses
+
+    settings = WindowSettings([8, 8], 2, device="cpu", tta_axes=[0])
+    assert settings.patch_size == (8, 8) and settings.tta_axes == (0,)
+    assert settings.device == torch.device("cpu") and settings.stitch == torch.device("cpu")
+    assert WindowSettings((8, 8), 2, stitch_device="cpu").stitch_device == torch.device("cpu")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        settings.batch_size = 4
+    with pytest.raises(ValueError, match=r"overlap must be in \[0, 1\), got 1.0"):
+        WindowSettings((8, 8), 2, overlap=1.0)
+    with pytest.raises(ValueError, match="batch_size must be at least 1, got 0"):
+        WindowSettings((8, 8), 2, batch_size=0)
+
+
+def _conv(dims: int) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return (torch.nn.Conv3d if dims == 3 else torch.nn.Conv2d)(1, 3, 3, padding=1).eval()
+
+
+@pytest.mark.parametrize("slice_axis, patch", [(None, (8, 8, 4)), (2, (8, 8)), (0, (8, 4))])
+def test_streamed_planes_are_exactly_the_whole_image_probabilities(slice_axis, patch):
+    image = torch.from_numpy(np.random.default_rng(2).normal(size=(1, 13, 11, 6)).astype(np.float32))
+    model = _conv(len(patch))
+    settings = WindowSettings(patch, 3, overlap=0.5, batch_size=3, slice_axis=slice_axis)
+    whole = sliding_window_inference(model, image, settings)
+    planes, sinks = {}, []
+
+    def make_sink():
+        sinks.append(1)
+        return lambda first, part: planes.update({first + i: p for i, p in enumerate(part)})
+
+    stream_probabilities(model, image, settings, make_sink)
+    axis = 0 if slice_axis is None else slice_axis
+    streamed = torch.stack([planes[i] for i in range(image.shape[axis + 1])], dim=axis + 1)
+    assert len(sinks) == 1 and tuple(whole.shape) == (3, 13, 11, 6)
+    assert torch.equal(streamed, whole)
+
+
+def test_streaming_refuses_test_time_flips():
+    with pytest.raises(ValueError, match="tta needs every probability at once"):
+        stream_probabilities(Threshold(), torch.zeros((1, 8, 8)), WindowSettings((8, 8), 2, tta=True), list)
+
+
+def test_out_of_memory_off_cuda_is_raised_not_retried():
+    class OutOfMemory(torch.nn.Module):
+        calls = 0
+
+        def forward(self, x):
+            OutOfMemory.calls += 1
+            raise torch.cuda.OutOfMemoryError("no memory")
+
+    image = torch.randn(1, 8, 8)
+    with pytest.raises(torch.cuda.OutOfMemoryError):
+        sliding_window_inference(OutOfMemory(), image, WindowSettings((8, 8), 2))
+    assert OutOfMemory.calls == 1
