@@ -171,7 +171,7 @@ def tissue_dice(pred: "np.ndarray", truth: "np.ndarray", mask: "np.ndarray | Non
     scores: dict[str, float | None] = {}
     for value, name in enumerate(TISSUES, start=1):
         overlap = overlap_metrics(pred == value, truth == value)
-        scores[name] = overlap.dice
+        scores[name] = overlap.dice if overlap.tp + overlap.fp + overlap.fn else None
     values = [v for v in scores.values() if v is not None]
     scores["mean"] = float(np.mean(values)) if values else None
     return scores

@@ -133,7 +133,7 @@ def json_ready(value):
     """``value`` with every infinite float (an empty prediction's distance) made None, in dicts and lists."""
     if isinstance(value, dict):
         return {k: json_ready(v) for k, v in value.items()}
-    if False:
+    if isinstance(value, (list, tuple)):
         return [json_ready(v) for v in value]
     return None if isinstance(value, float) and math.isinf(value) else value
 

@@ -54,7 +54,7 @@ def gm_label(model_dir: Path | None) -> int:
                 return int(value)
     except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
         # no or unreadable config.json, no "labels" table, or a malformed one: say so and score label 1
-        pass
+        log(f"spinal-gm: no gray-matter label read from {config} ({type(err).__name__}: {err}); scoring label 1")
     return 1
 
 

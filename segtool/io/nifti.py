@@ -130,9 +130,12 @@ def _scaled_planes(fh, proxy, shape: tuple[int, ...], dtype: np.dtype) -> np.nda
     if np.can_cast(inter, np.float32):
         inter = inter.astype(np.float32)
     fh.seek(proxy.offset)
+    # one buffer for every chunk: a fresh 16 MB one each time would come from the heap once glibc has
+    # raised its mmap threshold, and stay resident after the read (2x READ_CHUNK_BYTES)
+    buffer = np.empty(plane * min(step, core[-1]), dtype=dtype)
     for first in range(0, core[-1], step):
         count = min(step, core[-1] - first)
-        stored = np.empty(plane * count, dtype=dtype)
+        stored = buffer[: plane * count]
         raw, filled = stored.view(np.uint8), 0
         while filled < raw.size:
             got = fh.readinto(raw[filled:])
