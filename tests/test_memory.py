@@ -219,6 +219,51 @@ def test_nifti_images_are_read_plane_by_plane_with_get_fdata_values(tmp_path, mo
         assert not np.array_equal(volume.array[0], np.asarray(img.dataobj, dtype=np.float32)) or scaling == (1.0, 0.0)
 
 
+def test_channel_files_are_read_into_one_array_never_all_held_with_their_stack(tmp_path, monkeypatch):
+    """Three channel files: each moves into the stack as it is read, so the peak is the stack plus one file.
+
+    Reading all three and concatenating (the old way) held 2x the input; numpy reports its
+    buffers to tracemalloc, so the peak is counted exactly, without RSS noise.
+    """
+    import tracemalloc
+
+    import nibabel as nib
+
+    from segtool.io import nifti
+    from segtool.io.channels import read_channels
+    from segtool.io.readers import read_volume
+
+    monkeypatch.setattr(nifti, "READ_CHUNK_BYTES", 40 * 50 * 4)  # one plane per read: the read buffer is small
+    rng = np.random.default_rng(6)
+    paths = []
+    for name in ("a", "b", "c"):
+        paths.append(tmp_path / f"{name}.nii")
+        nib.save(nib.Nifti1Image(rng.normal(0.0, 1.0, (40, 50, 60)).astype(np.float32), np.eye(4)), paths[-1])
+    expected = np.concatenate([read_volume(path).array for path in paths])
+    tracemalloc.start()
+    try:
+        volume = read_channels(paths, 3, ("a", "b", "c"))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert volume.array.dtype == np.float32 and volume.array.flags.c_contiguous and volume.array.flags.owndata
+    assert np.array_equal(volume.array, expected) and volume.meta["channel_paths"] == paths
+    assert peak < 1.5 * expected.nbytes  # stack + one file: 4/3; all files + their concatenation: 2
+
+
+def test_a_channel_file_on_another_grid_is_still_refused_after_reading_into_one_array(tmp_path):
+    import nibabel as nib
+
+    from segtool.errors import GeometryError
+    from segtool.io.channels import read_channels
+
+    first, second = tmp_path / "a.nii", tmp_path / "b.nii"
+    nib.save(nib.Nifti1Image(np.ones((6, 7, 8), dtype=np.float32), np.eye(4)), first)
+    nib.save(nib.Nifti1Image(np.ones((6, 7, 9), dtype=np.float32), np.eye(4)), second)
+    with pytest.raises(GeometryError, match="different grids: shape 6x7x8 vs 6x7x9"):
+        read_channels([first, second], 3, ("a", "b"))
+
+
 def test_damaged_nifti_files_still_get_the_whole_file_message(tmp_path):
     import nibabel as nib
 

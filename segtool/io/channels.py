@@ -38,7 +38,7 @@ def read_channels(
     paths = [Path(p).expanduser() for p in paths]
     if not paths:
         raise GeometryError(f"task expects {_channels_str(channel_names)}, got no input files")
-    volumes = [read_volume(p, allow_uneven=allow_uneven) for p in paths]
+    volumes, stacked = _read_into_one_array(paths, allow_uneven)
     for vol in volumes:
         _check_ndim(vol, ndim)
     if grey_as_rgb and len(volumes) == 1 and len(channel_names) == 3 and volumes[0].kind == "photo" and volumes[0].channels == 1:
@@ -47,7 +47,40 @@ def read_channels(
     _check_channel_count(volumes, channel_names)
     for vol in volumes[1:]:
         check_same_grid(volumes[0], vol)
-    return _stack(volumes)
+    return _stack(volumes, stacked)
+
+
+def _read_into_one_array(paths: list[Path], allow_uneven: bool) -> tuple[list[Volume], np.ndarray | None]:
+    """(each file read as a Volume, the channels-first array of all of them or None).
+
+    With several files, each file's values move into one preallocated array as soon as
+    it is read (its Volume then holds a view of it), so the files and their stack are
+    never all held at once: the peak is the stack plus one file (1.5x the input for two
+    channels, not the 2x of reading all and concatenating). None when a file does not
+    fit its place (another shape or channel count than its header promised): the checks
+    after reading refuse it, or `_stack` concatenates.
+    """
+    volumes = [read_volume(paths[0], allow_uneven=allow_uneven)]
+    counts = [channel_count(p) for p in paths[1:]]
+    if len(paths) == 1 or None in counts:
+        return volumes + [read_volume(p, allow_uneven=allow_uneven) for p in paths[1:]], None
+    stack = np.empty((volumes[0].channels + sum(counts), *volumes[0].spatial_shape), dtype=np.float32)
+    fits, start = True, 0
+    for i, path in enumerate(paths):
+        vol = volumes[0] if i == 0 else read_volume(path, allow_uneven=allow_uneven)
+        part = stack[start : start + vol.channels]
+        if fits and vol.array.shape == part.shape:
+            part[...] = vol.array
+            vol = replace(vol, array=part)  # the file's own array is dropped here
+        else:
+            fits = False
+        if i == 0:
+            volumes[0] = vol
+        else:
+            volumes.append(vol)
+        start += vol.channels
+        del vol
+    return volumes, stack if fits and start == stack.shape[0] else None
 
 
 def channel_count(path: str | os.PathLike) -> int | None:
@@ -106,11 +139,14 @@ def check_same_grid(first: Volume, other: Volume) -> None:
         )
 
 
-def _stack(volumes: list[Volume]) -> Volume:
-    """One Volume with all channels, geometry and metadata of the first."""
+def _stack(volumes: list[Volume], stacked: np.ndarray | None = None) -> Volume:
+    """One Volume with all channels, geometry and metadata of the first (``stacked``: their channels, already
+    in one array)."""
     first = volumes[0]
     if len(volumes) == 1:
         array = first.array
+    elif stacked is not None:
+        array = stacked
     else:
         array = np.concatenate([v.array for v in volumes], axis=0)
     meta = dict(first.meta)
