@@ -64,15 +64,16 @@ def two_label_images(folder: Path, stem: str) -> tuple[Path, Path]:
     return (save_nifti(folder / f"{stem}_flair.nii.gz", flair), save_nifti(folder / f"{stem}_t1c.nii.gz", t1c))
 
 
-def skin_photo_folder(folder: Path):
-    """The clothing task with a one-conv network (bright -> skin 2, dark -> background) and its model folder."""
+def skin_photo_folder(folder: Path, factory=None):
+    """The clothing task with a one-conv network (bright -> skin 2, dark -> background; built by ``factory``,
+    default `one_conv`) at 32 x 24, and its model folder."""
     import torch
     from safetensors.torch import save_file
 
     from segtool.app import App
     from segtool.model_config import ModelConfig
 
-    spec = replace(App().registry.get("clothing"), network=None, model_factory=one_conv, model_kwargs={},
+    spec = replace(App().registry.get("clothing"), network=None, model_factory=factory or one_conv, model_kwargs={},
                    input_size=(32, 24), patch_size=(32, 24), models={}, default_model=None)
     folder.mkdir(parents=True, exist_ok=True)
     weight, bias = torch.zeros((14, 3, 1, 1)), torch.zeros(14)

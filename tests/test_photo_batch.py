@@ -95,19 +95,9 @@ def counting_one_conv(spatial_dims: int, in_channels: int, out_channels: int):
 
 def _skin_model_folder(folder, factory=None):
     """The clothing task with a one-conv network (bright -> skin 2, dark -> background) and its model folder."""
-    from safetensors.torch import save_file
+    from output_tasks import skin_photo_folder
 
-    from segtool.model_config import ModelConfig
-    from tiny_task import one_conv
-
-    spec = replace(App().registry.get("clothing"), network=None, model_factory=factory or one_conv, model_kwargs={},
-                   input_size=(32, 24), patch_size=(32, 24), models={}, default_model=None)
-    weight, bias = torch.zeros((14, 3, 1, 1)), torch.zeros(14)
-    weight[2], bias[0] = 8.0 / 3, 1.0
-    save_file({"weight": weight, "bias": bias}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
-    return spec
-
+    return skin_photo_folder(folder, factory)
 
 def _block_photo(path, rows, cols, top, left, size):
     from PIL import Image

@@ -4,7 +4,6 @@ cropping around the structure: test_qc_crop.py)."""
 
 from __future__ import annotations
 
-import html.parser
 import json
 import multiprocessing
 from pathlib import Path
@@ -18,6 +17,8 @@ from PIL import Image
 from segtool import qc
 from segtool.io import Volume
 from segtool.qc.mosaic import TITLE_COLOUR, TITLE_HEIGHT
+
+from qc_page import parse
 
 SHAPE = (20, 24, 16)
 SPACING = (0.9, 1.2, 2.5)
@@ -255,32 +256,6 @@ def test_label_volumes_in_mm3():
 # --------------------------------------------------------------------------- report
 
 
-class _Rows(html.parser.HTMLParser):
-    """Collects case rows (data-case) and images (src, data-natural) from a page."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.cases: list[str] = []
-        self.images: list[dict] = []
-        self.scripts = 0
-        self.attrs_seen: dict[str, str] = {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "tr" and "case" in (attrs.get("class") or "").split():
-            self.cases.append(attrs["data-case"])
-        elif tag == "img":
-            self.images.append(attrs)
-        elif tag == "script":
-            self.scripts += 1
-        elif tag == "body":
-            self.attrs_seen = attrs
-
-
-def parse(text: str) -> _Rows:
-    parser = _Rows()
-    parser.feed(text)
-    return parser
 
 
 def _append_worker(directory: str, worker: int, barrier) -> None:

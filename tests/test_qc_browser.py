@@ -4,7 +4,6 @@ Chromium binary is on PATH (Debian: ``apt-get install -y chromium``)."""
 
 from __future__ import annotations
 
-import html.parser
 import re
 import shutil
 import subprocess
@@ -17,6 +16,8 @@ from PIL import Image
 
 from segtool import qc
 from segtool.io import Volume
+
+from qc_page import parse
 
 BROWSER = next((shutil.which(n) for n in ("chromium", "chromium-browser", "google-chrome") if shutil.which(n)), None)
 pytestmark = pytest.mark.skipif(BROWSER is None, reason="no chromium binary on PATH (apt-get install -y chromium)")
@@ -43,21 +44,6 @@ window.addEventListener('load', function () {
 </script>"""
 
 
-class _Page(html.parser.HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.cases: list[str] = []
-        self.images: list[dict] = []
-        self.body: dict = {}
-
-    def handle_starttag(self, tag, attrs):
-        attrs = dict(attrs)
-        if tag == "tr" and "case" in (attrs.get("class") or "").split():
-            self.cases.append(attrs["data-case"])
-        elif tag == "img":
-            self.images.append(attrs)
-        elif tag == "body":
-            self.body = attrs
 
 
 def chromium(page: Path, profile: Path, *mode: str) -> subprocess.CompletedProcess:
@@ -122,8 +108,7 @@ def test_moved_report_loads_every_picture_without_console_errors(tmp_path):
     )
     (folder / "_probe.html").write_text(probe, encoding="utf-8")
     done = chromium(folder / "_probe.html", tmp_path / "p2", "--dump-dom")
-    page = _Page()
-    page.feed(done.stdout)
+    page = parse(done.stdout)
     assert page.body.get("data-checked") == "yes", done.stdout[:500]
     assert page.body["data-errors"] == '["load failed: images/does-not-exist.png"]'
     assert console_lines(done.stderr) == []

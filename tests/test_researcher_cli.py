@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -84,21 +83,9 @@ print("TORCH" if "torch" in sys.modules else "NO-TORCH")
 
 def _skin_task(folder):
     """The clothing task with a one-conv network at 32 x 24 and its model folder."""
-    import torch
-    from safetensors.torch import save_file
+    from output_tasks import skin_photo_folder
 
-    from segtool.app import App
-    from segtool.model_config import ModelConfig
-    from tiny_task import one_conv
-
-    spec = replace(App().registry.get("clothing"), network=None, model_factory=one_conv, model_kwargs={},
-                   input_size=(32, 24), patch_size=(32, 24), models={}, default_model=None)
-    weight, bias = torch.zeros((14, 3, 1, 1)), torch.zeros(14)
-    weight[2], bias[0] = 8.0 / 3, 1.0
-    save_file({"weight": weight, "bias": bias}, str(folder / "model.safetensors"))
-    (folder / "config.json").write_text(ModelConfig.for_spec(spec).to_json(), encoding="utf-8")
-    return spec
-
+    return skin_photo_folder(folder)
 
 def test_a_batch_of_photos_on_a_cpu_goes_through_the_network_photo_by_photo(tmp_path):
     """Six photos, batch size 8: six forward passes, each announced, each photo's result counted in order
