@@ -182,8 +182,10 @@ class TaskSpec:
         """Network axes (0-based, in-plane for slice tasks) that training flips and ``--tta`` may flip.
 
         Photos flip left-right only (people are not upside down); ``mri-strong`` flips its
-        first axis only (left-right of axial slices, anterior-posterior of sagittal ones:
-        never superior-inferior, which would swap the levels of a spine); ``none`` flips
+        left-right axis only: a volume's first axis (left-right of axial slices in RAS,
+        anterior-posterior of sagittal ones: never superior-inferior, which would swap the levels
+        of a spine), a 2D image's columns (an axial slice as displayed: its rows run from front
+        to back, which no head mirrors); ``none`` flips
         nothing; every other recipe flips every axis. A task whose own sampler makes its
         training images declares ``trained_flips`` instead. Predictions averaged over flips
         the network never saw in training are worse, so --tta flips these axes only.
@@ -195,7 +197,7 @@ class TaskSpec:
         if self.is_photo:
             return (self.network_dims - 1,)
         if self.augmentation in ("mri-strong", "mri-contrast"):
-            return (0,)
+            return (0,) if self.ndim == 3 else (1,)
         return tuple(range(self.network_dims))
 
     @property

@@ -89,6 +89,9 @@ def test_flip_axes_are_the_flips_training_makes():
     assert make_spec(ndim=3, slice_axis=2, patch_size=(8, 8)).flip_axes == (0, 1)
     assert make_spec(ndim=2, modality="photo (RGB)").flip_axes == (1,)
     assert make_spec(ndim=2, augmentation="photo").flip_axes == (0, 1)
+    # a 2D image's left-right is its columns (an LGG slice's rows run front to back); a volume's, its first axis
+    assert make_spec(ndim=2, augmentation="mri-strong").flip_axes == (1,)
+    assert make_spec(ndim=2, augmentation="mri-contrast").flip_axes == (1,)
     # no augmentation, no flips seen in training: --tta has nothing to flip
     assert make_spec(ndim=3, slice_axis=2, patch_size=(8, 8), augmentation="none").flip_axes == ()
     # a task whose own sampler flips (brain-tissue's synthesis: left-right only) says so

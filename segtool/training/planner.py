@@ -3,13 +3,8 @@
 The rules, nnU-Net's where they fit and ours where the compute differs (each choice's reason
 goes into the plan):
 
-- Grid. Photos keep their pixels and are resized to a fixed input. Volumes: the median
-  spacing (nnU-Net). Spacing anisotropy of 3 or more: slice-wise 2D along the coarse axis.
-  A foreground thinner than 4 voxels at that spacing gets a finer in-plane grid aiming at 6
-  (at most 2x the median), since a 3-voxel-thick gray matter cannot be outlined. Isotropic volumes go
-  3D when an affordable 3D patch covers the context (1.5x the labelled extent) at no more
-  than 2x the median spacing while the thinnest structure keeps 4 voxels; otherwise 2D
-  slices along the thinnest axis of the field of view, which hold the most context.
+- Grid: `plan_grid` (median spacing; slices for anisotropic data; finer in-plane for thin
+  structures; 3D when a patch holding the context and the thinnest solid label is affordable).
 - Size. Candidates (input scale or patch, then base width 32 or 16) are tried in that order
   of preference and the first whose **measured** speed buys ``MIN_STEPS`` steps in the
   budget is taken: resolution first, then width; the budget buys steps, never a larger
@@ -19,7 +14,7 @@ goes into the plan):
   (``zscore-foreground``: it handles a raw 0 and a z-scored copy's -mean/std alike);
   else a plain z-score.
 - Augmentation: photos their own; fewer than 50 subjects TorchIO's strong MRI recipe
-  (flips on the first axis only, which also keeps position-named labels right); else the
+  (left-right flips only, which also keeps position-named labels right); else the
   default recipe (flips on every axis) unless labels are named by position.
 - Loss: Dice over the regions when the task declares two or more (nested BraTS regions),
   else per label, plus cross-entropy. Half the patches centred on foreground when it is rare.
@@ -37,6 +32,7 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 from segtool.training.plan import TrainingPlan
+from segtool.training.plan_grid import TaskFacts, plan_grid
 
 #: Steps a candidate must afford within the budget to be taken (2D, 3D networks).
 MIN_STEPS = {2: 1200, 3: 600}
@@ -50,40 +46,9 @@ STEPS_PER_EPOCH = {2: 100, 3: 50}
 #: Base widths tried, widest first; feature maps double per level up to the cap.
 WIDTHS = (32, 16)
 FEATURE_CAP = {2: 512, 3: 320}
-#: 3D patch sizes tried (voxels), largest first.
-PATCH_VOXELS_3D = (112 ** 3, 96 ** 3, 80 ** 3, 64 ** 3, 48 ** 3)
-#: 2D input scales tried (of the median image or slice), finest first; and the largest 2D side planned.
-SCALES_2D = (1.0, 0.75, 0.5)
-MAX_SIDE_2D = 512
-PHOTO_SIDES = (512, 384, 320, 256, 192, 128)
 #: Share of the budget kept for reading the data, the final validation and writing (besides estimates).
 SAFETY_SHARE = 0.05
-ANISOTROPY_SLICES = 3.0
-#: A 3D grid may be at most this much coarser than the median spacing (to let a patch hold the context).
-MAX_COARSENING_3D = 2.0
-#: Structures thinner than THIN_BELOW voxels get a finer in-plane grid, aiming at THIN_VOXELS.
-THIN_BELOW = 4
-THIN_VOXELS = 6
 FEW_SUBJECTS = 50
-
-
-@dataclass(frozen=True)
-class TaskFacts:
-    """What a new plugin declares: all the planner may take from a task."""
-
-    name: str
-    ndim: int
-    channels: tuple[str, ...]
-    labels: dict[int, str]
-    regions: dict[str, tuple[int, ...]]
-    photo: bool
-    relabel_by_position: str | None = None
-
-    @classmethod
-    def of(cls, spec) -> "TaskFacts":
-        return cls(spec.name, spec.ndim, tuple(spec.channels), dict(spec.labels),
-                   {k: tuple(v) for k, v in spec.regions.items()}, spec.is_photo,
-                   spec.postprocess.relabel_by_position)
 
 
 @dataclass(frozen=True)
@@ -119,21 +84,6 @@ def features_for(width: int, levels: int, dims: int) -> tuple[int, ...]:
     return tuple(min(FEATURE_CAP[dims], width * 2 ** i) for i in range(levels + 1))
 
 
-def _thinnest(fp: dict) -> float | None:
-    """The thickness (mm) of the labelled foreground (all labels together; 10th percentile over cases), or None.
-
-    Together, not per label: a label that comes in fragments (a tumour's sub-regions) is not a thin
-    structure, while separate thin objects (discs, gray matter) are thin as a union too.
-    """
-    return fp.get("foreground_thickness_mm")
-
-
-def _context_mm(fp: dict) -> list[float]:
-    """The field a patch should cover per axis: 1.5x the median labelled extent, at most the image's."""
-    extent = fp.get("median_foreground_extent_mm") or fp["median_extent_mm"]
-    return [min(image, 1.5 * fg) if fg > 0 else image for image, fg in zip(fp["median_extent_mm"], extent)]
-
-
 def plan_normalization(fp: dict, facts: TaskFacts) -> tuple[str, str]:
     if facts.photo:
         return "rgb", "photos: ImageNet statistics per colour channel"
@@ -155,7 +105,7 @@ def plan_augmentation(fp: dict, facts: TaskFacts, subjects: int) -> tuple[str, s
         return "photo", "photos: flips, rotation, scaling, brightness and contrast"
     if subjects < FEW_SUBJECTS:
         return "mri-strong", (f"{subjects} subjects: affine, elastic, low resolution, bias field, gamma, noise, blur; "
-                              "flips on the first axis only")
+                              "flips left-right only")
     if facts.relabel_by_position:
         return "mri-strong", "labels named by their position: never flipped along the column"
     return "default", f"{subjects} subjects: the milder recipe, flips on every axis"
@@ -175,84 +125,6 @@ def plan_postprocess(fp: dict, facts: TaskFacts) -> tuple[bool, list[int], str]:
     if len(facts.labels) > 1 and unions and sum(s >= 0.95 for s in unions) >= 0.9 * len(unions):
         return False, sorted(facts.labels), "the labels together form one piece: its largest component is kept"
     return False, [], "labelled structures come in several pieces: every component is kept"
-
-
-def plan_grid(fp: dict, facts: TaskFacts) -> dict:
-    """The grid options to try: list of (label, dims, slice_axis, spacing, input_size, patch sizes in voxels)."""
-    spacing = fp["median_spacing"]
-    thin = _thinnest(fp)
-    options = []
-    if facts.ndim == 2:
-        shape = fp["median_shape"]
-        if facts.photo:
-            long_side = max(shape)
-            for side in PHOTO_SIDES:
-                if side > long_side:
-                    continue
-                size = [max(32, round(s * side / long_side / 32) * 32) for s in shape]
-                options.append(dict(label=f"{size[0]}x{size[1]}", dims=2, slice_axis=None, spacing=None,
-                                    input_size=size, patch=size, why="photos resized to a fixed input"))
-            return {"options": options or [dict(label="native", dims=2, slice_axis=None, spacing=None,
-                                                input_size=None, patch=list(shape), why="small photos")]}
-        for scale in SCALES_2D:
-            size = [int(round(s * scale / 16) * 16) for s in shape]
-            if max(size) > MAX_SIDE_2D or (thin and thin / spacing[0] * scale < 4 and scale < 1.0):
-                continue
-            options.append(dict(label=f"{size[0]}x{size[1]}", dims=2, slice_axis=None, spacing=None,
-                                input_size=None if scale == 1.0 else size, patch=size,
-                                why=f"whole images ({fp['empty_case_share']:.0%} hold no label: the whole image tells "
-                                    f"whether there is one) at {scale:g}x"))
-        return {"options": options}
-    # 3D
-    anisotropy = fp["anisotropy"]
-    reasons = {}
-    if anisotropy >= ANISOTROPY_SLICES:
-        axis = int(max(range(3), key=lambda a: spacing[a]))
-        reasons["network_dims"] = (f"spacing {'x'.join(f'{s:.2g}' for s in spacing)} mm is {anisotropy:.1f}x "
-                                   f"anisotropic: 2D slices along axis {axis}")
-        return {"options": _slice_options(fp, axis, thin), "reasons": reasons}
-    context = _context_mm(fp)
-    for voxels in PATCH_VOXELS_3D:
-        size = max(max(spacing), (math.prod(context) / voxels) ** (1 / 3))
-        if size > MAX_COARSENING_3D * max(spacing) or (thin is not None and thin / size < 4):
-            continue
-        patch = [c / size for c in context]
-        options.append(dict(label=f"3D {size:.2f} mm", dims=3, slice_axis=None, spacing=[round(size, 3)] * 3,
-                            input_size=None, patch=patch,
-                            why=f"the patch covers {'x'.join(f'{c:.0f}' for c in context)} mm (1.5x the labelled "
-                                f"extent) at {size:.2f} mm"))
-    extent = fp["median_extent_mm"]
-    axis = int(min(range(3), key=lambda a: extent[a]))
-    slices = _slice_options(fp, axis, thin)
-    if options:
-        reasons["network_dims"] = "isotropic, and a 3D patch covers the labelled structure's context: 3D"
-        return {"options": options + slices, "reasons": reasons}
-    reasons["network_dims"] = (f"isotropic, but no affordable 3D patch covers the context at 2x the spacing while "
-                               f"the thinnest structure ({thin:.1f} mm) keeps 4 voxels: 2D slices along axis {axis}, "
-                               f"the thinnest side of the field of view ({extent[axis]:.0f} mm)")
-    return {"options": slices, "reasons": reasons}
-
-
-def _slice_options(fp: dict, axis: int, thin: float | None) -> list[dict]:
-    spacing = [s for a, s in enumerate(fp["median_spacing"]) if a != axis]
-    extent = [e for a, e in enumerate(fp["median_extent_mm"]) if a != axis]
-    in_plane = min(spacing)
-    why_grid = f"in-plane {in_plane:.3g} mm, the median"
-    if thin is not None and thin / in_plane < THIN_BELOW:
-        in_plane = max(thin / THIN_VOXELS, in_plane / 2)
-        why_grid = (f"in-plane {in_plane:.3g} mm: the thinnest structure ({thin:.2f} mm) gets "
-                    f"{thin / in_plane:.1f} voxels (at most 2x finer than the median)")
-    target = [in_plane] * 3
-    target[axis] = None
-    options = []
-    for scale in SCALES_2D:
-        size = [e / in_plane * scale for e in extent]
-        if max(size) > MAX_SIDE_2D:
-            size = [s * MAX_SIDE_2D / max(size) for s in size]
-        options.append(dict(label=f"slices {'x'.join(str(int(s)) for s in size)}", dims=2, slice_axis=axis,
-                            spacing=[None if t is None else round(t, 4) for t in target], input_size=None,
-                            patch=size, why=f"{why_grid}; the patch covers {scale:.0%} of the slice"))
-    return options
 
 
 def cost(candidate: Candidate) -> float:
