@@ -23,7 +23,8 @@ TRAINER_CHANGES = (
     "that count becomes num_iterations_per_epoch, and num_val_iterations_per_epoch = count x 50/250 (>= 1)",
     "after each epoch: num_epochs (and the poly LR schedule's length) = the epochs that fit before the deadline "
     "at the mean epoch time, less a reserve for the final validation (windows x mirrorings x one measured "
-    "forward pass (the fastest of 3), x 1.5, + 30 s)",
+    "forward pass (the fastest of 3), x 1.5, + 30 s), plus one last, shorter epoch where at least a quarter "
+    "of one fits in what is left over (its training and validation iterations cut to 0.9 x that share)",
     f"deadline (Unix time) from ${DEADLINE_ENV}; everything else is nnUNetTrainer's default",
 )
 
@@ -53,10 +54,23 @@ RESERVE_FACTOR = 1.5  # forwards ran ~1.35x slower in validation than measured (
 RESERVE_FIXED_S = 30.0  # export workers' start-up, reading, resampling and writing (~25 s for 2 small cases)
 
 
+LAST_EPOCH_MIN_SHARE = 0.25  # a last, shorter epoch only where at least this share of one fits
+LAST_EPOCH_MARGIN = 0.9  # of that share: an epoch's fixed costs do not shrink with its iterations
+
+
 def epochs_that_fit(done, epoch_seconds, seconds_left):
     """All epochs: the ``done`` ones plus those that fit in ``seconds_left`` at ``epoch_seconds`` each (>= 1)."""
     more = int(seconds_left // epoch_seconds) if epoch_seconds > 0 and seconds_left > 0 else 0
     return max(1, done + more)
+
+
+def last_epoch_share(epoch_seconds, seconds_left):
+    """The share of an epoch's iterations that a last, shorter epoch runs in what the whole epochs leave over
+    (0: none; the whole epochs' remainder under LAST_EPOCH_MIN_SHARE of an epoch is not worth one)."""
+    if epoch_seconds <= 0 or seconds_left <= 0:
+        return 0.0
+    share = (seconds_left % epoch_seconds) / epoch_seconds
+    return LAST_EPOCH_MARGIN * share if share >= LAST_EPOCH_MIN_SHARE else 0.0
 
 
 def sliding_window_tiles(shape, patch, step=0.5):
@@ -103,7 +117,7 @@ class {TRAINER_NAME}(nnUNetTrainer):
         reserve, record = self._validation_reserve()
         stop_at = deadline - reserve
         first_epoch_end = time.time() + EPOCH_SHARE * max(0.0, stop_at - time.time())
-        epoch_seconds = []
+        epoch_seconds, last_share, last_epoch_iterations = [], 0.0, None
         while self.current_epoch < self.num_epochs:
             start = time.time()
             self.on_epoch_start()
@@ -116,22 +130,33 @@ class {TRAINER_NAME}(nnUNetTrainer):
                 self.num_iterations_per_epoch = len(train_outputs)
                 self.num_val_iterations_per_epoch = max(1, round(len(train_outputs) * VAL_RATIO))
             else:
-                for _ in range(self.num_iterations_per_epoch):
+                last = self.current_epoch == self.num_epochs - 1 and last_share > 0
+                for _ in range(max(1, int(last_share * self.num_iterations_per_epoch)) if last
+                               else self.num_iterations_per_epoch):
                     train_outputs.append(self.train_step(next(self.dataloader_train)))
+            val_iterations = max(1, round(self.num_val_iterations_per_epoch * len(train_outputs)
+                                          / self.num_iterations_per_epoch))
             self.on_train_epoch_end(train_outputs)
             with torch.no_grad():
                 self.on_validation_epoch_start()
-                val_outputs = [self.validation_step(next(self.dataloader_val))
-                               for _ in range(self.num_val_iterations_per_epoch)]
+                val_outputs = [self.validation_step(next(self.dataloader_val)) for _ in range(val_iterations)]
                 self.on_validation_epoch_end(val_outputs)
             self.on_epoch_end()
-            epoch_seconds.append(time.time() - start)
+            if len(train_outputs) == self.num_iterations_per_epoch:
+                epoch_seconds.append(time.time() - start)
+            else:
+                last_epoch_iterations = len(train_outputs)
             mean = float(np.mean(epoch_seconds[1:] or epoch_seconds))
-            self.num_epochs = epochs_that_fit(self.current_epoch, mean, stop_at - time.time())
+            left = stop_at - time.time()
+            self.num_epochs = epochs_that_fit(self.current_epoch, mean, left)
+            last_share = last_epoch_share(mean, left)
+            if last_share > 0:
+                self.num_epochs += 1
             self.lr_scheduler.max_steps = self.num_epochs
         self.on_train_end()
         record.update(iterations_per_epoch=self.num_iterations_per_epoch,
                       val_iterations_per_epoch=self.num_val_iterations_per_epoch, epochs=self.current_epoch,
+                      last_epoch_iterations=last_epoch_iterations,
                       epoch_seconds=[round(s, 2) for s in epoch_seconds], deadline=deadline,
                       training_end=time.time(), seconds_left_after_training=round(deadline - time.time(), 1))
         self.print_to_log_file("segtoolBudget:", json.dumps(record))

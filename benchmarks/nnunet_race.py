@@ -1,16 +1,19 @@
 """segtool against nnU-Net v2 at equal compute (issue 40): the same cases, split and wall-clock budget.
 
     python benchmarks/nnunet_race.py DATA_DIR --task TASK --budget 30m
-        (--folds K | --val-cases A,B,...) [--group-by REGEX]
+        (--folds K | --val-cases A,B,... | --val-fraction F) [--seed S] [--group-by REGEX]
         [--venv build/nnunet-venv] [--work DIR] [--sides segtool,nnunet]
         [--order segtool-first|nnunet-first] [--device auto|cpu|cuda] [-np 2] [--json OUT]
 
 The two sides run one after the other (never at once), each with ``--budget`` of wall time per fold
-model, on the same split: ``segtool.training.cross_validation.assign_folds(names, K, seed=0,
-group_by)`` (what ``segtool train --folds K`` uses), or the ``--val-cases`` as one fold.
+model, on the same split: ``segtool.training.cross_validation.assign_folds(names, K, seed,
+group_by)`` (what ``segtool train --folds K`` uses), the ``--val-cases`` as one fold, or ``--val-fraction F``
+as one fold (``split_cases(names, seed, F, group_by=...)``, what ``segtool train --val-fraction F`` uses;
+e.g. brain-tumour-2d's card split, 36 training and 9 held-out patients: ``--val-fraction 0.2 --seed 0
+--group-by ...``). ``--seed`` (default 0) goes to both.
 
 segtool: ``segtool train TASK DATA_DIR -o WORK/segtool --plan auto --budget B --json`` with
-``--folds K [--group-by R]`` or ``--val-cases A,B``. Its own held-out scores (``per_case`` of
+``--folds K``, ``--val-cases A,B`` or ``--val-fraction F``, and ``--seed S [--group-by R]``. Its own held-out scores (``per_case`` of
 ``cross_validation.json``, or of the run's validation) are kept as a cross-check; the scores in the
 table come from its fold models' predictions of their held-out cases (``segtool run TASK
 --model-dir FOLD_MODEL --output-dir ... --json IMAGES``; not counted in its wall time, reported).
@@ -41,7 +44,10 @@ written into the venv beside nnUNetTrainer.py) is nnU-Net's default trainer with
 - after each epoch ``num_epochs`` (and the poly learning-rate schedule's length, so the rate still
   decays towards 0) is set to the epochs that fit before the deadline at the mean epoch time
   (epochs after the first, once there are any), less a reserve for the final validation: its
-  sliding windows x mirrorings x one measured forward pass (the fastest of 3), x 1.5, + 30 s;
+  sliding windows x mirrorings x one measured forward pass (the fastest of 3), x 1.5, + 30 s; and one
+  last, shorter epoch where at least a quarter of one fits in what the whole epochs leave over (its
+  training and validation iterations cut to 0.9 x that share; at 30 minutes on spinal-gm the whole
+  epochs alone left 174 s unused);
 - the deadline (Unix time) comes from the environment variable ``SEGTOOL_NNUNET_DEADLINE``.
 
 Scoring: both sides' held-out predictions are scored by ``segtool evaluate PRED_DIR GT_DIR --task
@@ -122,6 +128,7 @@ def run_segtool_side(args, spec, dataset, splits, work: Path) -> dict:
     else:
         own = ((summary.get("validation") or {}).get("per_case")) or {}
         fold_models = [model_dir]
+        race_split.check_same_split(model_dir / "config.json", splits[0])
     by_name = {c.name: c for c in dataset.cases}
     predictions, predict_runs = {}, []
     for i, (split, fold_model) in enumerate(zip(splits, fold_models)):
@@ -266,8 +273,10 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--task", required=True)
     parser.add_argument("--budget", default="30m", help="wall time per fold model, each side (default 30m)")
     how = parser.add_mutually_exclusive_group(required=True)
-    how.add_argument("--folds", type=int, help="K-fold cross-validation (segtool's assign_folds, seed 0)")
+    how.add_argument("--folds", type=int, help="K-fold cross-validation (segtool's assign_folds, --seed)")
     how.add_argument("--val-cases", type=lambda s: [c for c in s.split(",") if c], help="one split: these held out")
+    how.add_argument("--val-fraction", type=float, help="one split: this share of subjects held out (segtool's split)")
+    parser.add_argument("--seed", type=int, default=0, help="the split's seed (default 0), as segtool train --seed")
     parser.add_argument("--group-by", help="regex whose first group names a case's subject (as segtool train)")
     parser.add_argument("--venv", type=Path, default=ROOT / "build" / "nnunet-venv")
     parser.add_argument("--work", type=Path, help="work folder (default build/nnunet_race/TASK)")
@@ -299,7 +308,8 @@ def main(argv=None) -> int:
     spec = pvn.task_spec(args.task)
     dataset = discover(args.data_dir, spec.channels)
     labels_map = pvn.default_labels_map(spec, dataset.info)
-    splits = race_split.make_splits(dataset.names, args.folds, args.group_by, args.val_cases)
+    splits = race_split.make_splits(dataset.names, args.folds, args.group_by, args.val_cases, args.seed,
+                                    args.val_fraction)
     work = (args.work or ROOT / "build" / "nnunet_race" / spec.name).resolve()
     work.mkdir(parents=True, exist_ok=True)
     names = [{"name": n, "region": False} for n in spec.labels.values()]
@@ -313,7 +323,8 @@ def main(argv=None) -> int:
               "trainer_changes": list(nnunet_budget_trainer.TRAINER_CHANGES), "names": names,
               "fold_of": race_split.fold_of(splits), "row_fold": race_split.row_fold(splits, args.group_by),
               "split": {"description": race_split.split_description(args, splits, len(dataset.names)),
-                        "folds": splits, "group_by": args.group_by, "val_cases": args.val_cases},
+                        "folds": splits, "group_by": args.group_by, "val_cases": args.val_cases,
+                        "val_fraction": args.val_fraction, "seed": args.seed},
               "work": str(work), "sides": {}}
     gt_dir = work / "eval" / "gt"
     shutil.rmtree(gt_dir, ignore_errors=True)

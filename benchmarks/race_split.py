@@ -1,7 +1,9 @@
 """The split both sides of the race train on, in each side's form.
 
-segtool's folds (``segtool.training.cross_validation.assign_folds(names, K, seed=0, group_by)``, what
-``segtool train --folds K`` uses) or the ``--val-cases`` as one fold; as nnU-Net's ``splits_final.json``, as
+segtool's folds (``segtool.training.cross_validation.assign_folds(names, K, seed, group_by)``, what
+``segtool train --folds K`` uses), the ``--val-cases`` as one fold, or ``--val-fraction F`` as one fold
+(``segtool.training.datasets.split_cases(names, seed, F, group_by=...)``, what ``segtool train --val-fraction F``
+uses: the same held-out subjects on both sides by construction); as nnU-Net's ``splits_final.json``, as
 ``segtool train``'s options, and as the report's rows and description.
 """
 
@@ -13,9 +15,18 @@ from typing import Sequence
 
 
 def make_splits(names: Sequence[str], folds: int | None = None, group_by: str | None = None,
-                val_cases: Sequence[str] | None = None, seed: int = 0) -> list[dict]:
-    """nnU-Net's splits_final.json entries ({"train", "val"} per fold): segtool's folds, or one --val-cases fold."""
+                val_cases: Sequence[str] | None = None, seed: int = 0,
+                val_fraction: float | None = None) -> list[dict]:
+    """nnU-Net's splits_final.json entries ({"train", "val"} per fold): segtool's folds, or one --val-cases or
+    --val-fraction fold."""
     names = sorted(names)
+    if val_fraction is not None:
+        from segtool.training.datasets import split_cases
+
+        train, held = split_cases(names, seed, val_fraction, group_by=group_by)
+        if not held:
+            raise SystemExit(f"--val-fraction {val_fraction}: no case held out")
+        return [{"train": train, "val": held}]
     if val_cases:
         unknown = sorted(set(val_cases) - set(names))
         if unknown:
@@ -26,6 +37,15 @@ def make_splits(names: Sequence[str], folds: int | None = None, group_by: str | 
 
     return [{"train": [n for n in names if n not in set(held)], "val": list(held)}
             for held in assign_folds(names, folds, seed, group_by)]
+
+
+def check_same_split(config_path: Path, split: dict) -> None:
+    """Stop unless the model segtool trained held out exactly the race's cases (its config.json's record)."""
+    data = json.loads(Path(config_path).read_text(encoding="utf-8"))["training"]["data"]
+    held = sorted(data.get("validation_cases") or [])
+    if held != sorted(split["val"]):
+        raise RuntimeError(f"segtool held out {len(held)} case(s), the race's split {len(split['val'])}: "
+                           f"not the same split ({sorted(set(held) ^ set(split['val']))[:5]} differ)")
 
 
 def write_splits(preprocessed_dataset: Path, splits: list[dict]) -> Path:
@@ -48,16 +68,28 @@ def row_fold(splits: list[dict], group_by: str | None) -> dict[str, int]:
 
 
 def split_options(args) -> list[str]:
-    """The split as ``segtool train`` options: ``--val-cases A,B`` or ``--folds K``, and ``--group-by R``."""
-    opts = ["--val-cases", ",".join(args.val_cases)] if args.val_cases else ["--folds", str(args.folds)]
+    """The split as ``segtool train`` options: ``--val-cases A,B``, ``--val-fraction F`` or ``--folds K``, then
+    ``--seed S`` and ``--group-by R``."""
+    if args.val_cases:
+        opts = ["--val-cases", ",".join(args.val_cases)]
+    elif args.val_fraction is not None:
+        opts = ["--val-fraction", str(args.val_fraction)]
+    else:
+        opts = ["--folds", str(args.folds)]
+    opts += ["--seed", str(args.seed)]
     return opts + (["--group-by", args.group_by] if args.group_by else [])
 
 
 def split_description(args, splits: list[dict], case_count: int) -> str:
     """How the split was made, for the report: ``--val-cases ...`` or ``--folds K over N cases``, and ``--group-by``."""
     held = sorted(fold_of(splits))
-    description = (f"--val-cases {','.join(held)} (1 fold: {len(splits[0]['train'])} training, {len(held)} held out)"
-                   if args.val_cases else f"--folds {args.folds} over {case_count} cases, seed 0")
+    one_fold = f"(1 fold: {len(splits[0]['train'])} training, {len(held)} held out)"
+    if args.val_cases:
+        description = f"--val-cases {','.join(held)} {one_fold}"
+    elif args.val_fraction is not None:
+        description = f"--val-fraction {args.val_fraction} --seed {args.seed} {one_fold}"
+    else:
+        description = f"--folds {args.folds} over {case_count} cases, seed {args.seed}"
     if args.group_by:
         description += f", --group-by {args.group_by!r}"
     return description

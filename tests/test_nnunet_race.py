@@ -79,6 +79,29 @@ def test_folds_are_segtools_folds(race_split):
         s: i for i, split in enumerate(splits) for s in {c.split("_")[0] for c in split["val"]}}
 
 
+def test_val_fraction_is_segtools_split_on_both_sides(race, race_split, tmp_path):
+    from segtool.training.datasets import split_cases
+
+    group = r"^(sub-[^_]+)"
+    names = [f"sub-{s}_slice{i}" for s in "abcdefghij" for i in range(3)]
+    args, _ = race.parse_args(["DATA", "--task", "t", "--val-fraction", "0.2", "--seed", "3", "--group-by", group])
+    splits = race_split.make_splits(names, args.folds, args.group_by, args.val_cases, args.seed, args.val_fraction)
+    train, held = split_cases(names, 3, 0.2, group_by=group)  # what segtool train --val-fraction 0.2 --seed 3 holds out
+    assert splits == [{"train": train, "val": held}] and len({c.split("_")[0] for c in held}) == 2
+    assert splits != race_split.make_splits(names, None, group, None, 0, 0.2)  # the seed reaches the split
+    assert race_split.split_options(args) == ["--val-fraction", "0.2", "--seed", "3", "--group-by", group]
+    assert race_split.split_description(args, splits, len(names)).startswith(
+        "--val-fraction 0.2 --seed 3 (1 fold: 24 training, 6 held out)")
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps({"training": {"data": {"validation_cases": list(reversed(held))}}}))
+    race_split.check_same_split(config, splits[0])  # same cases, any order
+    config.write_text(json.dumps({"training": {"data": {"validation_cases": held[:-1]}}}))
+    with pytest.raises(RuntimeError, match="not the same split"):
+        race_split.check_same_split(config, splits[0])
+    with pytest.raises(SystemExit):  # one way to split at a time
+        race.parse_args(["DATA", "--task", "t", "--val-fraction", "0.2", "--folds", "3"])
+
+
 def test_configuration_rule(race):
     both = {"configurations": {"2d": {}, "3d_fullres": {}, "3d_lowres": {}}}
     assert race.choose_configuration(both, 3)[0] == "3d_fullres"
@@ -162,6 +185,10 @@ def test_trainer_source_names_and_helpers(budget_trainer, trainer_module):
     assert budget_trainer.TRAINER_NAME in namespace and "run_training" in vars(namespace[budget_trainer.TRAINER_NAME])
     for change in budget_trainer.TRAINER_CHANGES:
         assert change in budget_trainer.TRAINER_SOURCE  # the trainer's docstring says what the report says
+    share = namespace["last_epoch_share"]
+    assert share(10.0, 95.0) == pytest.approx(0.45)  # 5 s over: half an epoch, x 0.9
+    assert share(10.0, 92.0) == 0.0 and share(10.0, 2.4) == 0.0  # under a quarter of an epoch: none
+    assert share(10.0, 7.0) == pytest.approx(0.63) and share(0.0, 5.0) == 0.0 and share(10.0, -1.0) == 0.0
     fit = namespace["epochs_that_fit"]
     assert fit(1, 10.0, 95.0) == 10 and fit(4, 10.0, 5.0) == 4 and fit(0, 10.0, -3.0) == 1 and fit(2, 0.0, 50.0) == 2
     tiles = namespace["sliding_window_tiles"]
@@ -187,9 +214,15 @@ def test_trainer_stops_before_the_deadline_less_the_reserve(budget_trainer, trai
     assert trainer.calls[-1] == "end"
     assert clock.now <= 1000.0 + 60.0 - 10.0  # training ended before deadline - reserve
     assert trainer.current_epoch == trainer.num_epochs == trainer.lr_scheduler.max_steps
-    assert trainer.current_epoch == 9  # 5.1 s epochs: 9 x 5.1 = 45.9 s <= 50 s < 10 x 5.1
+    # 5.1 s epochs: 9 x 5.1 = 45.9 s <= 50 s < 10 x 5.1; the 4.1 s left over (0.80 of an epoch) buy a tenth,
+    # shorter epoch: int(0.9 x 0.80 x 5) = 3 training steps and one validation step, ending at 49.0 s
+    assert trainer.current_epoch == 10
+    assert trainer.calls[-3:] == [("train", 3), ("val", 1), "end"]
+    assert trainer.calls.count(("train", 5)) == 9
+    assert clock.now == pytest.approx(1000.0 + 49.0)
     record = json.loads((tmp_path / "segtool_budget.json").read_text())
-    assert record["epochs"] == 9 and record["iterations_per_epoch"] == 5 and record["validation_reserve_s"] == 10.0
+    assert record["epochs"] == 10 and record["iterations_per_epoch"] == 5 and record["validation_reserve_s"] == 10.0
+    assert record["last_epoch_iterations"] == 3
 
 
 def test_trainer_first_epoch_keeps_nnunets_250_when_time_allows(budget_trainer, trainer_module, monkeypatch, tmp_path):

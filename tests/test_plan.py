@@ -99,8 +99,8 @@ def test_isotropic_volumes_go_3d_when_the_budget_buys_it_and_2d_when_it_does_not
 def brats_like(rim_largest_share: float) -> dict:
     """BraTS's fingerprint: a 14 mm-thick tumour (1.5x its extent is the context) with a 4.5 mm enhancing rim."""
     fp = fingerprint(shape=(240, 240, 155), fg_extent=(58.0, 91.5, 75.0), thickness=14.3, labels=(1, 4))
-    fp["labels"] = {"1": {"name": "core", "median_thickness_mm": 12.0},
-                    "4": {"name": "rim", "median_thickness_mm": 4.5}}
+    fp["labels"] = {"1": {"name": "core", "median_thickness_mm": 12.0, "median_largest_share": 0.9},
+                    "4": {"name": "rim", "median_thickness_mm": 4.5, "median_largest_share": rim_largest_share}}
     for one in fp["per_case"]:
         one["objects"]["labels"]["4"]["largest_share"] = rim_largest_share
     return fp
@@ -257,6 +257,31 @@ def test_fingerprint_of_real_files_finds_the_constant_outside_thickness_and_anis
     p = make_plan(fp, TaskFacts.of(spec), 600, device(), 2)
     assert p.normalization == "zscore-foreground" and p.slice_axis == 2
     assert 0.25 <= p.target_spacing[0] < 0.3 and p.target_spacing[1] == p.target_spacing[0]  # 3 voxels: finer
+
+
+def test_fingerprint_labels_carry_the_median_largest_piece_share_and_older_caches_are_recomputed(tmp_path, monkeypatch):
+    import nibabel as nib
+
+    from segtool.training import fingerprint as fingerprint_module
+    from segtool.training.datasets import discover
+    from tiny_task import make_spec
+
+    for i, second_slices in enumerate((0, 1, 2)):  # the largest piece holds 1, 72/108 and 72/144 of the label
+        label = np.zeros((24, 24, 8), np.uint8)
+        label[2:8, 2:8, 2:4] = 1  # 72 voxels
+        label[14:20, 14:20, 4:4 + second_slices] = 1  # a second piece of 36 voxels a slice
+        nib.save(nib.Nifti1Image(np.ones(label.shape, np.float32) + label, np.eye(4)), tmp_path / f"c{i}.nii.gz")
+        nib.save(nib.Nifti1Image(label, np.eye(4)), tmp_path / f"c{i}_seg.nii.gz")
+    spec = make_spec("fp-pieces", channels=("t2",))
+    cases = discover(tmp_path, spec.channels).cases
+    fp, _ = fingerprint_module.load_or_compute(spec, cases[:2], None, tmp_path / "two")
+    assert fp["labels"]["1"]["median_largest_share"] == pytest.approx((1.0 + 2 / 3) / 2)  # a median of two, not the upper
+    fp, _ = fingerprint_module.load_or_compute(spec, cases, None, tmp_path / "three")
+    assert fp["labels"]["1"]["median_largest_share"] == pytest.approx(2 / 3)
+    assert fp["version"] == fingerprint_module.FINGERPRINT_VERSION
+    monkeypatch.setattr(fingerprint_module, "FINGERPRINT_VERSION", fingerprint_module.FINGERPRINT_VERSION - 1)
+    older, cached = fingerprint_module.load_or_compute(spec, cases, None, tmp_path / "three")
+    assert not cached and older["data_key"] != fp["data_key"]  # another version's cache is never reused
 
 
 def test_the_step_timer_measures_real_steps_and_picks_the_faster_thread_count():

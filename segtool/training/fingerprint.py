@@ -29,7 +29,7 @@ from segtool.training.datasets import Case
 
 FINGERPRINT_FILENAME = "fingerprint.json"
 #: Bumped when the fingerprint's content changes (a cached one of another version is recomputed).
-FINGERPRINT_VERSION = 2
+FINGERPRINT_VERSION = 3  # 3: labels carry median_largest_share
 #: Cases read at most (evenly spread over the sorted names): a folder of thousands of slices is fingerprinted in seconds.
 MAX_CASES_READ = 240
 #: Intensity samples kept per channel and case.
@@ -195,6 +195,7 @@ def summarise(spec: TaskSpec, cases: list[dict], samples: list, total_cases: int
             "voxel_share": sum(c["label_voxels"].get(value, 0) for c in cases) / max(1, voxels_total),
             "median_components": float(np.median([r["components"] for r in records])) if records else 0.0,
             "one_component_share": (sum(r["components"] == 1 for r in records) / len(records)) if records else 0.0,
+            "median_largest_share": float(np.median([r["largest_share"] for r in records])) if records else None,
             "median_thickness_mm": float(np.median([r["thickness_mm"] for r in records])) if records else None,
             "min_thickness_mm": float(np.percentile([r["thickness_mm"] for r in records], 10)) if records else None,
             "median_object_size": float(np.median(sizes)) if sizes else None,

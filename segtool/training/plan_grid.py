@@ -70,9 +70,7 @@ def _thinnest_solid_label(fp: dict) -> tuple[str, float] | None:
     """
     found = []
     for value, label in fp.get("labels", {}).items():
-        shares = [case["objects"]["labels"][value]["largest_share"] for case in fp.get("per_case", [])
-                  if value in case.get("objects", {}).get("labels", {})]
-        if shares and sorted(shares)[len(shares) // 2] >= SOLID_SHARE and label.get("median_thickness_mm"):
+        if (label.get("median_largest_share") or 0.0) >= SOLID_SHARE and label.get("median_thickness_mm"):
             found.append((label.get("name", value), float(label["median_thickness_mm"])))
     return min(found, key=lambda item: item[1]) if found else None
 
