@@ -106,3 +106,54 @@ def test_one_slice_and_a_stacked_patient_offline(tmp_path, monkeypatch):
             assert dice(labels == 1, lesions[n]) > 0.8, f"slice {n}"
         else:
             assert not labels.any(), f"slice {n} has no lesion"
+
+
+def stacked_patient(folder, rng, radii: dict[int, float], slices: int = 5) -> dict[int, np.ndarray]:
+    """A patient folder of ``slices`` synthetic slices, a lesion of the given radius on the slices named in
+    ``radii`` (1-based); the lesion masks by slice."""
+    folder.mkdir()
+    lesions = {}
+    for n in range(1, slices + 1):
+        pixels, lesions[n] = head_slice(rng, lesion_radius=radii.get(n, 0.0))
+        Image.fromarray(pixels).save(folder / f"{folder.name}_{n}.tif")
+    return lesions
+
+
+def stacked_masks(folder, out, slices: int = 5) -> dict[int, np.ndarray]:
+    result = CliRunner().invoke(cli, ["run", "brain-tumour-2d", str(folder), "--stack", "--output-dir", str(out),
+                                      "--offline", "-q"])
+    assert result.exit_code == 0, result.output
+    masks = {}
+    for n in range(1, slices + 1):
+        with Image.open(out / f"{folder.name}_{n}_seg.tif") as mask:
+            masks[n] = np.asarray(mask) == 1
+    return masks
+
+
+def test_a_small_tumour_on_two_slices_of_a_stacked_patient_is_found(tmp_path, monkeypatch):
+    """About 1,050 pixels of tumour in all (639 + 413), half the smallest patient's in ../shared (2,059 over
+    3 slices); the 3D largest-component step must keep it. Measured over four noise seeds: Dice 0.90-0.95 a
+    slice. (Below about 400 pixels a slice the bundled model finds nothing: 361 px gets 100 px at Dice 0.43,
+    241 px none; the issue's notes.)"""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "TCGA_XX_0002_20000101"
+    lesions = stacked_patient(folder, np.random.default_rng(1), {3: 16.0, 4: 12.8})
+    assert 1000 < sum(int(m.sum()) for m in lesions.values()) < 1100
+    masks = stacked_masks(folder, tmp_path / "out")
+    for n in (3, 4):
+        assert dice(masks[n], lesions[n]) > 0.8, f"slice {n}"
+    for n in (1, 2, 5):
+        assert not masks[n].any(), f"slice {n} has no lesion"
+
+
+def test_a_tumour_free_patient_gets_empty_masks(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    folder = tmp_path / "TCGA_XX_0003_20000101"
+    stacked_patient(folder, np.random.default_rng(2), {})
+    masks = stacked_masks(folder, tmp_path / "out")
+    assert len(masks) == 5 and not any(m.any() for m in masks.values())
+    result = CliRunner().invoke(cli, ["run", "brain-tumour-2d", str(folder / f"{folder.name}_3.tif"), "-o",
+                                      str(tmp_path / "one.png"), "--offline", "-q"])
+    assert result.exit_code == 0, result.output
+    with Image.open(tmp_path / "one.png") as mask:
+        assert not np.asarray(mask).any()  # one slice alone: empty as well
