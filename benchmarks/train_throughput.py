@@ -51,8 +51,9 @@ def train_setup(spec):
 
 def make_step(spec, patch, batch, precision: str):
     """A closure doing one training step at ``precision`` on fixed random data."""
-    from segtool.precision import autocast, memory_format
+    from segtool.precision import memory_format
     from segtool.training.loss import DiceCELoss
+    from segtool.training.step import optimisation_step
 
     device = torch.device("cpu")
     torch.manual_seed(0)
@@ -64,12 +65,7 @@ def make_step(spec, patch, batch, precision: str):
     labels = torch.randint(0, spec.num_classes, (batch, *patch))
 
     def step() -> None:
-        with autocast(device, precision):
-            logits = model(images)
-        loss = loss_fn(logits.float(), labels)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
+        optimisation_step(model, optimizer, loss_fn, images, labels, device, precision)
 
     return step
 

@@ -194,19 +194,12 @@ class Trainer(TrainerData, TrainerRecords):
         return time.monotonic() - self.start_time >= self.opts.max_minutes * 60.0
 
     def _train_step(self, images: torch.Tensor, labels: torch.Tensor) -> float:
-        from segtool.precision import autocast
+        from segtool.training.step import optimisation_step
 
         images = images.to(self.device, non_blocking=True).contiguous(memory_format=self.layout)
         labels = labels.to(self.device, non_blocking=True)
-        with autocast(self.device, self.precision):
-            logits = self.model(images)
-        loss = self.loss_fn(logits.float(), labels)
-        self.optimizer.zero_grad(set_to_none=True)
-        self.scaler.scale(loss).backward()
-        self.scaler.unscale_(self.optimizer)
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.opts.grad_clip)
-        self.scaler.step(self.optimizer)
-        self.scaler.update()
+        loss = optimisation_step(self.model, self.optimizer, self.loss_fn, images, labels, self.device, self.precision,
+                                 self.scaler, self.opts.grad_clip)
         self.scheduler.step()
         self.global_step += 1
         return float(loss.detach())

@@ -125,9 +125,11 @@ class StepTimer:
         would, and returns the seconds its augmentation took (0 without one)."""
         torch = self._torch
         from segtool.networks import build_network
-        from segtool.precision import autocast, memory_format
+        from segtool.precision import memory_format
         from segtool.training.augment_recipes import TORCHIO_RECIPES, apply_recipe, build_recipe
         from segtool.training.loss import DiceCELoss
+        from segtool.training.options import TrainOptions
+        from segtool.training.step import optimisation_step
 
         generator = torch.Generator().manual_seed(0)
         layout = memory_format(self.device, self.precision, c.network_dims)
@@ -154,12 +156,8 @@ class StepTimer:
                 augmented, _ = apply_recipe(augment, cpu_images, cpu_labels, next(seeds))
                 augmenting = time.perf_counter() - begun
                 batch = augmented.to(self.device).contiguous(memory_format=layout)
-            with autocast(self.device, self.precision):
-                logits = model(batch)
-            loss = loss_fn(logits.float(), labels)
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            optimisation_step(model, optimizer, loss_fn, batch, labels, self.device, self.precision,
+                              grad_clip=TrainOptions.grad_clip)
             return augmenting
 
         return step, model, images
