@@ -114,7 +114,6 @@ def run_segtool_side(args, spec, dataset, splits, work: Path) -> dict:
     """segtool train with --plan auto --budget, then its fold models' predictions of their held-out cases."""
     model_dir = work / "segtool"
     shutil.rmtree(model_dir, ignore_errors=True)
-    shutil.rmtree(work / "segtool_pred", ignore_errors=True)
     device = [] if args.device == "auto" else ["--device", args.device]
     cmd = [sys.executable, "-m", "segtool", "train", args.task, str(args.data_dir), "-o", str(model_dir),
            "--plan", "auto", "--budget", args.budget, *race_split.split_options(args), *device, "--json"]
@@ -124,11 +123,20 @@ def run_segtool_side(args, spec, dataset, splits, work: Path) -> dict:
     summary = _json_from((work / "logs" / "segtool_train.json").read_text(encoding="utf-8")) or {}
     if args.folds:
         own = summary.get("per_case") or {}
-        fold_models = [model_dir / "folds" / f"fold_{i}" for i in range(len(splits))]
     else:
         own = ((summary.get("validation") or {}).get("per_case")) or {}
-        fold_models = [model_dir]
         race_split.check_same_split(model_dir / "config.json", splits[0])
+    predictions, predict_runs = predict_segtool(args, dataset, splits, work)
+    return {"steps": [train], "wall_s": train["wall_s"], "own_per_case": own, "predictions": predictions,
+            "scoring_runs": predict_runs}
+
+
+def predict_segtool(args, dataset, splits, work: Path) -> tuple[dict, list]:
+    """segtool's fold models' predictions of their held-out cases (``segtool run``, measured): ({case: file}, runs)."""
+    model_dir = work / "segtool"
+    fold_models = [model_dir / "folds" / f"fold_{i}" for i in range(len(splits))] if args.folds else [model_dir]
+    shutil.rmtree(work / "segtool_pred", ignore_errors=True)
+    device = [] if args.device == "auto" else ["--device", args.device]
     by_name = {c.name: c for c in dataset.cases}
     predictions, predict_runs = {}, []
     for i, (split, fold_model) in enumerate(zip(splits, fold_models)):
@@ -145,8 +153,19 @@ def run_segtool_side(args, spec, dataset, splits, work: Path) -> dict:
             row = _json_from(line) or {}
             if row.get("status") == "done" and row.get("input") in first:
                 predictions[first[row["input"]]] = Path(row["output"])
-    return {"steps": [train], "wall_s": train["wall_s"], "own_per_case": own, "predictions": predictions,
-            "scoring_runs": predict_runs}
+    return predictions, predict_runs
+
+
+def rescored_side(side: str, old: dict, args, dataset, splits, work: Path) -> dict:
+    """A side of an earlier run (its ``--json`` record) with its models' held-out predictions made again
+    (segtool) or read again (nnU-Net's files): its training, times and memory as they were."""
+    kept = {k: v for k, v in old.items() if k in ("steps", "wall_s", "configuration", "configuration_reason", "device",
+                                                    "folds", "plans_configurations", "nnunet_dir", "own_per_case")}
+    if side == "segtool":
+        kept["predictions"], kept["scoring_runs"] = predict_segtool(args, dataset, splits, work)
+    else:
+        kept["predictions"] = {name: Path(path) for name, path in old["predictions"].items()}
+    return kept
 
 
 def run_nnunet_side(args, spec, dataset, splits, work: Path, bin_dir: Path, budget_s: float) -> dict:
@@ -285,6 +304,9 @@ def parse_args(argv=None) -> tuple[argparse.Namespace, list[str]]:
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda (both sides)")
     parser.add_argument("-np", "--processes", type=int, default=2, help="nnU-Net preprocessing/export workers")
     parser.add_argument("--json", type=Path, metavar="OUT", help="write every number to OUT")
+    parser.add_argument("--rescore", type=Path, metavar="EARLIER_JSON",
+                        help="train nothing: predict and score again the models of the earlier run that wrote "
+                             "EARLIER_JSON (same --work), keeping its times and memory (e.g. after a fix in segtool run)")
     args = parser.parse_args(argv)
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     if not sides or set(sides) - set(SIDES):
@@ -315,7 +337,8 @@ def main(argv=None) -> int:
     names = [{"name": n, "region": False} for n in spec.labels.values()]
     names += [{"name": n, "region": True} for n, members in spec.regions.items() if set(members) <= set(spec.labels)]
     bin_dir = None
-    if "nnunet" in sides:
+    earlier = json.loads(args.rescore.read_text(encoding="utf-8")) if args.rescore else None
+    if "nnunet" in sides and earlier is None:
         bin_dir = pvn.ensure_venv(args.venv.resolve())
         log(f"trainer: {nnunet_budget_trainer.install_trainer(bin_dir)}")
     result = {"task": spec.name, "data_dir": str(args.data_dir), "budget": args.budget, "budget_s": budget_s,
@@ -333,7 +356,10 @@ def main(argv=None) -> int:
     for side in sides:
         log(f"--- {SIDE_TITLES[side]} (load average {os.getloadavg()[0]:.1f})")
         try:
-            if side == "segtool":
+            if earlier is not None:
+                out = rescored_side(side, earlier["sides"][side], args, dataset, splits, work)
+                result.update(rescored_from=str(args.rescore), device=earlier.get("device", result["device"]))
+            elif side == "segtool":
                 out = run_segtool_side(args, spec, dataset, splits, work)
             else:
                 out = run_nnunet_side(args, spec, dataset, splits, work, bin_dir, budget_s)

@@ -42,6 +42,9 @@ def race_table(result: dict) -> str:
     if nn.get("configuration"):
         lines.append(f"nnU-Net configuration: {nn['configuration']} ({nn['configuration_reason']}); "
                      f"trainer {result['trainer']}: " + "; ".join(result["trainer_changes"]) + ".")
+    if result.get("rescored_from"):
+        lines.append(f"Scored again (`--rescore {result['rescored_from']}`): the same trained models' held-out "
+                     "predictions made (segtool) or read (nnU-Net) anew; training, times and memory as first run.")
     for side in sides:
         if result["sides"][side].get("error"):
             lines.append(f"**{SIDE_TITLES[side]} failed**: {result['sides'][side]['error']}")

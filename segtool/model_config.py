@@ -19,6 +19,7 @@ CONFIG_FILENAME = "config.json"
 WEIGHTS_FILENAME = "model.safetensors"
 FORMAT_VERSION = 2
 CORE_NETWORK_ARGUMENTS = ("spatial_dims", "in_channels", "out_channels")
+GRID_KEYS = ("target_spacing", "input_size")  # where the network sees the image: resampled, resized or native
 
 
 @dataclass(frozen=True)
@@ -47,9 +48,13 @@ class ModelConfig:
     logit_offsets: list[float] | None = None
     tta: bool = False  # run with test-time flips unless the user says --no-tta
     format_version: int = FORMAT_VERSION
+    # GRID_KEYS the file this config was read from lacks (older folders): only those the task fills in.
+    # A grid key the file has wins, null included (null: the image's own grid, no resize). Not written.
+    absent_grid_keys: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     def to_json(self) -> str:
         data = asdict(self)
+        del data["absent_grid_keys"]
         data["labels"] = {str(k): v for k, v in self.labels.items()}
         return json.dumps(data, indent=2, sort_keys=True) + "\n"
 
@@ -62,8 +67,9 @@ class ModelConfig:
             if int(data.get("format_version", 1)) < 2:  # v1 stored the core's arguments too
                 architecture = {k: v for k, v in architecture.items() if k not in CORE_NETWORK_ARGUMENTS}
             data["architecture"] = architecture
-            known = {f for f in cls.__dataclass_fields__}
-            config = cls(**{k: v for k, v in data.items() if k in known})
+            known = {f for f in cls.__dataclass_fields__} - {"absent_grid_keys"}
+            config = cls(**{k: v for k, v in data.items() if k in known},
+                         absent_grid_keys=tuple(k for k in GRID_KEYS if k not in data))
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise WeightsUnavailableError(f"{source}: not a valid segtool model config ({exc})") from None
         config.validate(source)
@@ -172,10 +178,10 @@ class ModelConfig:
         )
         if self.network is not None:
             changes.update(network=self.network, model_factory=None)
-        if self.target_spacing is not None:
-            changes["target_spacing"] = tuple(self.target_spacing)
-        if self.input_size is not None:
-            changes["input_size"] = tuple(self.input_size)
+        for key in GRID_KEYS:  # a model trained on the native grid must not be run on the task's declared one
+            value = getattr(self, key)
+            if value is not None or key not in self.absent_grid_keys:
+                changes[key] = None if value is None else tuple(value)
         if self.orientation is not None:
             changes["orientation"] = self.orientation
         if self.postprocess is not None:

@@ -33,8 +33,10 @@ if TYPE_CHECKING:
     from segtool.cases import RunRequest
 
 
-def batchable(spec, segmenter) -> bool:
-    """Whether every image of the task becomes one window of the same size (photos resized to input_size)."""
+def batchable(segmenter) -> bool:
+    """Whether every image becomes one window of the same size (photos resized to input_size), as the model
+    the segmenter runs says (its folder's settings, not the task's declared defaults)."""
+    spec = segmenter.spec
     size = getattr(spec, "input_size", None)
     return (spec.ndim == 2 and size is not None and tuple(spec.patch_size) == tuple(size)
             and spec.locate is None)
@@ -178,8 +180,8 @@ def run_photo_cases(request: "RunRequest", cases: Sequence, protected=()) -> lis
     size = max(1, segmenter.options.batch_size or spec.run_batch_size)
     consume = not plan.overlay and request.qc is None  # nothing reads a photo's values after its forward pass
 
-    def read(case):
-        return prepare_photo(spec, read_case(case, spec, request.allow_uneven), consume)
+    def read(case):  # read as the task reads its inputs; prepared as the model was trained (segmenter.spec)
+        return prepare_photo(segmenter.spec, read_case(case, spec, request.allow_uneven), consume)
 
     def finish(case, future: Future, probs, share: float):
         return _finish_photo(request, case, future, probs, time.perf_counter() - share, protected)

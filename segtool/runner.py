@@ -146,7 +146,7 @@ def run_cases(request: RunRequest, cases: Sequence[Case]) -> list[CaseResult]:
             request.on_result(result)
         else:
             todo.append(case)
-    if batchable(spec, request.segmenter) and not request.combine:  # several photos per forward pass
+    if batchable(request.segmenter) and not request.combine:  # several photos per forward pass
         return results + run_photo_cases(request, todo, protected)
     for case, future in iter_read_ahead(todo, spec, request.allow_uneven, request.combine):
         start = time.perf_counter()

@@ -143,6 +143,52 @@ def test_run_uses_the_trained_patch_size_and_normalisation(tmp_path, monkeypatch
     assert mask.shape == image.shape and np.allclose(mask.affine, AFFINE)
 
 
+def test_a_model_trained_on_the_native_grid_runs_on_it_whatever_the_task_declares(tmp_path, monkeypatch):
+    """config.json's ``target_spacing: null`` (a planned model on the images' own grid) wins over the task's
+    declared spacing; only a config without the key (an older folder) takes the task's. Before, null meant
+    "the task's": a planned brain-tumour-2d model trained on whole 256² slices was run on the plugin's 128²
+    and found nothing (the race of 2026-12-07)."""
+    import segtool.sliding_window
+
+    model_dir = train_folder(volume_3d_spec(), tmp_path)
+    seen = []
+    real_window = segtool.sliding_window.stream_probabilities
+
+    def recording_window(model, image, settings, *args, **kwargs):
+        seen.append(tuple(image.shape[-3:]))
+        return real_window(model, image, settings, *args, **kwargs)
+
+    monkeypatch.setattr(segtool.sliding_window, "stream_probabilities", recording_window)
+    image, _ = disk_case(np.random.default_rng(7), shape=(30, 28, 4))
+    source = tmp_path / "new.nii.gz"
+    nib.save(nib.Nifti1Image(image, np.diag([0.8, 0.8, 3.0, 1.0])), source)
+    registered = volume_3d_spec(target_spacing=(1.6, 1.6, 3.0))  # what the task declares: half the resolution
+    config_path = model_dir / "config.json"
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    for name, edit, expected in (("native", lambda c: c.update(target_spacing=None), (30, 28, 4)),
+                                 ("older", lambda c: c.pop("target_spacing"), (15, 14, 4)),
+                                 ("trained", lambda c: None, (30, 28, 4))):
+        changed = dict(config)
+        edit(changed)
+        config_path.write_text(json.dumps(changed), encoding="utf-8")
+        invoke(registered, "run", registered.name, source, "--model-dir", model_dir, "-o", tmp_path / f"{name}.nii.gz",
+               "--precision", "fp32")
+        assert seen.pop() == expected, name
+
+
+def test_a_config_without_resize_runs_photos_at_their_own_size():
+    from segtool.model_config import ModelConfig
+    from tiny_task import make_spec
+
+    spec = make_spec("tiny-photo", ndim=2, input_size=(16, 16))
+    native = ModelConfig.for_spec(spec, input_size=None)
+    assert native.apply_to(spec).input_size is None
+    reread = ModelConfig.from_dict(json.loads(native.to_json()))
+    assert "absent_grid_keys" not in json.loads(native.to_json()) and reread.apply_to(spec).input_size is None
+    older = {k: v for k, v in json.loads(native.to_json()).items() if k != "input_size"}
+    assert ModelConfig.from_dict(older).apply_to(spec).input_size == (16, 16)
+
+
 def test_group_by_keeps_sessions_of_a_subject_together():
     from segtool.training.datasets import split_cases
 

@@ -330,3 +330,20 @@ def test_race_table_pooled_and_with_a_failed_side(race_report, budget_trainer):
     assert "**nnU-Net failed**: nnUNetv2_train exited 1" in text
     assert "| held out | fold | label | segtool Dice | nnU-Net Dice |" in text and "HD95 mm" not in text
     assert "| 9604 | 0 | gm | 0.900 | - |" in text
+
+
+def test_rescore_keeps_an_earlier_runs_training_and_reads_its_predictions_again(race, race_report, budget_trainer,
+                                                                                tmp_path):
+    earlier = {"steps": [{"step": "nnUNetv2_train fold 0", "wall_s": 170.0}], "wall_s": 171.0, "device": "cpu",
+               "configuration": "2d", "configuration_reason": "the data is 2D", "folds": [{"fold": 0}],
+               "predictions": {"a": str(tmp_path / "a.nii.gz")}, "per_case": {"a": {"gm": {"dice": 0.1}}},
+               "mean": {"gm": {"dice": 0.1}}}
+    args, _ = race.parse_args(["DATA", "--task", "t", "--val-cases", "a", "--rescore", str(tmp_path / "old.json")])
+    assert args.rescore == tmp_path / "old.json"
+    kept = race.rescored_side("nnunet", earlier, args, None, [], tmp_path)
+    assert kept["predictions"] == {"a": tmp_path / "a.nii.gz"}  # read again, as files
+    assert kept["steps"] == earlier["steps"] and kept["wall_s"] == 171.0 and kept["configuration"] == "2d"
+    assert "per_case" not in kept and "mean" not in kept  # the old scores are not carried over
+    result = result_fixture(budget_trainer)
+    result["rescored_from"] = "old.json"
+    assert "Scored again (`--rescore old.json`)" in race_report.race_table(result)

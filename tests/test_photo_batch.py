@@ -38,7 +38,7 @@ def test_photos_are_batched_with_test_time_flips_too():
     model = CountingConvs(spec.num_classes).eval()
     flipping = Segmenter(spec, model, InferenceOptions(device="cpu", precision="fp32", tta=True))
     plain = Segmenter(spec, model, InferenceOptions(device="cpu", precision="fp32"))
-    assert batchable(spec, flipping)
+    assert batchable(flipping)
     photos = [photo(53, 47, 0), photo(20, 90, 1), photo(40, 30, 2), photo(71, 33, 3), photo(64, 64, 4)]
     model.batches.clear()
     batched = predict_photos(flipping, photos, keep_probabilities=True)
@@ -53,7 +53,7 @@ def test_photos_are_batched_with_test_time_flips_too():
 def test_tasks_without_a_fixed_input_size_are_not_batched_this_way():
     spec = App().registry.get("spinal-cord")
     segmenter = Segmenter(spec, torch.nn.Identity(), InferenceOptions(device="cpu", precision="fp32"))
-    assert not batchable(spec, segmenter)
+    assert not batchable(segmenter)
 
 
 def test_batched_labels_are_assembled_row_by_row_like_a_single_photos():
@@ -276,3 +276,54 @@ def test_running_a_photo_task_does_not_import_nifti_dicom_or_scipy(tmp_path):
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
     assert (tmp_path / "out" / "a_seg.png").is_file()
+
+
+NETWORK_INPUTS: list = []
+
+
+def recording_one_conv(spatial_dims: int, in_channels: int, out_channels: int):
+    """The one-conv network, recording for each image of a forward pass its size and how many of its pixels
+    are bright (above the middle of its range) in NETWORK_INPUTS."""
+    from tiny_task import one_conv
+
+    def record(module, inputs):
+        for image in inputs[0]:
+            first = image[0]
+            middle = (first.max() + first.min()) / 2
+            NETWORK_INPUTS.append((tuple(first.shape), int((first > middle).sum())))
+
+    network = one_conv(spatial_dims, in_channels, out_channels)
+    network.register_forward_pre_hook(record)
+    return network
+
+
+@pytest.mark.parametrize("trained_size, window, block", [([48, 40], (48, 40), 256), (None, (60, 50), 400)])
+def test_photos_go_through_the_network_at_the_size_the_model_was_trained_at(tmp_path, trained_size, window, block):
+    """The task declares 32 x 24; a model folder trained at 48 x 40, or on photos at their own size (null), is
+    run at that size, one photo alone and two in a batch: the 20 x 20 block of a 60 x 50 photo covers
+    20·20·(48/60)·(40/50) = 256 pixels, or all 400 (at the task's 32 x 24 it would be ~102). Before, the photo
+    path resized to the task's size (and padded to the model's window): a planned brain-tumour-2d model
+    trained on whole 256² slices saw 128² ones and found nothing."""
+    import json
+
+    from click.testing import CliRunner
+
+    from segtool.cli import cli
+    from tiny_task import app_with
+
+    spec = _skin_model_folder(tmp_path, recording_one_conv)
+    config = json.loads((tmp_path / "config.json").read_text(encoding="utf-8"))
+    config.update(input_size=trained_size, patch_size=list(window))
+    (tmp_path / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    photos = [tmp_path / "a.png", tmp_path / "b.png"]
+    for path in photos:
+        _block_photo(path, 60, 50, 10, 10, 20)
+    for inputs in ([photos[0]], photos):
+        NETWORK_INPUTS.clear()
+        result = CliRunner().invoke(cli, ["run", "clothing", "--model-dir", str(tmp_path), "--precision", "fp32",
+                                          "--output-dir", str(tmp_path / f"out{len(inputs)}"), "--overwrite",
+                                          *map(str, inputs)], obj=app_with(spec))
+        assert result.exit_code == 0, result.output
+        assert len(NETWORK_INPUTS) == len(inputs)
+        for shape, bright in NETWORK_INPUTS:
+            assert shape == window and bright == pytest.approx(block, rel=0.1), NETWORK_INPUTS

@@ -136,6 +136,7 @@ def run(ctx: click.Context, task: str, inputs: tuple[str, ...], **opts) -> None:
     with library_output(console, quiet=opts["quiet"]):
         links = run_extras.prepare_bids(spec, cases, plan, opts)  # dataset_description.json: before the model loads
         segmenter, model_name = _load_segmenter(spec, app, opts, console)
+        spec = segmenter.spec  # the task as the model runs it: its folder's grid, patch and postprocessing
         results = _run_with_progress(spec, segmenter, model_name, cases, plan, opts, console, stacks, links)
     failed = [r for r in results if r.status == "failed"]
     if failed and not opts["as_json"]:
