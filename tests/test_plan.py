@@ -84,6 +84,20 @@ def test_a_thin_structure_gets_a_finer_in_plane_grid_at_most_twice_the_median():
     assert thick.target_spacing[:2] == [0.6, 0.6]
 
 
+def test_slices_cover_the_context_where_it_fits_in_the_slice_and_the_slice_where_it_does_not():
+    """spinal-gm's shape: a 10 mm gray matter in a 36 x 32 mm crop; the patch covers 1.5x the labelled
+    extent (15 mm: 51 voxels at 0.293 mm), never less than the extent itself. disc's: the labelled column
+    spans the sagittal slice one way (1.5 x 149 mm > 221 mm): the slice, as before."""
+    gm = plan(fingerprint(shape=(61, 55, 17), spacing=(0.586, 0.586, 3.0), fg_extent=(10.0, 10.0, 51.0),
+                          thickness=1.17))
+    assert gm.network_dims == 2 and gm.slice_axis == 2 and gm.target_spacing[:2] == [0.293, 0.293]
+    assert "of the context (1.5x the labelled extent" in gm.reasons["patch_size"]
+    assert all(10.0 / 0.293 <= n <= 56 for n in gm.patch_size)  # the extent (34 voxels) up to the rounded context
+    disc = plan(fingerprint(shape=(67, 221, 221), spacing=(1.0, 1.0, 1.0), fg_extent=(43.0, 51.0, 149.0),
+                            thickness=4.9), measure=device(5e-5))
+    assert disc.network_dims == 2 and disc.slice_axis == 0 and "of the slice" in disc.reasons["patch_size"]
+
+
 def test_isotropic_volumes_go_3d_when_the_budget_buys_it_and_2d_when_it_does_not():
     fp = fingerprint()
     fast = plan(fp, measure=device(2e-8))

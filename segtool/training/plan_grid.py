@@ -4,6 +4,8 @@
 - Volumes: the median spacing (nnU-Net). Spacing anisotropy of 3 or more: slice-wise 2D along the
   coarse axis. A foreground thinner than 4 voxels at that spacing gets a finer in-plane grid
   aiming at 6 (at most 2x the median), since a 3-voxel-thick gray matter cannot be outlined.
+  A slice's patch covers the context (1.5x the labelled extent, as in 3D) where that fits inside
+  the slice both ways, else the slice.
 - Isotropic volumes: 3D options whose patch covers the context (1.5x the labelled extent) at no
   more than 2x the median spacing while the whole foreground keeps 4 voxels across and the thinnest
   solid label 3 (where that needs a finer grid, the patch covers less context, never less than the
@@ -164,8 +166,16 @@ def _volume_options(fp: dict, thin: float | None) -> list[dict]:
 
 
 def _slice_options(fp: dict, axis: int, thin: float | None) -> list[dict]:
+    """Slices along ``axis``: the patch covers the context (1.5x the labelled extent, as in 3D) where that
+    fits inside the slice both ways (a small structure in a larger field: more steps, structures at varied
+    positions), else the slice; at 100, 75 and 50 % (the context: never under the labelled extent)."""
     spacing = [s for a, s in enumerate(fp["median_spacing"]) if a != axis]
     extent = [e for a, e in enumerate(fp["median_extent_mm"]) if a != axis]
+    context = [c for a, c in enumerate(_context_mm(fp)) if a != axis]
+    covers, scales = "of the slice", SCALES_2D
+    if all(c < e for c, e in zip(context, extent)):
+        extent, covers = context, "of the context (1.5x the labelled extent; the slice is larger)"
+        scales = tuple(s for s in SCALES_2D if 1.5 * s >= 1.0)
     in_plane = min(spacing)
     why_grid = f"in-plane {in_plane:.3g} mm, the median"
     if thin is not None and thin / in_plane < THIN_BELOW:
@@ -175,11 +185,11 @@ def _slice_options(fp: dict, axis: int, thin: float | None) -> list[dict]:
     target = [in_plane] * 3
     target[axis] = None
     options = []
-    for scale in SCALES_2D:
+    for scale in scales:
         size = [e / in_plane * scale for e in extent]
         if max(size) > MAX_SIDE_2D:
             size = [s * MAX_SIDE_2D / max(size) for s in size]
         options.append(dict(label=f"slices {'x'.join(str(int(s)) for s in size)}", dims=2, slice_axis=axis,
                             spacing=[None if t is None else round(t, 4) for t in target], input_size=None,
-                            patch=size, why=f"{why_grid}; the patch covers {scale:.0%} of the slice"))
+                            patch=size, why=f"{why_grid}; the patch covers {scale:.0%} {covers}"))
     return options
