@@ -146,7 +146,7 @@ def test_the_ventricular_csf_model_was_trained_by_the_plugins_ventricular_map(tm
     """The bundled `ventricular-csf` model records the labels map it was trained with: TISSUE_OF without label 24."""
     import torch
 
-    from segtool.training.datasets import parse_labels_map
+    from segtool.labels_map import parse_labels_map
 
     app = App(warn=lambda message: None)
     spec = app.registry.get("brain-tissue")

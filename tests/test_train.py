@@ -288,7 +288,8 @@ def test_nnunet_layout_errors(tmp_path):
 
 
 def test_labels_map_parsing(tmp_path):
-    from segtool.training.datasets import map_from_dataset_json, parse_labels_map
+    from segtool.labels_map import parse_labels_map
+    from segtool.training.datasets import map_from_dataset_json
 
     labels = {1: "csf", 2: "gm", 3: "wm"}
     assert parse_labels_map("4:1, 43:csf,5-6:gm", {1: "csf", 2: "gm"}) == {4: 1, 43: 1, 5: 2, 6: 2}

@@ -19,6 +19,10 @@ from segtool.errors import EXIT_CASE_FAILED, UsageError
 @click.option("--labels", "labels_text", metavar="LIST",
               help="Labels to report: 1,2,3 or 1=csf,2=gm (default: all found); one label also names "
                    "0/1 and 0/255 masks (1=tumour or 255=tumour).")
+@click.option("--labels-map", "labels_map_text", metavar="MAP",
+              help="Renumber GT's own values to the labels scored, as `segtool train --labels-map`: "
+                   "SRC:TARGET pairs, e.g. 4:csf,43:csf,2:wm (SRC may be a range 4-7, TARGET a label name), or a "
+                   "JSON file; values not named are background. Needs --task or --labels.")
 @click.option("--tolerance", type=float, default=1.0, show_default=True, metavar="MM",
               help="Tolerance of the normalised surface Dice (pixels for photos).")
 @click.option("--empty-distance", type=float, default=None, metavar="MM",
@@ -41,6 +45,7 @@ def evaluate(
     gt: Path,
     task_name: str | None,
     labels_text: str | None,
+    labels_map_text: str | None,
     tolerance: float,
     empty_distance: float | None,
     surface: str,
@@ -64,13 +69,14 @@ def evaluate(
       segtool evaluate pred.nii.gz gt.nii.gz
       segtool evaluate pred.nii.gz gt.nii.gz --task brain-tumour --json
       segtool evaluate preds/ labelsTs/ --csv metrics.csv --tolerance 2
+      segtool evaluate seg.nii.gz synthseg.nii.gz --task brain-tissue --labels-map 4:csf,43:csf,3:gm,42:gm,2:wm,41:wm
     """
     from segtool.console import library_output, make_console
     from segtool import evaluation as ev
 
     _check_arguments(pred, gt, tolerance, empty_distance, csv_path, qc_image)
     options, role = _options(
-        ctx, task_name, labels_text, tolerance=tolerance, surface=surface, empty_distance=empty_distance,
+        ctx, task_name, labels_text, labels_map_text, tolerance=tolerance, surface=surface, empty_distance=empty_distance,
         resample_pred=resample_pred,
     )
     if qc_image is not None and (qc_dir is None or pred.is_dir()):
@@ -152,9 +158,11 @@ def _report_failures(ctx: click.Context, cases, failures) -> None:
         ctx.exit(EXIT_CASE_FAILED)
 
 
-def _options(ctx: click.Context, task_name: str | None, labels_text: str | None, **settings):
-    """(EvalOptions, the task's output suffix or None) from --task and --labels."""
+def _options(ctx: click.Context, task_name: str | None, labels_text: str | None, labels_map_text: str | None,
+             **settings):
+    """(EvalOptions, the task's output suffix or None) from --task, --labels and --labels-map."""
     from segtool.evaluation import EvalOptions
+    from segtool.labels_map import parse_labels_map
 
     labels = parse_labels_option(labels_text) if labels_text else None
     regions: dict[str, tuple[int, ...]] = {}
@@ -168,7 +176,13 @@ def _options(ctx: click.Context, task_name: str | None, labels_text: str | None,
             labels = {k: (spec.labels.get(k, v) if v == str(k) else v) for k, v in labels.items()}
         regions = {name: tuple(m) for name, m in spec.regions.items() if set(m) <= set(labels)}
         role = spec.output_suffix
-    options = EvalOptions(labels=labels, regions=regions, strict_labels=strict, labels_source=source, **settings)
+    gt_map = None
+    if labels_map_text is not None:
+        if labels is None:
+            raise UsageError("--labels-map needs --task or --labels: the labels it maps the reference's values to")
+        gt_map = parse_labels_map(labels_map_text, labels)
+    options = EvalOptions(labels=labels, regions=regions, strict_labels=strict, labels_source=source,
+                          gt_labels_map=gt_map, **settings)
     return options, role
 
 

@@ -17,6 +17,7 @@ import numpy as np
 from segtool.errors import LabelError, SegtoolError, UsageError, describe_unexpected
 from segtool.evaluation.loading import load_pair
 from segtool.evaluation.masks import read_masks_as_one_label
+from segtool.labels_map import renumber
 from segtool.evaluation.pairing import Pairing, case_key
 from segtool.metrics import LabelMetrics, empty_surface_distances, evaluate, overlap_from_counts, summarise_distances
 
@@ -35,6 +36,8 @@ class EvalOptions:
     strict_labels: bool = False
     #: where ``labels`` came from, for the message of a strict refusal (e.g. "task 'spinal-gm'")
     labels_source: str = "--labels"
+    #: the ground truth's own values -> the labels scored (``--labels-map``; values not named: background)
+    gt_labels_map: Mapping[int, int] | None = None
 
     def __post_init__(self) -> None:
         if not (isinstance(self.tolerance, (int, float)) and math.isfinite(self.tolerance) and self.tolerance >= 0):
@@ -55,6 +58,8 @@ class EvalOptions:
             "percentile": self.percentile,
             "empty_distance": self.empty_distance,
             "resample_pred": self.resample_pred,
+            "gt_labels_map": None if self.gt_labels_map is None
+            else {str(k): int(v) for k, v in sorted(self.gt_labels_map.items())},
         }
 
 
@@ -105,6 +110,9 @@ def evaluate_pair(
     """Every metric of one prediction file against one ground-truth file."""
     pred_path, gt_path = Path(pred_path), Path(gt_path)
     pred, gt, spacing, unit, resampled, gt_volume = load_pair(pred_path, gt_path, options.resample_pred)
+    if options.gt_labels_map is not None:
+        gt = renumber(gt, options.gt_labels_map)
+        gt_volume.array = gt[np.newaxis]
     pred, gt, read_as = read_masks_as_one_label(pred, gt, options.labels)
     if "gt" in read_as:
         gt_volume.array = gt[np.newaxis]  # what on_case draws
@@ -133,9 +141,13 @@ def _check_known_labels(
         if found:
             shown = ", ".join(map(str, found[:8])) + (", ..." if len(found) > 8 else "")
             names = ", ".join(f"{k}={v}" for k, v in sorted((options.labels or {}).items()))
+            them = "them" if len(found) > 1 else "it"
+            remedy = f"pass --labels to report {them} as extra classes"
+            if path == gt_path and options.gt_labels_map is None:
+                remedy += f", or --labels-map to map {them} to the labels scored (e.g. {found[0]}:1)"
             raise LabelError(
                 f"{path}: label value{'s' if len(found) > 1 else ''} {shown} not known to {options.labels_source} "
-                f"({names}); pass --labels to report {'them' if len(found) > 1 else 'it'} as extra classes"
+                f"({names}); {remedy}"
             )
 
 

@@ -40,7 +40,8 @@ def adjust_folder(folder: Path, spec, data_dir: Path, tau: float, reason: str,
     from dataclasses import replace
 
     from segtool.networks.logit_offsets import prior_offsets
-    from segtool.training.datasets import discover, parse_labels_map
+    from segtool.labels_map import parse_labels_map
+    from segtool.training.datasets import discover
 
     path = Path(folder) / CONFIG_FILENAME
     config = ModelConfig.read(path)

@@ -21,6 +21,7 @@ import numpy as np
 
 from segtool.errors import GeometryError, SegtoolError
 from segtool.io.atomic import replacing, write_text_atomic
+from segtool.labels_map import renumber
 from segtool.spec import TaskSpec
 from segtool.training.datasets import Case, DataLayoutError
 
@@ -67,11 +68,7 @@ def remap_labels(array: np.ndarray, labels_map: Mapping[int, int] | None) -> np.
             raise DataLayoutError("label image holds non-integer values (is it an image rather than a label map?)")
         array = rounded
     array = array.astype(np.int64, copy=False)
-    if labels_map is None:
-        return array
-    values, inverse = np.unique(array, return_inverse=True)
-    targets = np.array([labels_map.get(int(v), 0) for v in values], dtype=np.int64)
-    return targets[inverse].reshape(array.shape)
+    return array if labels_map is None else renumber(array, labels_map)
 
 
 def check_label_values(array: np.ndarray, num_labels: int, name: str, mapped: bool) -> None:

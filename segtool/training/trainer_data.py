@@ -7,7 +7,8 @@ import contextlib
 from segtool.errors import OutputExistsError, SegtoolError, UsageError
 from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME
 from segtool.training import checkpoint, distributed
-from segtool.training.datasets import Dataset, describe_map, discover, map_from_dataset_json, parse_labels_map, split_cases
+from segtool.labels_map import parse_labels_map
+from segtool.training.datasets import Dataset, describe_map, discover, map_from_dataset_json, split_cases
 from segtool.training.model_folder import LOG_FILENAME
 from segtool.training.prepare import build_cache, open_cache
 
