@@ -15,6 +15,7 @@ import pytest
 from segtool.errors import UsageError
 from segtool.training.cross_validation import assign_folds
 from segtool.training.plan import TrainingPlan
+from segtool.training.plan_grid import plan_grid
 from segtool.training.planner import TaskFacts, cost, make_plan
 from segtool.training.planning import apply_overrides, parse_budget
 
@@ -121,10 +122,10 @@ def brats_like(rim_largest_share: float) -> dict:
 
 
 def test_the_thinnest_solid_label_bounds_the_3d_spacing_and_the_patch_gives_up_context_instead():
-    """A device on which 600 steps of a 3D patch of 56x80x72 voxels (batch 2, width 16) fit in 30
-    minutes, not of 64x104x88: the context at 1.5x the extent then costs 1.72 mm; a solid 4.5 mm rim
-    asks for 3 voxels (1.5 mm) and gets them, the patch covering less (never less than the labelled
-    extent). A rim in fragments does not count."""
+    """A device on which 600 steps of a 3D patch of 64^3 voxels (batch 2, width 16) fit in 30 minutes,
+    not of 80^3: the context (a 110 mm cube: the tumour is compact) then costs 1.72 mm; a solid 4.5 mm
+    rim asks for 3 voxels (1.5 mm) and gets them, the patch covering less (never less than the
+    labelled extent). A rim in fragments does not count."""
     measure = device(3.3e-6)
     solid = plan(brats_like(0.98), task=facts(labels={1: "core", 4: "rim"}), measure=measure)
     assert solid.network_dims == 3
@@ -135,6 +136,30 @@ def test_the_thinnest_solid_label_bounds_the_3d_spacing_and_the_patch_gives_up_c
     fragments = plan(brats_like(0.3), task=facts(labels={1: "core", 4: "rim"}), measure=measure)
     assert fragments.network_dims == 3 and fragments.target_spacing[0] == pytest.approx(1.72, abs=0.01)
     assert "1.5x the labelled extent" in fragments.reasons["target_spacing"]
+
+
+def test_a_compact_object_gets_a_cubic_field_and_an_elongated_one_follows_its_shape():
+    """A tumour-like object 40x70x55 mm (under 2x longer one way than another): its per-axis medians
+    come from different cases, so the field is a cube of the same volume as 1.5x its extent (80 mm).
+    A cord-like one 20x20x100 mm keeps its shape (30x30x150 mm)."""
+    compact = plan(fingerprint(fg_extent=(40.0, 70.0, 55.0)), measure=device(2e-8))
+    side = 1.5 * (40.0 * 70.0 * 55.0) ** (1 / 3)
+    assert compact.network_dims == 3 and compact.target_spacing == [1.0, 1.0, 1.0]
+    assert len(set(compact.patch_size)) == 1 and side <= compact.patch_size[0] < side + 8
+    assert "a cube of 1.5x the labelled extent's volume" in compact.reasons["patch_size"]
+    elongated = plan(fingerprint(shape=(160, 160, 200), fg_extent=(20.0, 20.0, 100.0), thickness=8.0),
+                     measure=device(2e-8))
+    assert elongated.network_dims == 3 and elongated.target_spacing == [1.0, 1.0, 1.0]
+    assert elongated.patch_size[0] == elongated.patch_size[1] < 40 and elongated.patch_size[2] >= 150
+    assert "(1.5x the labelled extent)" in elongated.reasons["patch_size"]
+
+
+def test_a_field_too_large_for_any_3d_patch_goes_2d_even_with_no_labelled_foreground():
+    """No labels at all (thickness None): the context is the whole 600 mm image, which no 3D patch holds
+    at 2x the spacing; the reason says so instead of failing to format a missing thickness."""
+    grid = plan_grid(fingerprint(shape=(600, 600, 600), fg_extent=(0.0, 0.0, 0.0), thickness=None), facts())
+    assert {o["dims"] for o in grid["options"]} == {2}
+    assert "no labelled foreground" in grid["reasons"]["network_dims"]
 
 
 def test_more_budget_buys_more_steps_or_a_larger_network():

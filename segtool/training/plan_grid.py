@@ -6,7 +6,8 @@
   aiming at 6 (at most 2x the median), since a 3-voxel-thick gray matter cannot be outlined.
   A slice's patch covers the context (1.5x the labelled extent, as in 3D) where that fits inside
   the slice both ways, else the slice.
-- Isotropic volumes: 3D options whose patch covers the context (1.5x the labelled extent) at no
+- Isotropic volumes: 3D options whose patch covers the context (1.5x the labelled extent; a cube of
+  the same volume where the labelled object is compact, under 2x longer one way than another) at no
   more than 2x the median spacing while the whole foreground keeps 4 voxels across and the thinnest
   solid label 3 (where that needs a finer grid, the patch covers less context, never less than the
   labelled extent); then 2D slices along the thinnest axis of the field of view, which hold the
@@ -34,6 +35,11 @@ THIN_VOXELS = 6
 #: piece holds at least SOLID_SHARE of it in most cases: an enhancing rim, not scattered fragments).
 SOLID_LABEL_VOXELS = 3
 SOLID_SHARE = 0.5
+#: A labelled object whose median extent is less than this much longer one way than another is compact:
+#: its 3D context is a cube (its per-axis medians come from different cases; it grows any way).
+COMPACT_ASPECT = 2.0
+#: The context a patch should hold: this many times the median labelled extent.
+CONTEXT_FACTOR = 1.5
 
 
 @dataclass(frozen=True)
@@ -80,7 +86,18 @@ def _thinnest_solid_label(fp: dict) -> tuple[str, float] | None:
 def _context_mm(fp: dict) -> list[float]:
     """The field a patch should cover per axis: 1.5x the median labelled extent, at most the image's."""
     extent = fp.get("median_foreground_extent_mm") or fp["median_extent_mm"]
-    return [min(image, 1.5 * fg) if fg > 0 else image for image, fg in zip(fp["median_extent_mm"], extent)]
+    return [min(image, CONTEXT_FACTOR * fg) if fg > 0 else image for image, fg in zip(fp["median_extent_mm"], extent)]
+
+
+def _field_3d(fp: dict) -> tuple[list[float], str]:
+    """The 3D context and how it was found: a compact object's context is a cube of the same volume
+    (at most the image each way); an elongated one's follows its shape."""
+    context = _context_mm(fp)
+    labelled = fp.get("median_foreground_extent_mm") or context
+    if min(labelled) <= 0 or max(labelled) >= COMPACT_ASPECT * min(labelled):
+        return context, f"{CONTEXT_FACTOR:g}x the labelled extent"
+    side = math.prod(context) ** (1 / 3)
+    return [min(side, image) for image in fp["median_extent_mm"]], f"a cube of {CONTEXT_FACTOR:g}x the labelled extent's volume"
 
 
 def plan_grid(fp: dict, facts: TaskFacts) -> dict:
@@ -124,9 +141,10 @@ def plan_grid(fp: dict, facts: TaskFacts) -> dict:
     if options:
         reasons["network_dims"] = "isotropic, and a 3D patch covers the labelled structure's context: 3D"
         return {"options": options + slices, "reasons": reasons}
+    thinnest = "no labelled foreground" if thin is None else f"{thin:.1f} mm"
     reasons["network_dims"] = (f"isotropic, but no affordable 3D patch covers the context at 2x the spacing while "
-                               f"the thinnest structure ({thin:.1f} mm) keeps 4 voxels (and the thinnest solid label 3): 2D slices along axis {axis}, "
-                               f"the thinnest side of the field of view ({extent[axis]:.0f} mm)")
+                               f"the thinnest structure ({thinnest}) keeps 4 voxels (and the thinnest solid label 3): "
+                               f"2D slices along axis {axis}, the thinnest side of the field of view ({extent[axis]:.0f} mm)")
     return {"options": slices, "reasons": reasons}
 
 
@@ -134,20 +152,20 @@ def _volume_options(fp: dict, thin: float | None) -> list[dict]:
     """3D grid options, largest patch first: each covers the context at the coarsest spacing its voxels need."""
     spacing = fp["median_spacing"]
     options = []
-    context = _context_mm(fp)
+    context, context_why = _field_3d(fp)
     labelled = fp.get("median_foreground_extent_mm") or context
     solid = _thinnest_solid_label(fp)
     finest_needed = solid[1] / SOLID_LABEL_VOXELS if solid else None
     seen = set()
     for voxels in PATCH_VOXELS_3D:
         size = max(max(spacing), (math.prod(context) / voxels) ** (1 / 3))
-        covers, why = context, "1.5x the labelled extent"
+        covers, why = context, context_why
         if finest_needed is not None and max(spacing) <= finest_needed < size:
             # the thinnest solid label needs a finer grid: the patch holds less context, at least the labelled extent
             size = finest_needed
             scale = min(1.0, (voxels / math.prod(c / size for c in context)) ** (1 / 3))
             covers = [c * scale for c in context]
-            why = f"{scale * 1.5:.2g}x the labelled extent, at {SOLID_LABEL_VOXELS} voxels across the {solid[0]} " \
+            why = f"{scale:.2g}x {context_why}, at {SOLID_LABEL_VOXELS} voxels across the {solid[0]} " \
                   f"({solid[1]:.1f} mm thick)"
             if any(c < fg for c, fg in zip(covers, labelled)):
                 continue
@@ -175,7 +193,7 @@ def _slice_options(fp: dict, axis: int, thin: float | None) -> list[dict]:
     covers, scales = "of the slice", SCALES_2D
     if all(c < e for c, e in zip(context, extent)):
         extent, covers = context, "of the context (1.5x the labelled extent; the slice is larger)"
-        scales = tuple(s for s in SCALES_2D if 1.5 * s >= 1.0)
+        scales = tuple(s for s in SCALES_2D if CONTEXT_FACTOR * s >= 1.0)  # never under the extent
     in_plane = min(spacing)
     why_grid = f"in-plane {in_plane:.3g} mm, the median"
     if thin is not None and thin / in_plane < THIN_BELOW:
