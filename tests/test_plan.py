@@ -346,22 +346,32 @@ def test_the_step_timer_measures_real_steps_and_picks_the_faster_thread_count():
 
 def test_a_batch_worker_overlaps_augmentation_so_a_step_costs_the_slower_of_the_two(monkeypatch):
     """With a worker beside training, the augmentation runs while the network trains: the step is
-    max(network, augmentation), not their sum; without one, their sum."""
-    import time
+    max(network, augmentation), not their sum; without one, their sum. On a clock that only the
+    augmentation (0.3 s) and the network step (0.05 s) move, so a busy CPU cannot change the answer."""
+    import types
 
     import torch
 
     import segtool.training.augment_recipes as recipes
+    import segtool.training.plan_measure as plan_measure
+    import segtool.training.step as training_step
     from segtool.training.plan_measure import StepTimer
     from segtool.training.planner import Candidate
 
-    real_apply = recipes.apply_recipe
+    clock = [0.0]
+    real_apply, real_step = recipes.apply_recipe, training_step.optimisation_step
 
-    def slow_apply(*args, **kwargs):  # an augmentation that takes 0.3 s, far above the tiny network's step
-        time.sleep(0.3)
+    def slow_apply(*args, **kwargs):
+        clock[0] += 0.3
         return real_apply(*args, **kwargs)
 
+    def network_step(*args, **kwargs):
+        clock[0] += 0.05
+        return real_step(*args, **kwargs)
+
     monkeypatch.setattr(recipes, "apply_recipe", slow_apply)
+    monkeypatch.setattr(training_step, "optimisation_step", network_step)
+    monkeypatch.setattr(plan_measure, "time", types.SimpleNamespace(perf_counter=lambda: clock[0]))
     before = torch.get_num_threads()
     try:
         candidate = Candidate(2, (16, 16), (4, 8), 1, 1, 2, "tiny", "mri-strong")
@@ -372,5 +382,5 @@ def test_a_batch_worker_overlaps_augmentation_so_a_step_costs_the_slower_of_the_
         overlapped, summed = apart(candidate), together(candidate)
     finally:
         torch.set_num_threads(before)
-    assert 0.3 <= overlapped < 0.6  # the augmentation, the slower of the two (not two of them; loose for a busy CPU)
-    assert summed >= overlapped + 0.002  # plus the network step
+    assert overlapped == pytest.approx(0.3)  # the augmentation, the slower of the two
+    assert summed == pytest.approx(0.35)  # plus the network step
