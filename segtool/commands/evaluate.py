@@ -69,7 +69,7 @@ def evaluate(
       segtool evaluate pred.nii.gz gt.nii.gz
       segtool evaluate pred.nii.gz gt.nii.gz --task brain-tumour --json
       segtool evaluate preds/ labelsTs/ --csv metrics.csv --tolerance 2
-      segtool evaluate seg.nii.gz synthseg.nii.gz --task brain-tissue --labels-map 4:csf,43:csf,3:gm,42:gm,2:wm,41:wm
+      segtool evaluate seg.nii.gz synthseg.nii.gz --task brain-tissue --labels-map 4:1,43:1,3:2,42:2,2:3,41:3
     """
     from segtool.console import library_output, make_console
     from segtool import evaluation as ev

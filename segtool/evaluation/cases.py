@@ -17,8 +17,8 @@ import numpy as np
 from segtool.errors import LabelError, SegtoolError, UsageError, describe_unexpected
 from segtool.evaluation.loading import load_pair
 from segtool.evaluation.masks import read_masks_as_one_label
-from segtool.labels_map import renumber
 from segtool.evaluation.pairing import Pairing, case_key
+from segtool.labels_map import renumber
 from segtool.metrics import LabelMetrics, empty_surface_distances, evaluate, overlap_from_counts, summarise_distances
 
 @dataclass(frozen=True)
