@@ -50,6 +50,8 @@ def test_the_reference_is_renumbered_before_scoring(synthseg_pair):
     assert dice == pytest.approx({"csf": 24 / 28, "gray_matter": 1.0, "white_matter": 24 / 28}, rel=1e-12)
     assert doc["gt_labels_map"] == {"2": 3, "3": 2, "4": 1, "41": 3, "42": 2}
     assert np.array_equal(np.asanyarray(nib.load(str(gt)).dataobj), original)  # the input is never changed
+    table = evaluate(pred, gt, "--task", "brain-tissue", "--labels-map", SYNTHSEG_MAP)
+    assert table.exit_code == 0 and "renumbered by --labels-map (5 values" in " ".join(table.stdout.split())
 
 
 def test_without_the_map_the_task_refuses_the_references_values_and_names_the_option(synthseg_pair):

@@ -58,6 +58,8 @@ def pair_table(case: CaseResult, options: EvalOptions):
         f"NSD tolerance {options.tolerance:g} {unit}"
         + ("; prediction resampled onto the GT grid" if case.resampled else "")
         + "".join(f"; {_read_as_note(side, mapping)}" for side, mapping in case.read_as.items())
+        + (f"; ground truth renumbered by --labels-map ({len(options.gt_labels_map)} values; others background)"
+           if options.gt_labels_map else "")
     )
     table = Table(title=title, caption=caption)
     table.add_column("metric", style="bold", no_wrap=True)
