@@ -347,3 +347,58 @@ def test_rescore_keeps_an_earlier_runs_training_and_reads_its_predictions_again(
     result = result_fixture(budget_trainer)
     result["rescored_from"] = "old.json"
     assert "Scored again (`--rescore old.json`)" in race_report.race_table(result)
+
+
+def one_fold(budget_trainer, case, seg_dice, nn_dice, nn_over):
+    """A one-fold race record holding out ``case`` (result_fixture's numbers, one case)."""
+    result = result_fixture(budget_trainer)
+    result.update(fold_of={case: 0}, row_fold={case: 0})
+    result["split"] = {"description": f"--val-cases {case}", "folds": [{"train": [], "val": [case]}], "group_by": None}
+    seg, nn = result["sides"]["segtool"], result["sides"]["nnunet"]
+    seg["per_case"] = {case: {"gm": {"dice": seg_dice, "hd95": 1.0}}}
+    seg["own_per_case"] = {case: {"gm": {"dice": seg_dice - 0.01}}}
+    nn["per_case"] = {case: {"gm": {"dice": nn_dice, "hd95": 2.0}}}
+    nn["folds"][0]["over_deadline_s"] = nn_over
+    return result
+
+
+@pytest.fixture(scope="module")
+def race_merge():
+    return load_benchmark("race_merge")
+
+
+def test_one_fold_races_merge_into_one_table_with_means_over_all_held_out_cases(race_merge, race_report,
+                                                                                budget_trainer, tmp_path):
+    runs = [one_fold(budget_trainer, "9604", 0.9, 0.8, -5.0), one_fold(budget_trainer, "mt1", 0.6, 0.7, -12.0)]
+    paths = []
+    for i, run in enumerate(runs):
+        paths.append(tmp_path / f"fold{i}.json")
+        paths[-1].write_text(json.dumps(run))
+    merged = race_merge.merge(runs)
+    assert merged["sides"]["segtool"]["mean"]["gm"]["dice"] == pytest.approx(0.75)
+    assert merged["sides"]["nnunet"]["mean"]["gm"]["dice"] == pytest.approx(0.75)
+    assert merged["sides"]["segtool"]["own_mean"]["gm"]["dice"] == pytest.approx(0.74)
+    assert merged["sides"]["segtool"]["wall_s"] == 362.0 and merged["sides"]["nnunet"]["wall_s"] == 342.0
+    assert merged["fold_of"] == {"9604": 0, "mt1": 1}
+    text = race_report.race_table(merged)
+    lines = text.splitlines()
+    assert "| 9604 | 0 | gm | 0.900 | 0.800 | 1.00 | 2.00 |" in lines and "| mt1 | 1 | gm | 0.600 | 0.700 | 1.00 | 2.00 |" in lines
+    assert "| **mean** | | gm | **0.750** (2) | **0.750** (2) | 1.00 | 2.00 |" in lines
+    assert "360 s allowed: 2 s over" in text  # two folds of 180 s; 181 s of segtool train each
+    assert "nnU-Net fold 1:" in text and "ended 12 s before its deadline" in text
+    out = tmp_path / "merged.json"
+    assert race_merge.main([*map(str, paths), "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["merged_from"] == [str(p) for p in paths]
+
+
+def test_merging_refuses_runs_that_do_not_belong_together(race_merge, budget_trainer):
+    first = one_fold(budget_trainer, "9604", 0.9, 0.8, -5.0)
+    with pytest.raises(ValueError, match="held out by run 0 and run 1"):
+        race_merge.merge([first, one_fold(budget_trainer, "9604", 0.5, 0.5, -1.0)])
+    other_budget = one_fold(budget_trainer, "mt1", 0.6, 0.7, -12.0)
+    other_budget["budget_s"] = 5400.0
+    with pytest.raises(ValueError, match="budget_s"):
+        race_merge.merge([first, other_budget])
+    failed = one_fold(budget_trainer, "mt1", 0.6, 0.7, -12.0)
+    failed["sides"]["nnunet"] = {"error": "nnUNetv2_train exited 1"}
+    assert race_merge.merge([first, failed])["sides"]["nnunet"] == {"error": "run 1: nnUNetv2_train exited 1"}

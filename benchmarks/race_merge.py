@@ -1,0 +1,129 @@
+"""Merge one-fold races (each ``nnunet_race.py ... --val-cases FOLD_CASES --json`` record) into one K-fold table.
+
+A K-fold race takes 2 x K x the budget of one machine: at 30 minutes a side, disc's three folds are
+three hours, brain-tumour's four are four; at 90 minutes, three times that. So it can be run one
+fold at a time (one a session), each with ``--val-cases`` set to that fold's held-out cases (e.g.
+from ``segtool train --folds K``'s cross_validation.json, or ``race_split.make_splits``), and merged:
+
+    python benchmarks/race_merge.py fold0.json fold1.json fold2.json [--json merged.json] > merged.md
+
+The runs must share the task, the budget, the names scored and the subject grouping, and hold out
+different cases; fold i is the i-th file. Per side: the per-case scores are joined and the means
+computed again (``race_scoring.means``), the steps listed per fold and their wall times summed,
+nnU-Net's fold records renumbered. A side that failed in any run is reported as failed. Each one-fold
+run paid nnU-Net's conversion, fingerprint, planning and preprocessing again, inside that fold's
+budget (about a minute at 2 cores), where one K-fold run pays them once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import sys
+from pathlib import Path
+from typing import Sequence
+
+HERE = Path(__file__).resolve().parent
+
+
+def _load_sibling(name: str):
+    loaded = importlib.util.spec_from_file_location(name, HERE / f"{name}.py")
+    module = importlib.util.module_from_spec(loaded)
+    loaded.loader.exec_module(module)
+    return module
+
+
+race_report = _load_sibling("race_report")
+race_scoring = _load_sibling("race_scoring")
+
+#: what every merged run must agree on
+SAME = ("task", "budget_s")
+
+
+def _check(results: Sequence[dict]) -> None:
+    first = results[0]
+    for i, result in enumerate(results[1:], start=1):
+        for key in SAME:
+            if result.get(key) != first.get(key):
+                raise ValueError(f"run {i} has {key} {result.get(key)!r}, run 0 {first.get(key)!r}")
+        if result["names"] != first["names"]:
+            raise ValueError(f"run {i} scores other names than run 0")
+        if result["split"].get("group_by") != first["split"].get("group_by"):
+            raise ValueError(f"run {i} groups subjects otherwise than run 0")
+    seen: dict[str, int] = {}
+    for i, result in enumerate(results):
+        for case in result.get("fold_of") or {}:
+            if case in seen:
+                raise ValueError(f"case {case} is held out by run {seen[case]} and run {i}")
+            seen[case] = i
+
+
+def _merged_side(side: str, results: Sequence[dict], names: Sequence[str]) -> dict:
+    records = [r["sides"].get(side) or {"error": "not run"} for r in results]
+    failed = [f"run {i}: {rec['error']}" for i, rec in enumerate(records) if "error" in rec]
+    if failed:
+        return {"error": "; ".join(failed)}
+    per_case = {case: row for rec in records for case, row in (rec.get("per_case") or {}).items()}
+    out = {"per_case": per_case, "mean": race_scoring.means(per_case, names),
+           "steps": [dict(step, step=f"fold {i}: {step['step']}") for i, rec in enumerate(records)
+                     for step in rec.get("steps") or []],
+           "wall_s": round(sum(rec.get("wall_s") or 0.0 for rec in records), 2)}
+    if side == "segtool":
+        own = {case: row for rec in records for case, row in (rec.get("own_per_case") or {}).items()}
+        out["own_per_case"] = own
+        out["own_mean"] = race_scoring.means(own, names) if own else {}
+        out["scoring_s"] = round(sum(rec.get("scoring_s") or 0.0 for rec in records), 1)
+    else:
+        out["folds"] = [dict(fold, fold=i) for i, rec in enumerate(records) for fold in rec.get("folds") or []]
+        configurations = sorted({rec.get("configuration") for rec in records if rec.get("configuration")})
+        out["configuration"] = ", ".join(configurations)
+        out["configuration_reason"] = "; ".join(sorted({rec.get("configuration_reason") or "" for rec in records}))
+    return out
+
+
+def merge(results: Sequence[dict], sources: Sequence[str] = ()) -> dict:
+    """One K-fold race record from K one-fold records (fold i = ``results[i]``)."""
+    if not results:
+        raise ValueError("nothing to merge")
+    _check(results)
+    first = results[0]
+    names = [n["name"] for n in first["names"]]
+    folds = [fold for r in results for fold in r["split"]["folds"]]
+    sides = [s for s in race_report.SIDES if any(s in r["sides"] for r in results)]
+    split = {"description": f"{len(results)} one-fold runs merged: "
+                            + "; ".join(r["split"]["description"] for r in results),
+             "folds": folds, "group_by": first["split"].get("group_by"), "seed": first["split"].get("seed")}
+    merged = {key: first.get(key) for key in ("task", "data_dir", "budget", "budget_s", "cpu", "device", "trainer",
+                                              "trainer_changes", "names")}
+    merged.update(order=sides, split=split, merged_from=list(sources),
+                  fold_of={case: i for i, r in enumerate(results) for case in r.get("fold_of") or {}},
+                  row_fold={row: i for i, r in enumerate(results) for row in r.get("row_fold") or {}},
+                  sides={side: _merged_side(side, results, names) for side in sides})
+    cpus = sorted({r.get("cpu") for r in results})
+    if len(cpus) > 1:
+        merged["cpu"] = " / ".join(cpus) + " (the runs differ)"
+    return merged
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("runs", nargs="+", type=Path, help="one-fold race records (--json), fold 0 first")
+    parser.add_argument("--json", type=Path, metavar="OUT", help="write the merged record to OUT")
+    args = parser.parse_args(argv)
+    try:
+        results = [json.loads(path.read_text(encoding="utf-8")) for path in args.runs]
+        merged = merge(results, [str(p) for p in args.runs])
+    except (OSError, ValueError, KeyError) as exc:
+        print(f"race_merge: {exc}", file=sys.stderr)
+        return 2
+    text = race_report.race_table(merged)
+    print(text)
+    if args.json:
+        merged["table"] = text
+        args.json.write_text(json.dumps(race_report.json_safe(merged), indent=1) + "\n", encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
