@@ -90,14 +90,15 @@ def _context_mm(fp: dict) -> list[float]:
 
 
 def _field_3d(fp: dict) -> tuple[list[float], str]:
-    """The 3D context and how it was found: a compact object's context is a cube of the same volume
-    (at most the image each way); an elongated one's follows its shape."""
+    """The 3D context and what it is, "{factor}" standing for how much of the labelled extent it holds:
+    a compact object's context is a cube of the same volume (at most the image each way); an elongated
+    one's follows its shape."""
     context = _context_mm(fp)
     labelled = fp.get("median_foreground_extent_mm") or context
     if min(labelled) <= 0 or max(labelled) >= COMPACT_ASPECT * min(labelled):
-        return context, f"{CONTEXT_FACTOR:g}x the labelled extent"
+        return context, "{factor}x the labelled extent"
     side = math.prod(context) ** (1 / 3)
-    return [min(side, image) for image in fp["median_extent_mm"]], f"a cube of {CONTEXT_FACTOR:g}x the labelled extent's volume"
+    return [min(side, image) for image in fp["median_extent_mm"]], "a cube of {factor}x the labelled extent's volume"
 
 
 def plan_grid(fp: dict, facts: TaskFacts) -> dict:
@@ -159,13 +160,13 @@ def _volume_options(fp: dict, thin: float | None) -> list[dict]:
     seen = set()
     for voxels in PATCH_VOXELS_3D:
         size = max(max(spacing), (math.prod(context) / voxels) ** (1 / 3))
-        covers, why = context, context_why
+        covers, why = context, context_why.format(factor=f"{CONTEXT_FACTOR:g}")
         if finest_needed is not None and max(spacing) <= finest_needed < size:
             # the thinnest solid label needs a finer grid: the patch holds less context, at least the labelled extent
             size = finest_needed
             scale = min(1.0, (voxels / math.prod(c / size for c in context)) ** (1 / 3))
             covers = [c * scale for c in context]
-            why = f"{scale:.2g}x {context_why}, at {SOLID_LABEL_VOXELS} voxels across the {solid[0]} " \
+            why = f"{context_why.format(factor=f'{scale * CONTEXT_FACTOR:.2g}')}, at {SOLID_LABEL_VOXELS} voxels across the {solid[0]} " \
                   f"({solid[1]:.1f} mm thick)"
             if any(c < fg for c, fg in zip(covers, labelled)):
                 continue
