@@ -110,12 +110,12 @@ def evaluate_pair(
     """Every metric of one prediction file against one ground-truth file."""
     pred_path, gt_path = Path(pred_path), Path(gt_path)
     pred, gt, spacing, unit, resampled, gt_volume = load_pair(pred_path, gt_path, options.resample_pred)
+    as_read = gt
     if options.gt_labels_map is not None:
         gt = renumber(gt, options.gt_labels_map)
-        gt_volume.array = gt[np.newaxis]
     pred, gt, read_as = read_masks_as_one_label(pred, gt, options.labels)
-    if "gt" in read_as:
-        gt_volume.array = gt[np.newaxis]  # what on_case draws
+    if gt is not as_read:
+        gt_volume.array = gt[np.newaxis]  # what on_case draws: the labels as scored
     if options.strict_labels and options.labels is not None:
         _check_known_labels(pred_path, pred, gt_path, gt, options)
     metrics = evaluate(

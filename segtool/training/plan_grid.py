@@ -193,7 +193,7 @@ def _slice_options(fp: dict, axis: int, thin: float | None) -> list[dict]:
     context = [c for a, c in enumerate(_context_mm(fp)) if a != axis]
     covers, scales = "of the slice", SCALES_2D
     if all(c < e for c, e in zip(context, extent)):
-        extent, covers = context, "of the context (1.5x the labelled extent; the slice is larger)"
+        extent, covers = context, f"of the context ({CONTEXT_FACTOR:g}x the labelled extent; the slice is larger)"
         scales = tuple(s for s in SCALES_2D if CONTEXT_FACTOR * s >= 1.0)  # never under the extent
     in_plane = min(spacing)
     why_grid = f"in-plane {in_plane:.3g} mm, the median"
