@@ -133,6 +133,10 @@ class TaskSpec:
     # task whose own sampler (``segtool_training_sampler``) makes and flips its training images.
     # None: as the augmentation recipe flips (see ``flip_axes``).
     trained_flips: tuple[int, ...] | None = None
+    # Where the task's data fill a missing sequence with another channel (channel -> the channel
+    # standing in for it, e.g. LGG's {"pre_contrast": "flair"}): training shows such inputs
+    # (segtool.training.channel_stand_ins). Empty: every channel is always its own sequence.
+    channel_stand_ins: Mapping[str, str] = field(default_factory=dict)
     locate: Locate | None = None
     output_suffix: str = "_seg"
     citation: str = ""
@@ -274,6 +278,8 @@ class TaskSpec:
                 value = {str(k): v for k, v in value.items()}
             elif f.name in ("colours", "labels_map"):
                 value = {str(k): list(v) if isinstance(v, tuple) else v for k, v in value.items()}
+            elif f.name == "channel_stand_ins":
+                value = dict(value)
             elif f.name in ("model_kwargs", "regions"):
                 value = {k: list(v) if isinstance(v, tuple) else v for k, v in value.items()}
             elif f.name == "models":

@@ -160,13 +160,28 @@ def check_training(spec, what: str) -> dict[str, Any]:
         raise_spec_error(what, f"recipe must be one of {', '.join(RECIPES)}, got {spec.recipe!r}")
     if spec.augmentation not in AUGMENTATIONS:
         raise_spec_error(what, f"augmentation must be one of {', '.join(AUGMENTATIONS)}, got {spec.augmentation!r}")
+    out: dict[str, Any] = {"channel_stand_ins": _stand_ins(spec.channel_stand_ins, spec.channels, what)}
     if spec.trained_flips is None:
-        return {}
+        return out
     flips = tuple(int(a) for a in spec.trained_flips)
     if len(set(flips)) != len(flips) or any(not 0 <= a < spec.network_dims for a in flips):
         raise_spec_error(what, f"trained_flips must be distinct network axes in 0..{spec.network_dims - 1}, "
                     f"got {spec.trained_flips!r}")
-    return {"trained_flips": flips}
+    return out | {"trained_flips": flips}
+
+
+def _stand_ins(given: Mapping, channels: tuple[str, ...], what: str) -> Mapping[str, str]:
+    """``channel_stand_ins``: channel names of the task, none its own stand-in, no stand-in itself replaced."""
+    stand_ins = {str(k): str(v) for k, v in dict(given).items()}
+    for replaced, stand_in in stand_ins.items():
+        unknown = [n for n in (replaced, stand_in) if n not in channels]
+        if unknown:
+            raise_spec_error(what, f"channel_stand_ins names {unknown[0]!r}, not one of its channels "
+                                   f"({', '.join(channels)})")
+        if replaced == stand_in or stand_in in stand_ins:
+            raise_spec_error(what, f"channel_stand_ins: {replaced!r} -> {stand_in!r} must take the place of "
+                                   "another channel with one that is never replaced itself")
+    return frozen_mapping(stand_ins)
 
 
 def check_running(spec, what: str, locate_type: type) -> None:

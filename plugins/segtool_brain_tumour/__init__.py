@@ -86,6 +86,9 @@ BRAIN_TUMOUR_2D = TaskSpec(
     model_kwargs={"features": (16, 32, 64, 128, 256)},
     models={"attention_unet": LGG_ATTENTION_UNET},
     augmentation="photo",  # torch flips, rotation, scaling, brightness/contrast, noise, blur on 2D slices
+    # the collection repeats FLAIR where a T1 was not acquired (HT_7877: FLAIR three times, scored 0
+    # by every fold model trained without seeing that); training shows such slices
+    channel_stand_ins={"pre_contrast": "flair", "post_contrast": "flair"},
     # the largest tumour component: in 3D with --stack (a patient's slices, as Buda et al. measure),
     # else per slice; on the validation patients it raised the mean per-patient Dice by ~0.035
     postprocess=Postprocess(threshold=0.5, keep_largest=True),

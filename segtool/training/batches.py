@@ -13,6 +13,7 @@ import torch
 from segtool.spec import TaskSpec
 from segtool.training.augment import AugmentSettings, augment_batch
 from segtool.training.augment_recipes import TORCHIO_RECIPES, apply_recipe, build_recipe, describe_recipe
+from segtool.training.channel_stand_ins import ChannelStandIns
 from segtool.training.field_of_view import FieldOfViewCut, cut_field_of_view
 from segtool.training.sampling import PatchSampler
 
@@ -24,12 +25,15 @@ class StepBatches(torch.utils.data.Dataset):
     TorchIO Compose (`augment_recipes`). With ``slice_axis`` the sampler cuts
     slabs of ``2 * slice_context + 1`` slices from the volumes and they leave here as
     2D patches, the slab's slices as channels (`slab_to_channels`). With
-    ``field_of_view`` some patches are then cut to a band along the task's column.
+    ``field_of_view`` some patches are then cut to a band along the task's column. With
+    ``stand_ins`` some channels are first replaced by the ones that stand in for them.
     """
 
     def __init__(self, sampler: PatchSampler, augment, seed: int, rank: int, slice_axis: int | None = None,
-                 field_of_view: FieldOfViewCut | None = None, slice_context: int = 0):
+                 field_of_view: FieldOfViewCut | None = None, slice_context: int = 0,
+                 stand_ins: ChannelStandIns | None = None):
         self.sampler = sampler
+        self.stand_ins = stand_ins
         self.augment = augment
         self.field_of_view = field_of_view
         self.seed = seed
@@ -42,7 +46,10 @@ class StepBatches(torch.utils.data.Dataset):
 
     def __getitem__(self, step: int) -> tuple[torch.Tensor, torch.Tensor]:
         seq = np.random.SeedSequence([self.seed, self.rank, int(step)])
-        images, labels = self.sampler.sample(np.random.default_rng(seq))
+        rng = np.random.default_rng(seq)
+        images, labels = self.sampler.sample(rng)
+        if self.stand_ins is not None:
+            images = self.stand_ins.apply(images, rng)
         x, y = torch.from_numpy(images), torch.from_numpy(labels)
         if self.slice_axis is not None:
             x, y = slab_to_channels(x, y, self.slice_axis, self.slice_context)

@@ -32,6 +32,7 @@ from segtool.model_config import CONFIG_FILENAME, WEIGHTS_FILENAME
 from segtool.spec import TaskSpec
 from segtool.training import checkpoint, distributed
 from segtool.training.batches import StepBatches, choose_augmentation, choose_field_of_view, iterate_batches
+from segtool.training.channel_stand_ins import ChannelStandIns
 from segtool.training.distributed import unwrap
 from segtool.training.loss import DiceCELoss
 from segtool.training.model_folder import LOG_FILENAME, truncate_log
@@ -269,8 +270,12 @@ class Trainer(TrainerData, TrainerRecords):
         field_of_view = choose_field_of_view(spec, opts.augment)
         if field_of_view is not None:
             self.augment_description = f"{self.augment_description}; {field_of_view.describe()}"
+        stand_ins = ChannelStandIns.from_declaration(spec.channel_stand_ins, spec.channels) if opts.augment else None
+        if stand_ins is not None:
+            after = "" if self.augment_description == "none" else f"; then {self.augment_description}"
+            self.augment_description = stand_ins.describe() + after
         batches = StepBatches(sampler, augment, self.seed, self.dist.rank, spec.slice_axis, field_of_view,
-                              spec.slice_context)
+                              spec.slice_context, stand_ins)
         own = getattr(sampler, "description", None)  # a task's own sampler says what it does (model card)
         if own:
             self.augment_description = own if self.augment_description == "none" else f"{own}; then {self.augment_description}"
