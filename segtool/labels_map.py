@@ -6,13 +6,13 @@ Sources the map does not name become background (0). numpy only; no torch.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from segtool.errors import UsageError
+from segtool.json_object import read_json_object
 
 
 def _is_file(path: Path) -> bool:
@@ -32,12 +32,7 @@ def parse_labels_map(text: str, target_labels: Mapping[int, str]) -> dict[int, i
     """
     path = Path(text)
     if text.strip().endswith(".json") or _is_file(path):
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"--labels-map {text}: cannot read JSON ({exc})") from None
-        if not isinstance(data, dict):
-            raise UsageError(f"--labels-map {text}: expected a JSON object")
+        data = read_json_object(path, UsageError, f"--labels-map {text}")
         pairs: list[tuple[object, object]] = []
         for key, value in data.items():
             if isinstance(value, list):

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from segtool.errors import UsageError
+from segtool.json_object import read_json_object
 
 #: Label maps read to find the label values when dataset.json does not name them.
 LABEL_FILES_READ = 24
@@ -68,8 +69,7 @@ def _channel_count(image_files: list[Path]) -> int:
 
 def read_declarations(data: Path) -> DataDeclarations:
     """The declarations of the training folder ``data`` (either layout)."""
-    import json
-
+    
     from segtool.io import read_labels
     from segtool.io.readers import read_volume
     from segtool.training.datasets import LABEL_SUFFIX, split_ending
@@ -77,13 +77,8 @@ def read_declarations(data: Path) -> DataDeclarations:
     data = Path(data)
     if not data.is_dir():
         raise UsageError(f"--from {data}: not a folder")
-    info = {}
-    if (data / "dataset.json").is_file():
-        try:
-            info = json.loads((data / "dataset.json").read_text(encoding="utf-8"))
-        except ValueError as exc:
-            raise UsageError(f"{data / 'dataset.json'}: not valid JSON ({exc})") from None
-    channels, labels, regions = _from_dataset_json(info) if isinstance(info, dict) else (None, None, {})
+    info = read_json_object(data / "dataset.json", UsageError) if (data / "dataset.json").is_file() else {}
+    channels, labels, regions = _from_dataset_json(info)
     if (data / "imagesTr").is_dir():
         images = sorted(p for p in (data / "imagesTr").iterdir() if split_ending(p.name)[0])
         label_files = sorted(p for p in (data / "labelsTr").iterdir() if split_ending(p.name)[0]) \

@@ -21,7 +21,6 @@ it does not name become background (0).
 
 from __future__ import annotations
 
-import json
 import random
 import re
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from typing import Iterable, Mapping, Sequence
 
 from segtool.errors import UsageError
 from segtool.io.formats import TRAINING_SUFFIXES, split_suffix
+from segtool.json_object import read_json_object
 
 LABEL_SUFFIX = "_seg"
 CHANNEL_INDEX = re.compile(r"^(?P<case>.+)_(?P<index>\d{4})$")
@@ -101,13 +101,7 @@ def _read_dataset_json(root: Path) -> dict:
     path = root / "dataset.json"
     if not path.is_file():
         return {}
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise DataLayoutError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(data, dict):
-        raise DataLayoutError(f"{path}: expected a JSON object")
-    return data
+    return read_json_object(path, DataLayoutError)
 
 
 def _discover_nnunet(root: Path, info: Mapping) -> Dataset:
