@@ -16,7 +16,7 @@ from segtool.errors import UsageError
 from segtool.training.cross_validation import assign_folds
 from segtool.training.plan import TrainingPlan
 from segtool.training.plan_grid import plan_grid
-from segtool.training.planner import TaskFacts, cost, make_plan
+from segtool.training.planner import MIN_STEPS, STEP_TIME_MARGIN, Candidate, TaskFacts, choose, cost, make_plan
 from segtool.training.planning import apply_overrides, parse_budget
 
 
@@ -173,7 +173,21 @@ def test_only_affordable_candidates_are_measured_and_the_first_affordable_is_tak
     measure = device(2e-6)
     p = plan(fingerprint(), measure=measure)
     assert len(measure.calls) <= 4  # the cheapest of each kind, then only those predicted affordable
-    assert p.steps >= 1200 * 0.0 and p.seconds_per_step == pytest.approx(cost(measure.calls[-1]) * 2e-6, rel=1e-3)
+    timed = cost(measure.calls[-1]) * 2e-6
+    assert p.seconds_per_step == pytest.approx(timed * STEP_TIME_MARGIN, rel=1e-3)  # the trainer's step, not the timer's
+    assert p.measurements[-1]["measured_seconds"] == pytest.approx(timed, rel=1e-3)
+
+
+@pytest.mark.parametrize("timer_steps, taken", [(1150, False), (1250, True)])
+def test_the_margin_counts_the_trainer_s_steps_and_keeps_the_old_bar_in_the_timer_s(timer_steps, taken):
+    """A 2D candidate must buy MIN_STEPS (1,000) of the trainer's steps, which run STEP_TIME_MARGIN slower
+    than the timer's: 1,150 timed steps (958 trained) are not enough, 1,250 (1,041) are; as under the
+    timer's 1,200 before the margin."""
+    one = Candidate(2, (128, 128), (16, 32, 64, 128), 8, 1, 2, label="only")
+    train_seconds = 600.0
+    chosen, log = choose([({}, one)], lambda c: train_seconds / timer_steps, train_seconds, 30.0)
+    assert MIN_STEPS[2] == 1000 and (chosen is not None) == taken
+    assert log[0]["steps_in_budget"] == int(timer_steps / STEP_TIME_MARGIN)
 
 
 @pytest.mark.parametrize("outside, share, expected", [

@@ -81,7 +81,7 @@ def make_training_plan(spec, data_dir: Path, model_dir: Path, request: PlanReque
     from segtool.training.datasets import discover, group_key
     from segtool.training.fingerprint import load_or_compute
     from segtool.training.plan_measure import StepTimer, usable_cores
-    from segtool.training.planner import TaskFacts, candidates_of, cost, make_plan, plan_augmentation
+    from segtool.training.planner import STEP_TIME_MARGIN, TaskFacts, candidates_of, cost, make_plan, plan_augmentation
     from segtool.training.trainer_data import resolve_labels_map
 
     dataset = discover(data_dir, spec.channels)
@@ -129,7 +129,7 @@ def make_training_plan(spec, data_dir: Path, model_dir: Path, request: PlanReque
     plan.val_every = plan.epochs
     plan.max_minutes = round(max(5.0, train_limit) / 60.0, 3)
     plan.reasons["steps"] = (f"{training / 60:.1f} min of training, {int(training / plan.seconds_per_step)} steps at "
-                             f"{plan.seconds_per_step:.3f} s a step (measured), planned up to {STEP_CEILING:g}x that: "
+                             f"{plan.seconds_per_step:.3f} s a step (the measured x{STEP_TIME_MARGIN:g}), planned up to {STEP_CEILING:g}x that: "
                              f"the clock ends the run and the cosine with it; reading the data ~{reading:.0f} s, "
                              f"the final validation ~{validation:.0f} s and planning are kept out of the budget")
     plan.planning_seconds = round(elapsed, 1)
