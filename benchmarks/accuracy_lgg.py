@@ -1,7 +1,7 @@
 """brain-tumour-2d: per-patient Dice of the stacked LGG volume through ``segtool run --stack``, mean and median.
 
     python benchmarks/accuracy.py brain-tumour-2d [--data DIR] [--model-dir DIR ...] [--patients A,B]
-                                                  [--run-args '...'] [--json out.json]
+                                                  [--run-args '...'] [--per-slice] [--json out.json]
 
 Each patient folder of the LGG data (lgg_kaggle_3m) is segmented with ``segtool run
 brain-tumour-2d --stack`` (one call per model, in a subprocess; slices in slice-number
@@ -9,7 +9,9 @@ order, postprocessed in 3D) and its slices' masks stacked likewise; Dice per pat
 (`segtool.metrics`; both empty: 1), as Buda et al. 2019 measure it, then the mean and
 median over the patients: by default the validation patients recorded in the first
 model's config.json. One column per ``--model-dir`` (attention U-Net beside a plain
-U-Net trained the same way); "no model" when ``segtool run`` exits 3.
+U-Net trained the same way); "no model" when ``segtool run`` exits 3. ``--per-slice`` runs
+every slice alone instead (no --stack, the largest component kept per slice) and stacks the
+masks the same way: what a user who segments slices one by one gets.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ def add_brain_tumour_2d_arguments(parser: argparse.ArgumentParser) -> None:
                              "in the first model's config.json)")
     parser.add_argument("--run-args", default="",
                         help="extra `segtool run` options, e.g. --run-args='--keep-largest --min-size 50'")
+    parser.add_argument("--per-slice", action="store_true",
+                        help="run each slice alone (segtool run SLICE..., no --stack: the largest component per "
+                             "slice), then stack the masks for the per-patient Dice")
     parser.add_argument("--json", dest="json_out", type=Path, default=None, help="also write all numbers here")
 
 
@@ -64,11 +69,15 @@ def stack_files_of(folder: Path) -> list[Path]:
     return stack_files(folder)
 
 
-def run_stacks(folders: list[Path], out_dir: Path, model_dir: Path | None, extra: list[str], timeout: float = 3600):
-    """``segtool run brain-tumour-2d --stack FOLDERS --output-dir OUT --json``: (status, records, message, seconds)."""
+def run_stacks(folders: list[Path], out_dir: Path, model_dir: Path | None, extra: list[str], timeout: float = 3600,
+               per_slice: bool = False):
+    """``segtool run brain-tumour-2d --stack FOLDERS --output-dir OUT --json`` (with ``per_slice``: every slice
+    file of the folders, no --stack): (status, records, message, seconds)."""
+    inputs = [str(f) for folder in folders for f in stack_files_of(folder)] if per_slice \
+        else ["--stack", *map(str, folders)]
     t0 = time.perf_counter()
     status, records, last = segtool_records(
-        "brain-tumour-2d", ["--stack", *map(str, folders), "--output-dir", str(out_dir), *extra], model_dir, timeout)
+        "brain-tumour-2d", [*inputs, "--output-dir", str(out_dir), *extra], model_dir, timeout)
     seconds = time.perf_counter() - t0
     if status == EXIT_NO_WEIGHTS:
         return NO_MODEL, [], last, seconds
@@ -132,10 +141,10 @@ def lgg_table(data: Path, patients: list[str], scores: dict, summary: dict, colu
 
 
 def score_model(folders: list[Path], model_dir: Path | None, extra: list[str], name: str,
-                scores: dict[str, dict[str, Any]]) -> dict[str, Any] | str:
+                scores: dict[str, dict[str, Any]], per_slice: bool = False) -> dict[str, Any] | str:
     """Score one model on every patient folder into ``scores[patient][name]``; its summary (or "no model")."""
     with tempfile.TemporaryDirectory(prefix="segtool-accuracy-") as tmp:
-        status, records, message, seconds = run_stacks(folders, Path(tmp), model_dir, extra)
+        status, records, message, seconds = run_stacks(folders, Path(tmp), model_dir, extra, per_slice=per_slice)
         if status == NO_MODEL:
             log(f"{name}: no model ({message})")
             for folder in folders:
@@ -169,16 +178,19 @@ def brain_tumour_2d(args: argparse.Namespace) -> int:
     folders = [data / p for p in patients]
     extra = shlex.split(args.run_args or "")
     scores: dict[str, dict[str, Any]] = {p: {} for p in patients}
-    summary = {names[m]: score_model(folders, m, extra, names[m], scores) for m in model_dirs}
+    per_slice = bool(getattr(args, "per_slice", False))
+    summary = {names[m]: score_model(folders, m, extra, names[m], scores, per_slice) for m in model_dirs}
     columns = [names[m] for m in model_dirs]
     if all(summary[c] == NO_MODEL for c in columns):
         print(f"brain-tumour-2d: no model ({', '.join(columns)}): train one with `segtool train brain-tumour-2d` "
               "(scripts/prepare_lgg.py lays out the data), then pass --model-dir")
         return 0
     print(lgg_table(data, patients, scores, summary, columns))
-    print(f"\nPer-patient Dice of the stacked volume (segtool run --stack{' ' + args.run_args if args.run_args else ''}); "
+    how = "each slice run alone (segtool run SLICE...)" if per_slice else "segtool run --stack"
+    print(f"\nPer-patient Dice of the stacked volume ({how}{' ' + args.run_args if args.run_args else ''}); "
           f"patients: {source} ({len(patients)}). Seconds: segtool run's time per patient (model loaded once).")
     write_json(args.json_out, {"task": "brain-tumour-2d", "data": str(data), "patients": patients,
                                "patients_from": source, "model_dirs": [str(m) if m else None for m in model_dirs],
-                               "run_args": args.run_args, "summary": summary, "per_patient": scores})
+                               "run_args": args.run_args, "per_slice": per_slice, "summary": summary,
+                               "per_patient": scores})
     return 0

@@ -116,6 +116,24 @@ def test_lgg_patient_dice_is_over_the_stack_and_both_empty_is_1(bench, tmp_path)
     assert lgg.score_patient(folder, lgg_patient(folder, empty, empty))["dice"] == 1.0
 
 
+def test_lgg_per_slice_runs_every_slice_file_alone_and_stacked_runs_the_folders(bench, tmp_path, monkeypatch):
+    lgg = bench("accuracy_lgg")
+    folder = tmp_path / "TCGA_AA_0001_20000101"
+    lgg_patient(folder, [np.zeros((4, 4), bool)] * 3, [np.zeros((4, 4), bool)] * 3)
+    (folder / f"{folder.name}_10.tif").write_bytes((folder / f"{folder.name}_1.tif").read_bytes())
+    (folder / f"{folder.name}_10_mask.tif").write_bytes((folder / f"{folder.name}_1_mask.tif").read_bytes())
+    calls = []
+    monkeypatch.setattr(lgg, "segtool_records", lambda task, args, model, timeout: calls.append(args) or (0, [{}], ""))
+    lgg.run_stacks([folder], tmp_path / "out", None, ["--tta"], per_slice=True)
+    lgg.run_stacks([folder], tmp_path / "out", None, [])
+    alone, stacked = calls
+    assert "--stack" not in alone and alone[-3:] == ["--output-dir", str(tmp_path / "out"), "--tta"]
+    assert [Path(a).name for a in alone[:-3]] == [f"{folder.name}_{k}.tif" for k in (1, 2, 3, 10)]  # slice order
+    assert stacked == ["--stack", str(folder), "--output-dir", str(tmp_path / "out")]
+    args = bench("accuracy").build_parser().parse_args(["brain-tumour-2d", "--per-slice"])
+    assert args.per_slice is True
+
+
 def test_tissue_dice_leaves_a_tissue_neither_image_holds_out_of_the_mean(bench):
     tissue = bench("accuracy_brain_tissue")
     truth = np.array([1, 1, 2, 2, 0, 0])
