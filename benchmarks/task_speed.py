@@ -34,8 +34,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("inputs", nargs="+", type=Path)
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
-    args, extra = parser.parse_known_args(argv)
-    extra = [e for e in extra if e != "--"]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    cut = argv.index("--") if "--" in argv else len(argv)  # what follows `--` goes to segtool run as it is
+    args, extra = parser.parse_known_args(argv[:cut])
+    extra += argv[cut + 1:]
     missing = [p for p in args.inputs if not p.exists()]
     if missing:
         print(f"no such input: {', '.join(map(str, missing))} (is ../shared there?)", file=sys.stderr)

@@ -142,6 +142,6 @@ def test_tasks_one_task_and_unknown_task():
 
 
 def test_tasks_card_keeps_long_lists_and_per_case_scores_short():
-    result = CliRunner().invoke(cli, ["tasks", "brain-tumour-2d"])  # 1,112 training slices in its config
+    result = CliRunner().invoke(cli, ["tasks", "brain-tumour-2d"])  # 1,345 training slices in its config
     assert result.exit_code == 0, result.output
-    assert "1112 cases" in result.output and "per_case" not in result.output
+    assert "1345 cases" in result.output and "per_case" not in result.output and "TCGA_" not in result.output

@@ -34,13 +34,15 @@ def test_a_task_is_shown_as_readable_sections_within_100_columns():
 
 
 def test_the_task_card_summarises_training_facts_and_keeps_json_complete():
-    card = CliRunner().invoke(cli, ["tasks", "brain-tumour-2d"])
+    card = CliRunner().invoke(cli, ["tasks", "spinal-cord"])
     assert card.exit_code == 0, card.output
-    assert "trained on       1112 cases, validated on 233" in card.output
-    assert "validation Dice  tumour 0.819 (9 held-out cases during training)" in card.output
-    assert "per_case" not in card.output and "TCGA_" not in card.output
+    assert "trained on       5 cases, validated on 1" in card.output
+    assert "validation Dice  spinal_cord 0.927 (1 held-out cases during training)" in card.output
+    everything = CliRunner().invoke(cli, ["tasks", "brain-tumour-2d"])  # trained on every patient: no validation line
+    assert "trained on     1345 cases\n" in everything.output and "validation Dice" not in everything.output
+    assert "per_case" not in everything.output and "TCGA_" not in everything.output
     full = json.loads(CliRunner().invoke(cli, ["tasks", "brain-tumour-2d", "--json"]).output)
-    assert len(full["model"]["trained_on"]) == 1112
+    assert len(full["model"]["trained_on"]) == 1345 and not full["model"]["validated_on"]
 
 
 # ----------------------------------------------------------------------------- --model completion
