@@ -119,7 +119,8 @@ def patients_to_score(args: argparse.Namespace, first_model: Path | None) -> tup
     if patients is not None:
         return patients, "validation patients of the model"
     return (sorted(p.name for p in args.data.iterdir() if p.is_dir() and p.name.startswith("TCGA_")),
-            "all patients (no validation split recorded)")
+            "all patients (the model records no validation split; the bundled one trained on all 45: "
+            "not a held-out figure)")
 
 
 def lgg_table(data: Path, patients: list[str], scores: dict, summary: dict, columns: list[str]) -> str:
