@@ -448,3 +448,14 @@ def test_export_checkpoint_writes_the_final_step_and_says_which_weights_were_val
     (record,) = [r for r in log if r.get("step") == state["global_step"] and "validation" in r]
     assert training["validation"] == record["validation"]
     assert training["validation_of"] == f"final step {state['global_step']}"
+
+
+def test_the_card_counts_a_last_shorter_epoch_among_the_epochs():
+    """A budget's run ends with a shorter epoch (2,329 steps of 100: 23 whole, then 29); when that one
+    validates best, the card must not say "epoch 24 of 23"."""
+    from segtool.training.model_folder import _best_epoch
+
+    leftover = {"best_epoch": 24, "epochs_trained": 23, "steps": 2329, "steps_per_epoch": 100}
+    assert _best_epoch(leftover) == "Best epoch 24 of 24 (the last a shorter one of 29 steps)"
+    whole = {"best_epoch": 5, "epochs_trained": 20, "steps": 2000, "steps_per_epoch": 100}
+    assert _best_epoch(whole) == "Best epoch 5 of 20"

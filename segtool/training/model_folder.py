@@ -184,13 +184,22 @@ def _card_head(spec: TaskSpec, config: ModelConfig, data: Mapping[str, Any]) -> 
     ]
 
 
+def _best_epoch(t: Mapping[str, Any]) -> str:
+    """"Best epoch B of N", counting a last shorter epoch (a budget's leftover) among the N."""
+    best, full, steps, per_epoch = t.get("best_epoch"), t.get("epochs_trained"), t.get("steps"), t.get("steps_per_epoch")
+    last = steps % per_epoch if isinstance(steps, int) and isinstance(per_epoch, int) and per_epoch > 0 else 0
+    if last and isinstance(full, int):
+        return f"Best epoch {best} of {full + 1} (the last a shorter one of {last} steps)"
+    return f"Best epoch {best} of {full}"
+
+
 def _card_validation(spec: TaskSpec, t: Mapping[str, Any]) -> list[str]:
     """The card's validation scores: per label, then per validation case; or why there are none."""
     val = t.get("validation") or {}
     if not val.get("dice"):
         return ["No validation cases were held out: these are the weights of the last epoch.", ""]
     lines = [
-        f"Best epoch {t.get('best_epoch')} of {t.get('epochs_trained')}, on {val.get('cases', 0)} validation case(s), "
+        f"{_best_epoch(t)}, on {val.get('cases', 0)} validation case(s), "
         "whole images through the same pipeline as `segtool run`. Means skip labels absent from both "
         "prediction and ground truth; HD95 means skip cases where one side is empty.",
         "",
