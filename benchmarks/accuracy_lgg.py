@@ -179,7 +179,7 @@ def brain_tumour_2d(args: argparse.Namespace) -> int:
     folders = [data / p for p in patients]
     extra = shlex.split(args.run_args or "")
     scores: dict[str, dict[str, Any]] = {p: {} for p in patients}
-    per_slice = bool(getattr(args, "per_slice", False))
+    per_slice = args.per_slice
     summary = {names[m]: score_model(folders, m, extra, names[m], scores, per_slice) for m in model_dirs}
     columns = [names[m] for m in model_dirs]
     if all(summary[c] == NO_MODEL for c in columns):

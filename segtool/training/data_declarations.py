@@ -69,7 +69,6 @@ def _channel_count(image_files: list[Path]) -> int:
 
 def read_declarations(data: Path) -> DataDeclarations:
     """The declarations of the training folder ``data`` (either layout)."""
-    
     from segtool.io import read_labels
     from segtool.io.readers import read_volume
     from segtool.training.datasets import LABEL_SUFFIX, split_ending

@@ -272,13 +272,12 @@ class Trainer(TrainerData, TrainerRecords):
             self.augment_description = f"{self.augment_description}; {field_of_view.describe()}"
         stand_ins = ChannelStandIns.from_declaration(spec.channel_stand_ins, spec.channels) if opts.augment else None
         if stand_ins is not None:
-            after = "" if self.augment_description == "none" else f"; then {self.augment_description}"
-            self.augment_description = stand_ins.describe() + after
+            self.augment_description = _first_then(stand_ins.describe(), self.augment_description)
         batches = StepBatches(sampler, augment, self.seed, self.dist.rank, spec.slice_axis, field_of_view,
                               spec.slice_context, stand_ins)
         own = getattr(sampler, "description", None)  # a task's own sampler says what it does (model card)
         if own:
-            self.augment_description = own if self.augment_description == "none" else f"{own}; then {self.augment_description}"
+            self.augment_description = _first_then(own, self.augment_description)
         return batches
 
     def _train_epochs(self, batches: StepBatches, ckpt: dict | None) -> str | None:
@@ -320,3 +319,8 @@ def train(spec: TaskSpec, data_dir: Path, model_dir: Path, options: TrainOptions
           plugin_manager=None) -> TrainResult:
     """Train ``spec`` on the cases in ``data_dir`` and write the model folder ``model_dir``."""
     return Trainer(spec, data_dir, model_dir, options, console, plugin_manager).run()
+
+
+def _first_then(first: str, then: str) -> str:
+    """The model card's augmentation line: ``first``, then what follows unless that is "none"."""
+    return first if then == "none" else f"{first}; then {then}"
