@@ -13,6 +13,13 @@ computed again (``race_scoring.means``), the steps listed per fold and their wal
 nnU-Net's fold records renumbered. A side that failed in any run is reported as failed. Each one-fold
 run paid nnU-Net's conversion, fingerprint, planning and preprocessing again, inside that fold's
 budget (about a minute at 2 cores), where one K-fold run pays them once.
+
+At 90 minutes a side one fold of both sides (over three hours) does not fit a 180-minute session,
+so a fold's two sides can be run apart too (``--sides segtool`` in one run, ``--sides nnunet`` in
+another, same split and budget) and given to this script together: runs that hold out the same
+cases and ran different sides are first joined into one run of both sides (a side run twice for one
+split is refused; two CPUs are named in the table), then the folds merged as above. Fold i is then
+the i-th distinct split, in the order of the files.
 """
 
 from __future__ import annotations
@@ -82,10 +89,35 @@ def _merged_side(side: str, results: Sequence[dict], names: Sequence[str]) -> di
     return out
 
 
+def _same_split(a: dict, b: dict) -> bool:
+    return sorted(a.get("fold_of") or {}) == sorted(b.get("fold_of") or {}) and a["split"]["folds"] == b["split"]["folds"]
+
+
+def join_sides(results: Sequence[dict]) -> list[dict]:
+    """Runs of one split that ran different sides joined into one run of both (in the order given); the rest
+    as they are."""
+    joined: list[dict] = []
+    for i, result in enumerate(results):
+        partner = next((j for j, run in enumerate(joined) if _same_split(run, result)), None)
+        if partner is None:
+            joined.append(result)
+            continue
+        base = joined[partner]
+        _check([base, dict(result, fold_of={})])
+        twice = sorted(set(base["sides"]) & set(result["sides"]))
+        if twice:
+            raise ValueError(f"run {i} runs {', '.join(twice)} again on an earlier run's split (the same held-out cases)")
+        joined[partner] = dict(base, sides={**base["sides"], **result["sides"]})
+    return joined
+
+
 def merge(results: Sequence[dict], sources: Sequence[str] = ()) -> dict:
-    """One K-fold race record from K one-fold records (fold i = ``results[i]``)."""
+    """One K-fold race record from one-fold records (fold i = the i-th distinct split; runs of one split that
+    ran different sides joined first, ``join_sides``)."""
     if not results:
         raise ValueError("nothing to merge")
+    cpus = sorted({str(r.get("cpu")) for r in results})
+    results = join_sides(results)
     _check(results)
     first = results[0]
     names = [n["name"] for n in first["names"]]
@@ -100,7 +132,6 @@ def merge(results: Sequence[dict], sources: Sequence[str] = ()) -> dict:
                   fold_of={case: i for i, r in enumerate(results) for case in r.get("fold_of") or {}},
                   row_fold={row: i for i, r in enumerate(results) for row in r.get("row_fold") or {}},
                   sides={side: _merged_side(side, results, names) for side in sides})
-    cpus = sorted({r.get("cpu") for r in results})
     if len(cpus) > 1:
         merged["cpu"] = " / ".join(cpus) + " (the runs differ)"
     return merged
@@ -112,7 +143,7 @@ def main(argv=None) -> int:
     parser.add_argument("--json", type=Path, metavar="OUT", help="write the merged record to OUT")
     args = parser.parse_args(argv)
     try:
-        results = [json.loads(path.read_text(encoding="utf-8")) for path in args.runs]
+        results = [race_report.from_json_safe(json.loads(path.read_text(encoding="utf-8"))) for path in args.runs]
         merged = merge(results, [str(p) for p in args.runs])
     except (OSError, ValueError, KeyError) as exc:
         print(f"race_merge: {exc}", file=sys.stderr)

@@ -123,6 +123,17 @@ def _notes(result: dict) -> list[str]:
     return notes
 
 
+def from_json_safe(obj):
+    """``json_safe`` undone: the string "inf" back to an infinite float (a record read again, e.g. to merge)."""
+    if obj == "inf":
+        return math.inf
+    if isinstance(obj, dict):
+        return {k: from_json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [from_json_safe(v) for v in obj]
+    return obj
+
+
 def json_safe(obj):
     """An infinite distance (one mask empty) as the string "inf", NaN as None: JSON has neither."""
     if isinstance(obj, float):

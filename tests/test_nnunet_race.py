@@ -393,8 +393,12 @@ def test_one_fold_races_merge_into_one_table_with_means_over_all_held_out_cases(
 
 def test_merging_refuses_runs_that_do_not_belong_together(race_merge, budget_trainer):
     first = one_fold(budget_trainer, "9604", 0.9, 0.8, -5.0)
-    with pytest.raises(ValueError, match="held out by run 0 and run 1"):
+    with pytest.raises(ValueError, match=r"run 1 runs nnunet, segtool again on an earlier run's split"):
         race_merge.merge([first, one_fold(budget_trainer, "9604", 0.5, 0.5, -1.0)])
+    overlapping = one_fold(budget_trainer, "mt1", 0.6, 0.7, -12.0)
+    overlapping.update(fold_of={"mt1": 0, "9604": 0})
+    with pytest.raises(ValueError, match="case 9604 is held out by run 0 and run 1"):
+        race_merge.merge([first, overlapping])
     other_budget = one_fold(budget_trainer, "mt1", 0.6, 0.7, -12.0)
     other_budget["budget_s"] = 5400.0
     with pytest.raises(ValueError, match="budget_s"):
@@ -402,3 +406,44 @@ def test_merging_refuses_runs_that_do_not_belong_together(race_merge, budget_tra
     failed = one_fold(budget_trainer, "mt1", 0.6, 0.7, -12.0)
     failed["sides"]["nnunet"] = {"error": "nnUNetv2_train exited 1"}
     assert race_merge.merge([first, failed])["sides"]["nnunet"] == {"error": "run 1: nnUNetv2_train exited 1"}
+
+
+def test_a_folds_two_sides_run_apart_are_joined_before_the_folds_merge(race_merge, race_report, budget_trainer):
+    """At 90 minutes a side a fold's two sides run in different sessions (``--sides segtool`` / ``--sides nnunet``)."""
+    def side_only(case, side, seg_dice, nn_dice, cpu="Test CPU, 2 cores usable"):
+        run = one_fold(budget_trainer, case, seg_dice, nn_dice, -5.0)
+        run["sides"] = {side: run["sides"][side]}
+        run["order"], run["cpu"] = [side], cpu
+        return run
+
+    runs = [side_only("9604", "nnunet", 0.9, 0.8), one_fold(budget_trainer, "mt1", 0.6, 0.7, -12.0),
+            side_only("9604", "segtool", 0.9, 0.8)]
+    merged = race_merge.merge(runs)
+    assert merged["fold_of"] == {"9604": 0, "mt1": 1}  # fold 0: the first split named, its two runs joined
+    assert merged["sides"]["segtool"]["mean"]["gm"]["dice"] == pytest.approx(0.75)
+    assert merged["sides"]["nnunet"]["mean"]["gm"]["dice"] == pytest.approx(0.75)
+    assert merged["sides"]["nnunet"]["wall_s"] == 342.0 and merged["cpu"] == "Test CPU, 2 cores usable"
+    assert "| 9604 | 0 | gm | 0.900 | 0.800 | 1.00 | 2.00 |" in race_report.race_table(merged).splitlines()
+    alone = race_merge.merge([side_only("9604", "segtool", 0.9, 0.8), side_only("9604", "nnunet", 0.9, 0.8, "Other")])
+    assert set(alone["sides"]) == {"segtool", "nnunet"}
+    assert alone["cpu"] == "Other / Test CPU, 2 cores usable (the runs differ)"
+    with pytest.raises(ValueError, match="run 1 runs segtool again"):
+        race_merge.merge([side_only("9604", "segtool", 0.9, 0.8), side_only("9604", "segtool", 0.5, 0.5)])
+    half = race_merge.merge([side_only("9604", "segtool", 0.9, 0.8), one_fold(budget_trainer, "mt1", 0.6, 0.7, -1.0)])
+    assert half["sides"]["nnunet"] == {"error": "run 0: not run"}  # a fold whose nnU-Net side is still to run
+
+
+def test_merging_reads_an_infinite_distance_back_from_the_records_json(race_merge, race_report, budget_trainer,
+                                                                        tmp_path):
+    """A record's JSON holds an infinite HD95 (one mask empty) as "inf"; merged, it is infinite again."""
+    runs = [one_fold(budget_trainer, "9604", 0.9, 0.8, -5.0), one_fold(budget_trainer, "mt1", 0.6, 0.0, -12.0)]
+    runs[1]["sides"]["nnunet"]["per_case"]["mt1"]["gm"]["hd95"] = math.inf
+    paths = [tmp_path / "fold0.json", tmp_path / "fold1.json"]
+    for path, run in zip(paths, runs):
+        path.write_text(json.dumps(race_report.json_safe(run)))
+    assert '"hd95": "inf"' in paths[1].read_text()
+    out = tmp_path / "merged.json"
+    assert race_merge.main([*map(str, paths), "--json", str(out)]) == 0
+    table = json.loads(out.read_text())["table"].splitlines()
+    assert "| mt1 | 1 | gm | 0.600 | 0.000 | 1.00 | ∞ |" in table
+    assert "| **mean** | | gm | **0.750** (2) | **0.400** (2) | 1.00 | 2.00 (1 ∞) |" in table
