@@ -22,10 +22,11 @@ TRAINER_CHANGES = (
     "first epoch: nnU-Net's 250 iterations, or fewer once a tenth of the time left before the deadline is used; "
     "that count becomes num_iterations_per_epoch, and num_val_iterations_per_epoch = count x 50/250 (>= 1)",
     "after each epoch: num_epochs (and the poly LR schedule's length) = the epochs that fit before the deadline "
-    "at the mean epoch time, less a reserve for the final validation (windows x mirrorings x one measured "
-    "forward pass (the fastest of 3), x 1.5, + 30 s), plus one last, shorter epoch where at least a quarter "
-    "of one fits in what is left over (its training and validation iterations cut to 0.9 x that share)",
-    f"deadline (Unix time) from ${DEADLINE_ENV}; everything else is nnUNetTrainer's default",
+    "at the mean epoch time, plus one last, shorter epoch where at least a quarter of one fits in what is left "
+    "over (its training and validation iterations cut to 0.9 x that share)",
+    f"deadline (Unix time) from ${DEADLINE_ENV}; the final validation (nnU-Net's prediction of the held-out "
+    "cases, which the race scores) runs after it and is not counted, as segtool's prediction of them is not; "
+    "everything else is nnUNetTrainer's default",
 )
 
 TRAINER_SOURCE = f'''\
@@ -50,10 +51,6 @@ from nnunetv2.training.nnUNetTrainer.nnUNetTrainer import nnUNetTrainer
 DEADLINE_ENV = "{DEADLINE_ENV}"
 EPOCH_SHARE = 0.1  # of the time left: the first epoch's length
 VAL_RATIO = 50 / 250  # nnU-Net's num_val_iterations_per_epoch / num_iterations_per_epoch
-RESERVE_FACTOR = 1.5  # forwards ran ~1.35x slower in validation than measured (export workers compete)
-RESERVE_FIXED_S = 30.0  # export workers' start-up, reading, resampling and writing (~25 s for 2 small cases)
-
-
 LAST_EPOCH_MIN_SHARE = 0.25  # a last, shorter epoch only where at least this share of one fits
 LAST_EPOCH_MARGIN = 0.9  # of that share: an epoch's fixed costs do not shrink with its iterations
 
@@ -73,49 +70,11 @@ def last_epoch_share(epoch_seconds, seconds_left):
     return LAST_EPOCH_MARGIN * share if share >= LAST_EPOCH_MIN_SHARE else 0.0
 
 
-def sliding_window_tiles(shape, patch, step=0.5):
-    """Windows nnU-Net's predictor runs over a case of spatial ``shape`` (as compute_steps_for_sliding_window;
-    a 2D patch on 3D data: per slice of the first axis; a case smaller than the patch is padded to it)."""
-    shape = list(shape)
-    count = 1
-    if len(patch) < len(shape):
-        count, shape = shape[0], shape[1:]
-    for size, p in zip(shape, patch):
-        count *= int(np.ceil((size - p) / (p * step))) + 1 if size > p else 1
-    return count
-
-
 class {TRAINER_NAME}(nnUNetTrainer):
-    def _validation_reserve(self):
-        """Seconds to keep for the final validation, and the record of how they were estimated."""
-        _, val_keys = self.do_split()
-        dataset = self.dataset_class(self.preprocessed_dataset_folder, val_keys,
-                                     folder_with_segs_from_previous_stage=self.folder_with_segs_from_previous_stage)
-        patch = list(self.configuration_manager.patch_size)
-        tiles = sum(sliding_window_tiles(dataset.load_case(k)[0].shape[1:], patch) for k in val_keys)
-        mirrors = 2 ** len(self.inference_allowed_mirroring_axes or ())
-        x = torch.zeros((1, self.num_input_channels, *patch), device=self.device)
-        self.network.eval()
-        times = []
-        with torch.no_grad():
-            self.network(x)
-            for _ in range(3):  # the fastest of three: the data-loading workers are busy filling their queues
-                start = time.time()
-                self.network(x)
-                times.append(time.time() - start)
-        forward = min(times)
-        self.network.train()
-        estimate = tiles * mirrors * forward
-        reserve = RESERVE_FACTOR * estimate + RESERVE_FIXED_S
-        return reserve, {{"validation_cases": len(val_keys), "windows": tiles, "mirrorings": mirrors,
-                          "forward_s": round(forward, 4), "validation_estimate_s": round(estimate, 1),
-                          "validation_reserve_s": round(reserve, 1)}}
-
     def run_training(self):
         deadline = float(os.environ[DEADLINE_ENV])
         self.on_train_start()
-        reserve, record = self._validation_reserve()
-        stop_at = deadline - reserve
+        stop_at, record = deadline, {{}}
         first_epoch_end = time.time() + EPOCH_SHARE * max(0.0, stop_at - time.time())
         epoch_seconds, last_share, last_epoch_iterations = [], 0.0, None
         while self.current_epoch < self.num_epochs:

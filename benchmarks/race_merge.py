@@ -83,6 +83,7 @@ def _merged_side(side: str, results: Sequence[dict], names: Sequence[str]) -> di
         out["scoring_s"] = round(sum(rec.get("scoring_s") or 0.0 for rec in records), 1)
     else:
         out["folds"] = [dict(fold, fold=i) for i, rec in enumerate(records) for fold in rec.get("folds") or []]
+        out["prediction_s"] = round(sum(rec.get("prediction_s") or 0.0 for rec in records), 1)
         configurations = sorted({rec.get("configuration") for rec in records if rec.get("configuration")})
         out["configuration"] = ", ".join(configurations)
         out["configuration_reason"] = "; ".join(sorted({rec.get("configuration_reason") or "" for rec in records}))

@@ -191,44 +191,35 @@ def test_trainer_source_names_and_helpers(budget_trainer, trainer_module):
     assert share(10.0, 7.0) == pytest.approx(0.63) and share(0.0, 5.0) == 0.0 and share(10.0, -1.0) == 0.0
     fit = namespace["epochs_that_fit"]
     assert fit(1, 10.0, 95.0) == 10 and fit(4, 10.0, 5.0) == 4 and fit(0, 10.0, -3.0) == 1 and fit(2, 0.0, 50.0) == 2
-    tiles = namespace["sliding_window_tiles"]
-    assert tiles([20, 56, 64], [20, 56, 64]) == 1
-    assert tiles([34, 57, 57], [20, 56, 64]) == 3 * 2 * 1  # as compute_steps_for_sliding_window: ceil((34-20)/10)+1
-    assert tiles([10, 20, 30], [20, 40]) == 10  # a 2D patch on a 3D array: per slice, padded to the patch
-    assert tiles([10, 30, 30], [20, 40]) == 10 * 2
-    assert tiles([1, 200, 100], [128, 96]) == 3 * 2
 
 
-def test_trainer_stops_before_the_deadline_less_the_reserve(budget_trainer, trainer_module, monkeypatch, tmp_path):
+def test_trainer_stops_training_by_the_deadline(budget_trainer, trainer_module, monkeypatch, tmp_path):
     namespace, clock = trainer_module
     cls = namespace[budget_trainer.TRAINER_NAME]
-    monkeypatch.setattr(cls, "_validation_reserve", lambda self: (10.0, {"validation_reserve_s": 10.0}), raising=True)
     monkeypatch.setenv(budget_trainer.DEADLINE_ENV, repr(clock.now + 60.0))
     trainer = cls()
     trainer.output_folder = str(tmp_path)
     trainer.run_training()
 
-    # first epoch: a tenth of the 50 s before the reserve -> 5 steps of 1 s; then 1 validation step
-    assert trainer.calls[:4] == ["start", ("lr_max_steps", 1000), ("train", 5), ("val", 1)]
-    assert trainer.num_iterations_per_epoch == 5 and trainer.num_val_iterations_per_epoch == 1
+    # first epoch: a tenth of the 60 s -> 6 steps of 1 s; then round(6 x 0.2) = 1 validation step
+    assert trainer.calls[:4] == ["start", ("lr_max_steps", 1000), ("train", 6), ("val", 1)]
+    assert trainer.num_iterations_per_epoch == 6 and trainer.num_val_iterations_per_epoch == 1
     assert trainer.calls[-1] == "end"
-    assert clock.now <= 1000.0 + 60.0 - 10.0  # training ended before deadline - reserve
     assert trainer.current_epoch == trainer.num_epochs == trainer.lr_scheduler.max_steps
-    # 5.1 s epochs: 9 x 5.1 = 45.9 s <= 50 s < 10 x 5.1; the 4.1 s left over (0.80 of an epoch) buy a tenth,
-    # shorter epoch: int(0.9 x 0.80 x 5) = 3 training steps and one validation step, ending at 49.0 s
+    # 6.1 s epochs: 9 x 6.1 = 54.9 s <= 60 s < 10 x 6.1; the 5.1 s left over (0.84 of an epoch) buy a tenth,
+    # shorter epoch: int(0.9 x 0.84 x 6) = 4 training steps and one validation step, ending at 59.0 s
     assert trainer.current_epoch == 10
-    assert trainer.calls[-3:] == [("train", 3), ("val", 1), "end"]
-    assert trainer.calls.count(("train", 5)) == 9
-    assert clock.now == pytest.approx(1000.0 + 49.0)
+    assert trainer.calls[-3:] == [("train", 4), ("val", 1), "end"]
+    assert trainer.calls.count(("train", 6)) == 9
+    assert clock.now == pytest.approx(1000.0 + 59.0)  # training ends by the deadline; nothing is reserved
     record = json.loads((tmp_path / "segtool_budget.json").read_text())
-    assert record["epochs"] == 10 and record["iterations_per_epoch"] == 5 and record["validation_reserve_s"] == 10.0
-    assert record["last_epoch_iterations"] == 3
+    assert record["epochs"] == 10 and record["iterations_per_epoch"] == 6 and record["last_epoch_iterations"] == 4
+    assert "validation_reserve_s" not in record and record["seconds_left_after_training"] == pytest.approx(1.0)
 
 
 def test_trainer_first_epoch_keeps_nnunets_250_when_time_allows(budget_trainer, trainer_module, monkeypatch, tmp_path):
     namespace, clock = trainer_module
     cls = namespace[budget_trainer.TRAINER_NAME]
-    monkeypatch.setattr(cls, "_validation_reserve", lambda self: (0.0, {}), raising=True)
     monkeypatch.setenv(budget_trainer.DEADLINE_ENV, repr(clock.now + 10_000.0))
     trainer = cls()
     trainer.output_folder = str(tmp_path)
@@ -447,3 +438,14 @@ def test_merging_reads_an_infinite_distance_back_from_the_records_json(race_merg
     table = json.loads(out.read_text())["table"].splitlines()
     assert "| mt1 | 1 | gm | 0.600 | 0.000 | 1.00 | ∞ |" in table
     assert "| **mean** | | gm | **0.750** (2) | **0.400** (2) | 1.00 | 2.00 (1 ∞) |" in table
+
+
+def test_race_table_says_the_final_validation_is_not_counted(race_report, budget_trainer):
+    result = result_fixture(budget_trainer)
+    fold = result["sides"]["nnunet"]["folds"][0]
+    del fold["trainer"]["validation_reserve_s"]  # the trainer since 2026-12-07 evening reserves nothing
+    fold["final_validation_s"] = 523.0
+    text = race_report.race_table(result)
+    assert ("nnU-Net fold 0: 4 epoch(s) of 6 iteration(s) (+1 validation); training ended 9 s before its deadline; "
+            "final validation (the held-out prediction, not counted) 523 s;") in text
+    assert "reserved" not in text
