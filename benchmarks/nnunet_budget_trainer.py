@@ -74,8 +74,8 @@ class {TRAINER_NAME}(nnUNetTrainer):
     def run_training(self):
         deadline = float(os.environ[DEADLINE_ENV])
         self.on_train_start()
-        stop_at, record = deadline, {{}}
-        first_epoch_end = time.time() + EPOCH_SHARE * max(0.0, stop_at - time.time())
+        record = {{}}
+        first_epoch_end = time.time() + EPOCH_SHARE * max(0.0, deadline - time.time())
         epoch_seconds, last_share, last_epoch_iterations = [], 0.0, None
         while self.current_epoch < self.num_epochs:
             start = time.time()
@@ -106,7 +106,7 @@ class {TRAINER_NAME}(nnUNetTrainer):
             else:
                 last_epoch_iterations = len(train_outputs)
             mean = float(np.mean(epoch_seconds[1:] or epoch_seconds))
-            left = stop_at - time.time()
+            left = deadline - time.time()
             self.num_epochs = epochs_that_fit(self.current_epoch, mean, left)
             last_share = last_epoch_share(mean, left)
             if last_share > 0:
