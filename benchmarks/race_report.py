@@ -92,6 +92,8 @@ def _time_lines(result: dict, sides: list[str]) -> list[str]:
         s = result["sides"][side]
         steps = s.get("steps") or []
         parts = "; ".join(f"{st['step']} {st['wall_s']:.0f} s" for st in steps)
+        if s.get("prediction_s"):  # nnUNetv2_train's step includes its final validation, which is not counted
+            parts += f"; less its final validation {s['prediction_s']:.0f} s (not counted)"
         rss = max((st["max_rss_mb"] for st in steps if st.get("max_rss_mb") is not None), default=None)
         pss = max((st["peak_pss_mb"] for st in steps if st.get("peak_pss_mb") is not None), default=None)
         allowed = result["budget_s"] * len(result["split"]["folds"])

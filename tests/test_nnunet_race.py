@@ -449,3 +449,7 @@ def test_race_table_says_the_final_validation_is_not_counted(race_report, budget
     assert ("nnU-Net fold 0: 4 epoch(s) of 6 iteration(s) (+1 validation); training ended 9 s before its deadline; "
             "final validation (the held-out prediction, not counted) 523 s;") in text
     assert "reserved" not in text
+    nnunet = result["sides"]["nnunet"]
+    nnunet["steps"][1]["wall_s"], nnunet["prediction_s"], nnunet["wall_s"] = 693.0, 523.0, 171.0
+    assert ("| nnU-Net | 171 s | conversion 1 s; nnUNetv2_train fold 0 693 s; less its final validation 523 s "
+            "(not counted) | 2.44 GB | 2.93 GB | 180 s allowed: 9 s unused |") in race_report.race_table(result).splitlines()
