@@ -74,7 +74,6 @@ class {TRAINER_NAME}(nnUNetTrainer):
     def run_training(self):
         deadline = float(os.environ[DEADLINE_ENV])
         self.on_train_start()
-        record = {{}}
         first_epoch_end = time.time() + EPOCH_SHARE * max(0.0, deadline - time.time())
         epoch_seconds, last_share, last_epoch_iterations = [], 0.0, None
         while self.current_epoch < self.num_epochs:
@@ -113,11 +112,12 @@ class {TRAINER_NAME}(nnUNetTrainer):
                 self.num_epochs += 1
             self.lr_scheduler.max_steps = self.num_epochs
         self.on_train_end()
-        record.update(iterations_per_epoch=self.num_iterations_per_epoch,
+        end = time.time()
+        record = dict(iterations_per_epoch=self.num_iterations_per_epoch,
                       val_iterations_per_epoch=self.num_val_iterations_per_epoch, epochs=self.current_epoch,
                       last_epoch_iterations=last_epoch_iterations,
                       epoch_seconds=[round(s, 2) for s in epoch_seconds], deadline=deadline,
-                      training_end=time.time(), seconds_left_after_training=round(deadline - time.time(), 1))
+                      training_end=end, seconds_left_after_training=round(deadline - end, 1))
         self.print_to_log_file("segtoolBudget:", json.dumps(record))
         with open(join(self.output_folder, "segtool_budget.json"), "w") as f:
             json.dump(record, f, indent=1)

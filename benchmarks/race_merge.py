@@ -49,6 +49,12 @@ SAME = ("task", "budget_s")
 
 
 def _check(results: Sequence[dict]) -> None:
+    _check_alike(results)
+    _check_each_case_once(results)
+
+
+def _check_alike(results: Sequence[dict]) -> None:
+    """The runs share task, budget, scored names and grouping (SAME and the rest)."""
     first = results[0]
     for i, result in enumerate(results[1:], start=1):
         for key in SAME:
@@ -58,6 +64,9 @@ def _check(results: Sequence[dict]) -> None:
             raise ValueError(f"run {i} scores other names than run 0")
         if result["split"].get("group_by") != first["split"].get("group_by"):
             raise ValueError(f"run {i} groups subjects otherwise than run 0")
+
+
+def _check_each_case_once(results: Sequence[dict]) -> None:
     seen: dict[str, int] = {}
     for i, result in enumerate(results):
         for case in result.get("fold_of") or {}:
@@ -104,7 +113,7 @@ def join_sides(results: Sequence[dict]) -> list[dict]:
             joined.append(result)
             continue
         base = joined[partner]
-        _check([base, dict(result, fold_of={})])
+        _check_alike([base, result])  # the same held-out cases, by design
         twice = sorted(set(base["sides"]) & set(result["sides"]))
         if twice:
             raise ValueError(f"run {i} runs {', '.join(twice)} again on an earlier run's split (the same held-out cases)")

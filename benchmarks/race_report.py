@@ -115,17 +115,16 @@ def _notes(result: dict) -> list[str]:
         notes.append(f"segtool's re-prediction of the held-out cases for scoring: {seg['scoring_s']:.0f} s (not counted).")
     for fold in (result["sides"].get("nnunet") or {}).get("folds") or []:
         rec = fold.get("trainer") or {}
+        ended, validation = _deadline(fold.get("over_deadline_s")), _f(fold.get("final_validation_s"), 0)
+        if "validation_reserve_s" in rec:  # the rule before 2026-12-07 evening
+            timing = (f"final validation reserved {rec['validation_reserve_s']} s inside the budget (the rule before "
+                      f"2026-12-07 evening), took {validation} s; ended {ended}")
+        else:
+            timing = f"training ended {ended}; final validation (the held-out prediction, not counted) {validation} s"
         notes.append(
             f"nnU-Net fold {fold['fold']}: {rec.get('epochs', '?')} epoch(s) of {rec.get('iterations_per_epoch', '?')} "
-            f"iteration(s) (+{rec.get('val_iterations_per_epoch', '?')} validation); "
-            + (f"final validation reserved {rec['validation_reserve_s']} s inside the budget (the rule before "
-               f"2026-12-07 evening), took {_f(fold.get('final_validation_s'), 0)} s; ended "
-               if "validation_reserve_s" in rec else "training ended ")
-            + f"{_deadline(fold.get('over_deadline_s'))}"
-            + ("" if "validation_reserve_s" in rec else
-               f"; final validation (the held-out prediction, not counted) {_f(fold.get('final_validation_s'), 0)} s")
-            + "; nnU-Net's own validation Dice "
-            + f"(summary.json, foreground mean) {_f(fold.get('own_foreground_dice'), 3)}"
+            f"iteration(s) (+{rec.get('val_iterations_per_epoch', '?')} validation); {timing}; nnU-Net's own "
+            f"validation Dice (summary.json, foreground mean) {_f(fold.get('own_foreground_dice'), 3)}"
             + (f"; no prediction for {', '.join(fold['missing'])}" if fold.get("missing") else "") + ".")
     return notes
 
