@@ -10,7 +10,8 @@ from ``segtool train --folds K``'s cross_validation.json, or ``race_split.make_s
 The runs must share the task, the budget, the names scored and the subject grouping, and hold out
 different cases; fold i is the i-th file. Per side: the per-case scores are joined and the means
 computed again (``race_scoring.means``), the steps listed per fold and their wall times summed,
-nnU-Net's fold records renumbered. A side that failed in any run is reported as failed. Each one-fold
+nnU-Net's fold records renumbered. A side that failed in any run is reported as failed; one not run yet in
+some runs (a fold's other side run alone so far) is merged over the runs it has, and the table says so. Each one-fold
 run paid nnU-Net's conversion, fingerprint, planning and preprocessing again, inside that fold's
 budget (about a minute at 2 cores), where one K-fold run pays them once.
 
@@ -76,22 +77,29 @@ def _check_each_case_once(results: Sequence[dict]) -> None:
 
 
 def _merged_side(side: str, results: Sequence[dict], names: Sequence[str]) -> dict:
-    records = [r["sides"].get(side) or {"error": "not run"} for r in results]
-    failed = [f"run {i}: {rec['error']}" for i, rec in enumerate(records) if "error" in rec]
+    """One side's record over the folds: scores joined, means again, times summed. A fold where the side is still to
+    run (its record absent: e.g. the other side's run alone so far) is left out and named in ``folds_not_run``; a
+    fold where it failed fails the side."""
+    not_run = [i for i, r in enumerate(results) if side not in r["sides"]]
+    records = [r["sides"][side] for r in results if side in r["sides"]]
+    run_folds = [i for i, r in enumerate(results) if side in r["sides"]]
+    failed = [f"run {i}: {rec['error']}" for i, rec in zip(run_folds, records) if "error" in rec]
     if failed:
         return {"error": "; ".join(failed)}
     per_case = {case: row for rec in records for case, row in (rec.get("per_case") or {}).items()}
     out = {"per_case": per_case, "mean": race_scoring.means(per_case, names),
-           "steps": [dict(step, step=f"fold {i}: {step['step']}") for i, rec in enumerate(records)
+           "steps": [dict(step, step=f"fold {i}: {step['step']}") for i, rec in zip(run_folds, records)
                      for step in rec.get("steps") or []],
            "wall_s": round(sum(rec.get("wall_s") or 0.0 for rec in records), 2)}
+    if not_run:
+        out["folds_not_run"] = not_run
     if side == "segtool":
         own = {case: row for rec in records for case, row in (rec.get("own_per_case") or {}).items()}
         out["own_per_case"] = own
         out["own_mean"] = race_scoring.means(own, names) if own else {}
         out["scoring_s"] = round(sum(rec.get("scoring_s") or 0.0 for rec in records), 1)
     else:
-        out["folds"] = [dict(fold, fold=i) for i, rec in enumerate(records) for fold in rec.get("folds") or []]
+        out["folds"] = [dict(fold, fold=i) for i, rec in zip(run_folds, records) for fold in rec.get("folds") or []]
         out["prediction_s"] = round(sum(rec.get("prediction_s") or 0.0 for rec in records), 1)
         configurations = sorted({rec.get("configuration") for rec in records if rec.get("configuration")})
         out["configuration"] = ", ".join(configurations)

@@ -46,8 +46,12 @@ def race_table(result: dict) -> str:
         lines.append(f"Scored again (`--rescore {result['rescored_from']}`): the same trained models' held-out "
                      "predictions made (segtool) or read (nnU-Net) anew; training, times and memory as first run.")
     for side in sides:
-        if result["sides"][side].get("error"):
-            lines.append(f"**{SIDE_TITLES[side]} failed**: {result['sides'][side]['error']}")
+        record = result["sides"][side]
+        if record.get("error"):
+            lines.append(f"**{SIDE_TITLES[side]} failed**: {record['error']}")
+        elif record.get("folds_not_run"):
+            lines.append(f"**{SIDE_TITLES[side]} not run yet in fold(s) {', '.join(map(str, record['folds_not_run']))}**: "
+                         "its means, wall time and budget are over its other folds only.")
     lines += _score_lines(result, sides) + _time_lines(result, sides)
     notes = _notes(result)
     if notes:
@@ -96,7 +100,7 @@ def _time_lines(result: dict, sides: list[str]) -> list[str]:
             parts += f"; less its final validation {s['prediction_s']:.0f} s (not counted)"
         rss = max((st["max_rss_mb"] for st in steps if st.get("max_rss_mb") is not None), default=None)
         pss = max((st["peak_pss_mb"] for st in steps if st.get("peak_pss_mb") is not None), default=None)
-        allowed = result["budget_s"] * len(result["split"]["folds"])
+        allowed = result["budget_s"] * (len(result["split"]["folds"]) - len(s.get("folds_not_run") or []))
         wall = s.get("wall_s")
         over = "-" if wall is None else f"{allowed:.0f} s allowed: " + (
             f"{wall - allowed:.0f} s over" if wall > allowed else f"{allowed - wall:.0f} s unused")

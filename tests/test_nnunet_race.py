@@ -420,8 +420,23 @@ def test_a_folds_two_sides_run_apart_are_joined_before_the_folds_merge(race_merg
     assert alone["cpu"] == "Other / Test CPU, 2 cores usable (the runs differ)"
     with pytest.raises(ValueError, match="run 1 runs segtool again"):
         race_merge.merge([side_only("9604", "segtool", 0.9, 0.8), side_only("9604", "segtool", 0.5, 0.5)])
+    # a fold whose nnU-Net side is still to run: nnU-Net's means over the other fold, and the table says so
     half = race_merge.merge([side_only("9604", "segtool", 0.9, 0.8), one_fold(budget_trainer, "mt1", 0.6, 0.7, -1.0)])
-    assert half["sides"]["nnunet"] == {"error": "run 0: not run"}  # a fold whose nnU-Net side is still to run
+    assert half["sides"]["nnunet"]["folds_not_run"] == [0] and "folds_not_run" not in half["sides"]["segtool"]
+    assert half["sides"]["nnunet"]["mean"]["gm"]["dice"] == pytest.approx(0.7)
+    assert [f["fold"] for f in half["sides"]["nnunet"]["folds"]] == [1]
+    assert half["sides"]["segtool"]["mean"]["gm"]["dice"] == pytest.approx(0.75)
+    table = race_report.race_table(half)
+    assert "**nnU-Net not run yet in fold(s) 0**: its means, wall time and budget are over its other folds only." in table
+    lines = table.splitlines()
+    assert "| 9604 | 0 | gm | 0.900 | - | 1.00 | - |" in lines
+    assert "| **mean** | | gm | **0.750** (2) | **0.700** (1) | 1.00 | 2.00 |" in lines
+    nn_time = next(line for line in lines if line.startswith("| nnU-Net | "))
+    assert "180 s allowed" in nn_time  # one fold's budget, not two
+    failed = side_only("9604", "nnunet", 0.9, 0.8)
+    failed["sides"]["nnunet"] = {"error": "nnUNetv2_train exited 1"}
+    assert race_merge.merge([failed, one_fold(budget_trainer, "mt1", 0.6, 0.7, -1.0)])["sides"]["nnunet"] == {
+        "error": "run 0: nnUNetv2_train exited 1"}
 
 
 def test_merging_reads_an_infinite_distance_back_from_the_records_json(race_merge, race_report, budget_trainer,
