@@ -113,7 +113,8 @@ def _notes(result: dict) -> list[str]:
     notes = []
     seg = result["sides"].get("segtool") or {}
     if seg.get("own_mean"):
-        own = ", ".join(f"{k} {_f(v.get('dice'), 3)}" for k, v in seg["own_mean"].items())
+        # the names its training validation scored (labels; the regions a task scores are the race's own)
+        own = ", ".join(f"{k} {_f(v['dice'], 3)}" for k, v in seg["own_mean"].items() if v.get("dice") is not None)
         notes.append(f"segtool's own held-out Dice (its training run's validation): {own}.")
     if seg.get("scoring_s") is not None:
         notes.append(f"segtool's re-prediction of the held-out cases for scoring: {seg['scoring_s']:.0f} s (not counted).")

@@ -296,7 +296,8 @@ def result_fixture(budget_trainer, group_by=None):
 
 
 def test_race_table_from_hand_made_numbers(race_report, budget_trainer):
-    text = race_report.race_table(result_fixture(budget_trainer))
+    result = result_fixture(budget_trainer)
+    text = race_report.race_table(result)
     lines = text.splitlines()
     assert lines[0] == "## segtool vs nnU-Net: spinal-gm, budget 3m (180 s) per fold model"
     assert "CPU: Test CPU, 2 cores usable; device cpu." in text and "nnU-Net configuration: 3d_fullres" in text
@@ -310,6 +311,8 @@ def test_race_table_from_hand_made_numbers(race_report, budget_trainer):
     assert ("| nnU-Net | 171 s | conversion 1 s; nnUNetv2_train fold 0 170 s | 2.44 GB | 2.93 GB | 180 s allowed: 9 s unused |"
             in lines)
     assert "segtool's own held-out Dice (its training run's validation): gm 0.810." in text
+    result["sides"]["segtool"]["own_mean"]["whole_tumour"] = {"dice": None, "cases": 0}  # a region it does not score
+    assert "segtool's own held-out Dice (its training run's validation): gm 0.810." in race_report.race_table(result)
     assert "nnU-Net fold 0: 4 epoch(s) of 6 iteration(s) (+1 validation)" in text and "no prediction for mt1" in text
     assert "ended 9 s before its deadline" in text
 
