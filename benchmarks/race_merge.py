@@ -80,15 +80,15 @@ def _merged_side(side: str, results: Sequence[dict], names: Sequence[str]) -> di
     """One side's record over the folds: scores joined, means again, times summed. A fold where the side is still to
     run (its record absent: e.g. the other side's run alone so far) is left out and named in ``folds_not_run``; a
     fold where it failed fails the side."""
-    not_run = [i for i, r in enumerate(results) if side not in r["sides"]]
-    records = [r["sides"][side] for r in results if side in r["sides"]]
-    run_folds = [i for i, r in enumerate(results) if side in r["sides"]]
-    failed = [f"run {i}: {rec['error']}" for i, rec in zip(run_folds, records) if "error" in rec]
+    ran = {i: r["sides"][side] for i, r in enumerate(results) if side in r["sides"]}  # fold -> this side's record
+    records = list(ran.values())
+    not_run = [i for i in range(len(results)) if i not in ran]
+    failed = [f"run {i}: {rec['error']}" for i, rec in ran.items() if "error" in rec]
     if failed:
         return {"error": "; ".join(failed)}
     per_case = {case: row for rec in records for case, row in (rec.get("per_case") or {}).items()}
     out = {"per_case": per_case, "mean": race_scoring.means(per_case, names),
-           "steps": [dict(step, step=f"fold {i}: {step['step']}") for i, rec in zip(run_folds, records)
+           "steps": [dict(step, step=f"fold {i}: {step['step']}") for i, rec in ran.items()
                      for step in rec.get("steps") or []],
            "wall_s": round(sum(rec.get("wall_s") or 0.0 for rec in records), 2)}
     if not_run:
@@ -99,7 +99,7 @@ def _merged_side(side: str, results: Sequence[dict], names: Sequence[str]) -> di
         out["own_mean"] = race_scoring.means(own, names) if own else {}
         out["scoring_s"] = round(sum(rec.get("scoring_s") or 0.0 for rec in records), 1)
     else:
-        out["folds"] = [dict(fold, fold=i) for i, rec in zip(run_folds, records) for fold in rec.get("folds") or []]
+        out["folds"] = [dict(fold, fold=i) for i, rec in ran.items() for fold in rec.get("folds") or []]
         out["prediction_s"] = round(sum(rec.get("prediction_s") or 0.0 for rec in records), 1)
         configurations = sorted({rec.get("configuration") for rec in records if rec.get("configuration")})
         out["configuration"] = ", ".join(configurations)
